@@ -1,0 +1,735 @@
+/**
+ * The engine: every packet from a source (the kernel queue or a capture) goes through decode,
+ * the flow table, reassembly, the analyzer and the policy, and leaves with exactly one verdict,
+ * now or when its flow's decision settles. `run` and `replay` differ only in the source and sink.
+ */
+import { decodeIp } from '../packet/decode.js';
+import { tcpChecksumOk } from '../packet/checksum.js';
+import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
+import { Flow, type HeldPacket } from '../flow/flow.js';
+import { FlowTable } from '../flow/table.js';
+import { StreamReassembler } from '../reassembly/stream.js';
+import { seqAdd, seqDiff } from '../reassembly/seq.js';
+import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
+import { createAnalyzer } from '../protocols/dispatch.js';
+import { NF_ACCEPT, NF_DROP, NF_REPEAT, withMark, type VerdictSink, type VerdictValue } from '../verdict/sink.js';
+import { buildResetToServer } from '../verdict/reset.js';
+import { EngineStats } from './stats.js';
+import { engineOptions, type EngineOptions } from './options.js';
+import {
+  realScheduler, type DecideFn, type Decision, type DecisionEvent, type DecisionInfo, type FlowEndEvent,
+  type FlowgateEvent, type Scheduler, type Verdict,
+} from './types.js';
+
+/** NFQA_SKB_INFO bit: the checksum is not computed yet (locally generated or offloaded), so it cannot be checked. */
+export const SKB_CSUM_NOTREADY = 1;
+
+/** One packet as a source hands it over. `data` may be a view over a batch: the engine copies what it keeps. */
+export interface RawPacket {
+  id: number;
+  mark: number;
+  /** The IP packet. */
+  data: Uint8Array;
+  /** NFQA_SKB_INFO bits (1 = checksum not ready yet: do not verify). */
+  skbInfo: number;
+}
+
+/** Callbacks for embedders; every one receives the flow handle, completion included. */
+export interface EngineHooks {
+  /** A flow was created. */
+  newFlow?(flow: Flow): void;
+  /** A flow left the table; called exactly once per flow. */
+  complete?(flow: Flow, why: FlowEndEvent['why']): void;
+}
+
+/** How to build an engine. */
+export interface EngineInit {
+  decide: DecideFn;
+  sink: VerdictSink;
+  options?: Partial<EngineOptions>;
+  /** Monotonic milliseconds. */
+  now?: () => number;
+  /** ISO time for events. */
+  wallClock?: () => string;
+  scheduler?: Scheduler;
+  onEvent?: (event: FlowgateEvent) => void;
+  hooks?: EngineHooks;
+}
+
+interface Unit {
+  start: number;
+  info: UnitInfo;
+  opaque: boolean;
+  state: 'waiting' | 'deciding' | 'allowed';
+  /** A verdict forced without asking the policy (ambiguous, invalid). */
+  forced?: Decision;
+}
+
+interface Inspection {
+  analyzer: StreamAnalyzer;
+  units: Unit[];
+  /** Token of the decision in flight, to ignore late settles. */
+  token: number;
+  timer?: unknown;
+  decidingSince: number;
+  advancing?: boolean;
+}
+
+/** The packet path. One instance per queue. */
+export class Engine {
+  readonly options: EngineOptions;
+  readonly stats = new EngineStats();
+  readonly table: FlowTable;
+  private decide: DecideFn;
+  private readonly sink: VerdictSink;
+  private readonly now: () => number;
+  private readonly wallClock: () => string;
+  private readonly scheduler: Scheduler;
+  private readonly onEvent: (event: FlowgateEvent) => void;
+  private readonly hooks: EngineHooks;
+  private readonly inspections = new Map<Flow, Inspection>();
+  private heldBytesTotal = 0;
+  private tokens = 0;
+  /** The packet being handled and whether it was given a verdict or held. */
+  private current = -1;
+  private currentTaken = false;
+
+  constructor(init: EngineInit) {
+    this.options = engineOptions(init.options);
+    this.decide = init.decide;
+    this.sink = init.sink;
+    this.now = init.now ?? (() => performance.now());
+    this.wallClock = init.wallClock ?? (() => new Date().toISOString());
+    this.scheduler = init.scheduler ?? realScheduler;
+    this.onEvent = init.onEvent ?? (() => {});
+    this.hooks = init.hooks ?? {};
+    this.table = new FlowTable(this.options.limits.maxFlows);
+  }
+
+  /** Swaps the policy; decisions already in flight keep the one they started with. */
+  setPolicy(decide: DecideFn): void {
+    this.decide = decide;
+  }
+
+  /** Packets currently held, over all flows. */
+  get heldPackets(): number {
+    return this.stats.held;
+  }
+
+  /** Flows with a unit being decided or data being gathered. */
+  get inspectingFlows(): number {
+    return this.inspections.size;
+  }
+
+  /** What a flow waits for, for `flowgate flows`. */
+  waitingFor(flow: Flow): string {
+    const insp = this.inspections.get(flow);
+    if (insp === undefined) return flow.phase;
+    const deciding = insp.units.find((u) => u.state === 'deciding');
+    if (deciding !== undefined) return `decision (${deciding.info.sni ?? deciding.info.host ?? deciding.info.app})`;
+    if (flow.held.length > 0) return 'more data';
+    return 'next request';
+  }
+
+  /** Handles one packet: gives it a verdict now, or holds it. Never throws. */
+  handle(pkt: RawPacket): void {
+    this.stats.received++;
+    this.current = pkt.id;
+    this.currentTaken = false;
+    try {
+      this.route(pkt);
+    } catch (err) {
+      // A bug must not leave a packet without a verdict: count it and settle the packet per
+      // on_error, so the failure shows in metrics rather than as a stalled connection.
+      this.stats.count('internal_error');
+      this.stats.lastInternalError = err instanceof Error ? err.stack ?? err.message : String(err);
+      if (!this.currentTaken) this.verdict(pkt, this.options.onError === 'allow' ? NF_ACCEPT : NF_DROP);
+    }
+  }
+
+  private route(pkt: RawPacket): void {
+    const decoded = decodeIp(pkt.data);
+    if (decoded.kind !== 'tcp') {
+      // Fragments never reach the queue while conntrack defragments; anything else here is not ours to judge.
+      this.stats.count(decoded.kind === 'invalid' ? 'undecodable' : decoded.kind === 'fragment' ? 'fragment' : 'not_tcp');
+      this.verdict(pkt, decoded.kind === 'other' ? NF_ACCEPT : NF_DROP);
+      return;
+    }
+    const tcp = decoded.packet;
+    const now = this.now();
+    let flow = this.table.get(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+    if (flow === undefined) {
+      const tomb = this.table.tombstone(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+      if (tomb !== undefined) {
+        this.stats.count('straggler');
+        if (tomb === 'allow') this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
+        else this.verdict(pkt, NF_DROP);
+        return;
+      }
+      flow = this.createFlow(tcp, now);
+      if (flow === undefined) {
+        this.verdict(pkt, NF_ACCEPT);
+        return;
+      }
+    }
+    flow.lastSeen = now;
+    this.table.touch(flow);
+    const fromClient = flow.isFromClient(tcp.src, tcp.sport);
+    const dir = fromClient ? flow.c2s : flow.s2c;
+    dir.packets++;
+    dir.bytes += tcp.payload.length;
+    if (fromClient) {
+      flow.counters.packetsOut++;
+      flow.counters.bytesOut += tcp.payload.length;
+    } else {
+      flow.counters.packetsIn++;
+      flow.counters.bytesIn += tcp.payload.length;
+    }
+
+    if (flow.phase === 'blocked') {
+      this.verdict(pkt, NF_DROP);
+      return;
+    }
+    if (flow.phase === 'bypassed') {
+      this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
+      return;
+    }
+    if (!fromClient) {
+      this.trackServer(flow, tcp);
+      this.verdict(pkt, NF_ACCEPT);
+      this.maybeClose(flow, tcp);
+      return;
+    }
+    this.clientPacket(flow, pkt, tcp, now);
+  }
+
+  private createFlow(tcp: TcpPacket, now: number): Flow | undefined {
+    const syn = (tcp.flags & (SYN | ACK)) === SYN;
+    const synAck = (tcp.flags & (SYN | ACK)) === (SYN | ACK);
+    if (!syn && tcp.payload.length === 0) return undefined; // a bare ACK/FIN/RST of a connection we never knew: not ours
+    if (tcp.flags & RST) return undefined;
+    // The SYN sender is the client; a SYN-ACK's sender is the server; otherwise the first data sender.
+    const clientIsSrc = !synAck;
+    const client = clientIsSrc ? { addr: tcp.src, port: tcp.sport } : { addr: tcp.dst, port: tcp.dport };
+    const server = clientIsSrc ? { addr: tcp.dst, port: tcp.dport } : { addr: tcp.src, port: tcp.sport };
+    const flow = new Flow(this.table.keyOf(tcp.src, tcp.sport, tcp.dst, tcp.dport), tcp.family, client, server, now,
+      this.options.idPrefix);
+    if (!syn && !synAck) {
+      flow.midstream = true;
+      flow.tcp = 'established';
+      this.stats.count('midstream');
+    }
+    const evicted = this.table.add(flow, (victim) => this.inspections.has(victim));
+    if (evicted !== undefined) {
+      this.stats.count('evicted');
+      this.completeFlow(evicted, 'evicted', this.options.onLimit);
+    }
+    this.hooks.newFlow?.(flow);
+    return flow;
+  }
+
+  private trackServer(flow: Flow, tcp: TcpPacket): void {
+    const s = flow.s2c;
+    if (tcp.flags & SYN) {
+      s.isn = tcp.seq;
+      s.wscale = tcp.options.wscale ?? 0;
+      s.ttl = tcp.ttl;
+      if (flow.tcp === 'syn') flow.tcp = 'established';
+    }
+    const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & SYN ? 1 : 0) + (tcp.flags & FIN ? 1 : 0));
+    if (s.sndNxt === undefined || seqDiff(end, s.sndNxt) > 0) s.sndNxt = end;
+    if (tcp.flags & ACK) {
+      if (s.lastAck === undefined || seqDiff(tcp.ack, s.lastAck) > 0) s.lastAck = tcp.ack;
+      const scale = tcp.flags & SYN ? 0 : s.wscale;
+      s.window = tcp.window << scale;
+      if (s.window > s.maxWindow) s.maxWindow = s.window;
+    }
+    if (tcp.options.tsVal !== undefined) s.tsVal = tcp.options.tsVal;
+  }
+
+  private clientPacket(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number): void {
+    const c = flow.c2s;
+    const len = tcp.payload.length;
+    if (tcp.flags & SYN) {
+      if (c.isn === undefined) {
+        c.isn = tcp.seq;
+        c.wscale = tcp.options.wscale ?? 0;
+        c.ttl = tcp.ttl;
+        c.md5 = tcp.options.md5 === true;
+      }
+      // Data in a SYN (TCP Fast Open) is tentative until the SYN-ACK acknowledges it, and the
+      // client resends it otherwise. Such data is not inspected; it passes with the SYN only
+      // when the server has no cookie for the client, so a real filter sees it again after.
+      this.verdict(pkt, NF_ACCEPT);
+      return;
+    }
+    if (tcp.flags & RST) {
+      // An RST carries no stream data the server keeps; a flow it really ends times out as closing.
+      this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
+      flow.tcp = 'closing';
+      return;
+    }
+    if (len === 0 && (!(tcp.flags & FIN) || flow.held.length === 0)) {
+      // Pure ACKs, and a FIN with nothing held in front of it, pass at once.
+      this.trackClientAck(flow, tcp);
+      this.verdict(pkt, NF_ACCEPT);
+      this.maybeClose(flow, tcp);
+      return;
+    }
+    if (len > 0) {
+      const bad = this.discardReason(flow, pkt, tcp);
+      if (bad !== undefined) {
+        this.stats.count(`evasion_${bad}`);
+        this.verdict(pkt, NF_DROP);
+        return;
+      }
+    }
+    this.trackClientAck(flow, tcp);
+    if (flow.stream === undefined) {
+      flow.stream = new StreamReassembler(c.isn !== undefined ? seqAdd(c.isn, 1) : tcp.seq, {
+        maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
+        maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
+      });
+      if (c.isn === undefined) flow.midstream = true;
+      flow.tcp = 'established';
+      this.beginInspection(flow);
+      if (flow.midstream && this.options.midstream !== 'inspect') {
+        this.hold(flow, pkt, tcp, now, Infinity);
+        this.force(flow, { verdict: this.options.midstream, reason: 'midstream' }, { app: 'unknown' });
+        return;
+      }
+    }
+    const inspection = this.inspections.get(flow);
+    if (inspection === undefined) {
+      this.verdict(pkt, NF_ACCEPT);
+      return;
+    }
+    const stream = flow.stream;
+    const endOffset = stream.offsetOf(seqAdd(tcp.seq, len));
+    if (len > 0 && (tcp.flags & URG) !== 0) {
+      // The server takes the urgent byte out of the stream; rather than guess which one, refuse (EVASION.md 10).
+      if (this.hold(flow, pkt, tcp, now, endOffset)) {
+        this.force(flow, { verdict: this.options.onAmbiguous, reason: 'ambiguous:urgent' }, { app: flow.app ?? 'unknown' });
+      }
+      return;
+    }
+    const before = stream.offset;
+    const res = len > 0 ? stream.insert(tcp.seq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
+    switch (res.kind) {
+      case 'conflict':
+        this.stats.count('evasion_conflict');
+        if (this.options.onConflict === 'drop-packet') this.verdict(pkt, NF_DROP);
+        else if (this.hold(flow, pkt, tcp, now, endOffset)) {
+          this.force(flow, { verdict: 'block', reason: 'ambiguous:conflict' }, { app: flow.app ?? 'unknown' });
+        }
+        return;
+      case 'limit':
+        this.stats.count(`limit_${res.which}`);
+        if (this.hold(flow, pkt, tcp, now, endOffset)) {
+          this.force(flow, { verdict: this.options.onLimit, reason: 'limit' }, { app: flow.app ?? 'unknown' });
+        }
+        return;
+      case 'duplicate':
+        // A retransmission. Bytes from before the stream began were never sent: drop. If the
+        // first copy is still held this one is redundant; if it was released the server may need it.
+        if (endOffset <= 0) {
+          this.stats.count('evasion_before_isn');
+          this.verdict(pkt, NF_DROP);
+        } else if (endOffset <= this.clearedUntil(flow, inspection) && flow.held.length === 0) {
+          this.verdict(pkt, NF_ACCEPT);
+        } else {
+          this.stats.count('duplicate_dropped');
+          this.verdict(pkt, NF_DROP);
+        }
+        return;
+      case 'ok':
+        break;
+    }
+    if (res.added > 0) {
+      for (const ev of inspection.analyzer.feed(stream.view(before), before)) this.addUnit(flow, inspection, ev);
+    }
+    this.maybeClose(flow, tcp);
+    if (flow.c2s.finSeen && res.buffered === 0 && inspection.analyzer.frontier() < stream.offset) {
+      // The client closed in the middle of a unit: it will never be complete.
+      this.addUnit(flow, inspection, { kind: 'invalid', start: inspection.analyzer.frontier(), reason: 'truncated',
+        info: { app: flow.app ?? 'unknown' } });
+    }
+    // Bytes already covered by an allow (a request body) pass at once when nothing waits before them.
+    if (endOffset <= this.clearedUntil(flow, inspection) && flow.held.length === 0 && res.buffered === 0) {
+      this.verdict(pkt, NF_ACCEPT);
+    } else if (!this.hold(flow, pkt, tcp, now, endOffset)) {
+      return;
+    }
+    this.advance(flow, inspection);
+  }
+
+  /** Why a client data segment would be discarded by the server, or undefined (EVASION.md G4). */
+  private discardReason(flow: Flow, pkt: RawPacket, tcp: TcpPacket): string | undefined {
+    const c = flow.c2s;
+    const s = flow.s2c;
+    if (this.options.verifyChecksums && (pkt.skbInfo & SKB_CSUM_NOTREADY) === 0 && !tcpChecksumOk(tcp)) {
+      return 'bad_checksum';
+    }
+    if (!this.options.strictTcp) return undefined;
+    if (!(tcp.flags & ACK)) return 'no_ack';
+    if (tcp.hopByHopCount > 1) return 'ipv6_hbh';
+    if (tcp.options.md5 && !c.md5) return 'md5';
+    if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';
+    if (c.tsVal !== undefined && tcp.options.tsVal !== undefined && seqDiff(tcp.options.tsVal, c.tsVal) < 0) return 'paws';
+    if (s.lastAck !== undefined) {
+      const wnd = Math.max(s.maxWindow, 65535);
+      const end = seqAdd(tcp.seq, tcp.payload.length);
+      if (seqDiff(tcp.seq, seqAdd(s.lastAck, wnd)) >= 0) return 'out_of_window';
+      if (seqDiff(end, seqAdd(s.lastAck, -Math.max(c.maxWindow, 65535) >>> 0)) < 0) return 'out_of_window';
+    }
+    // Server packets stop reaching flowgate once a flow is inspected request by request: then its
+    // send window is unknown and the ACK cannot be judged.
+    if (s.sndNxt !== undefined && !this.repliesBypass(flow)) {
+      if (seqDiff(tcp.ack, s.sndNxt) > 0) return 'bad_ack';
+      if (c.lastAck !== undefined && seqDiff(tcp.ack, seqAdd(c.lastAck, -Math.max(c.maxWindow, 65535) >>> 0)) < 0) return 'bad_ack';
+    }
+    return undefined;
+  }
+
+  /** True when the server's packets no longer reach flowgate (a flow inspected request by request). */
+  private repliesBypass(flow: Flow): boolean {
+    return flow.counters.decisions > 0;
+  }
+
+  private trackClientAck(flow: Flow, tcp: TcpPacket): void {
+    const c = flow.c2s;
+    if (tcp.flags & ACK) {
+      if (c.lastAck === undefined || seqDiff(tcp.ack, c.lastAck) > 0) c.lastAck = tcp.ack;
+      c.window = tcp.window << c.wscale;
+      if (c.window > c.maxWindow) c.maxWindow = c.window;
+    }
+    if (tcp.options.tsVal !== undefined && (c.tsVal === undefined || seqDiff(tcp.options.tsVal, c.tsVal) > 0)) {
+      c.tsVal = tcp.options.tsVal;
+    }
+    const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & FIN ? 1 : 0));
+    if (c.sndNxt === undefined || seqDiff(end, c.sndNxt) > 0) c.sndNxt = end;
+  }
+
+  private beginInspection(flow: Flow): void {
+    if (this.inspections.size >= this.options.limits.maxInspectingFlows) {
+      this.stats.count('limit_inspecting_flows');
+      flow.phase = 'inspecting';
+      const insp: Inspection = { analyzer: createAnalyzer(this.options.limits), units: [], token: 0, decidingSince: 0 };
+      this.inspections.set(flow, insp);
+      insp.units.push({ start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
+        forced: { verdict: this.options.onLimit, reason: 'limit' } });
+      return;
+    }
+    flow.phase = 'inspecting';
+    this.inspections.set(flow, { analyzer: createAnalyzer(this.options.limits), units: [], token: 0, decidingSince: 0 });
+  }
+
+  /** Holds a packet; false if a limit forced a verdict instead. */
+  private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number): boolean {
+    if (pkt.id === this.current) this.currentTaken = true;
+    const entry: HeldPacket = { id: pkt.id, mark: pkt.mark, endOffset, seq: tcp.seq, bytes: tcp.payload.length, heldAt: now };
+    flow.held.push(entry);
+    flow.heldBytes += entry.bytes;
+    this.heldBytesTotal += entry.bytes;
+    flow.counters.heldPackets++;
+    this.stats.held++;
+    const l = this.options.limits;
+    if (flow.held.length > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
+      || this.heldBytesTotal > l.maxHeldBytesTotal) {
+      this.stats.count('limit_held');
+      this.force(flow, { verdict: this.options.onLimit, reason: 'limit' }, { app: flow.app ?? 'unknown' });
+      return false;
+    }
+    return true;
+  }
+
+  private addUnit(flow: Flow, insp: Inspection, ev: AnalyzerEvent): void {
+    flow.app = ev.info.app;
+    if (ev.kind === 'unit') {
+      insp.units.push({ start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
+      return;
+    }
+    const forced: Decision = ev.kind === 'ambiguous'
+      ? { verdict: this.options.onAmbiguous, reason: `ambiguous:${ev.reason}` }
+      : { verdict: this.options.onInvalid, reason: `invalid:${ev.reason}` };
+    insp.units.push({ start: ev.start, info: ev.info, opaque: true, state: 'waiting', forced });
+  }
+
+  /** Forces a verdict on the flow for the unit in progress (limits, conflicts, ambiguity). */
+  private force(flow: Flow, decision: Decision, info: UnitInfo): void {
+    const insp = this.inspections.get(flow);
+    if (insp === undefined) return;
+    // Anything already pending is superseded: the flow's fate is this decision.
+    if (insp.timer !== undefined) this.scheduler.clearTimeout(insp.timer);
+    insp.token = ++this.tokens;
+    const unit: Unit = { start: 0, info, opaque: true, state: 'waiting', forced: decision };
+    insp.units = [unit];
+    this.settle(flow, insp, unit, decision, insp.token);
+  }
+
+  /** Starts the next decision if none is in flight, and releases what is cleared. */
+  private advance(flow: Flow, insp: Inspection): void {
+    if (insp.advancing) return; // the outer call's loop picks up what changed
+    insp.advancing = true;
+    for (;;) {
+      const unit = insp.units.find((u) => u.state !== 'allowed');
+      if (unit === undefined || unit.state === 'deciding') break;
+      unit.state = 'deciding';
+      const token = (insp.token = ++this.tokens);
+      insp.decidingSince = this.now();
+      if (unit.forced !== undefined) {
+        this.settle(flow, insp, unit, unit.forced, token);
+      } else {
+        this.ask(flow, insp, unit, token);
+      }
+      if (flow.phase !== 'inspecting' || unit.state === 'deciding') break;
+    }
+    insp.advancing = false;
+    if (flow.phase === 'inspecting') this.releaseCleared(flow, insp);
+  }
+
+  private ask(flow: Flow, insp: Inspection, unit: Unit, token: number): void {
+    const info: DecisionInfo = {
+      flow: flow.id, src: flow.client.addr, sport: flow.client.port, dst: flow.server.addr, dport: flow.server.port,
+      ...unit.info,
+    };
+    let answer: ReturnType<DecideFn>;
+    try {
+      answer = this.decide(info, flow);
+    } catch {
+      this.stats.count('policy_error');
+      this.settle(flow, insp, unit, { verdict: this.options.onError, reason: 'error' }, token);
+      return;
+    }
+    if (!isPromiseLike(answer)) {
+      this.settle(flow, insp, unit, toDecision(answer, this.options.onError), token);
+      return;
+    }
+    this.stats.pausedFlows++;
+    insp.timer = this.scheduler.setTimeout(() => {
+      this.stats.count('decision_timeout');
+      this.settle(flow, insp, unit, { verdict: this.options.onTimeout, reason: 'timeout' }, token);
+    }, this.options.decisionTimeoutMs);
+    answer.then(
+      (value) => this.settle(flow, insp, unit, toDecision(value, this.options.onError), token),
+      () => {
+        this.stats.count('policy_error');
+        this.settle(flow, insp, unit, { verdict: this.options.onError, reason: 'error' }, token);
+      },
+    );
+  }
+
+  /** Applies a decision if it is still the one the flow waits for. */
+  private settle(flow: Flow, insp: Inspection, unit: Unit, decision: Decision, token: number): void {
+    if (insp.token !== token || this.inspections.get(flow) !== insp) return; // superseded or flow gone
+    insp.token = ++this.tokens; // a second settle of the same decision is ignored
+    if (insp.timer !== undefined) {
+      this.scheduler.clearTimeout(insp.timer);
+      insp.timer = undefined;
+      this.stats.pausedFlows--;
+    }
+    const now = this.now();
+    flow.counters.decisions++;
+    const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
+    this.stats.decided(decision, now - insp.decidingSince);
+    this.emitDecision(flow, unit.info, decision, flow.held.length, heldMs);
+    if (decision.verdict === 'block') {
+      this.block(flow, insp);
+      return;
+    }
+    unit.state = 'allowed';
+    if (unit.opaque) {
+      this.bypass(flow, insp);
+      return;
+    }
+    this.advance(flow, insp);
+  }
+
+  /** Stream offset up to which every byte is covered by an allow. */
+  private clearedUntil(flow: Flow, insp: Inspection): number {
+    if (flow.phase !== 'inspecting') return Infinity;
+    const waiting = insp.units.find((u) => u.state !== 'allowed');
+    return Math.min(insp.analyzer.frontier(), waiting?.start ?? Infinity);
+  }
+
+  /** Releases, in arrival order, every held packet whose bytes are all allowed. */
+  private releaseCleared(flow: Flow, insp: Inspection): void {
+    if (flow.held.length === 0) return;
+    const cleared = this.clearedUntil(flow, insp);
+    const now = this.now();
+    const keep: HeldPacket[] = [];
+    const m = this.options.marks;
+    for (const h of flow.held) {
+      if (h.endOffset <= cleared) {
+        // The first release of a flow inspected request by request marks it so replies bypass the queue.
+        this.unhold(flow, h, now);
+        this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
+      } else keep.push(h);
+    }
+    flow.held = keep;
+    // Units before the frontier are done; forget their bytes.
+    const stream = flow.stream;
+    if (stream !== undefined) stream.release(Math.min(cleared, insp.analyzer.consumed()));
+    insp.units = insp.units.filter((u) => u.state !== 'allowed');
+  }
+
+  private unhold(flow: Flow, h: HeldPacket, now: number): void {
+    flow.heldBytes -= h.bytes;
+    this.heldBytesTotal -= h.bytes;
+    flow.counters.heldMs += now - h.heldAt;
+    this.stats.held--;
+  }
+
+  /** Allowed for good: every held packet leaves in order, marked so the kernel stops queueing the flow. */
+  private bypass(flow: Flow, insp: Inspection): void {
+    const now = this.now();
+    const m = this.options.marks;
+    for (const h of flow.held) {
+      this.unhold(flow, h, now);
+      this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
+    }
+    flow.held = [];
+    void insp;
+    this.completeFlow(flow, 'bypassed');
+  }
+
+  /** Blocked: held packets are dropped; with `reset` the client gets an RST from the rules and the server one from us. */
+  private block(flow: Flow, insp: Inspection): void {
+    void insp;
+    const now = this.now();
+    const m = this.options.marks;
+    const held = flow.held;
+    flow.held = [];
+    // The server expects the lowest held byte next (nothing from there on was released).
+    let firstSeq: number | undefined;
+    for (const h of held) if (h.bytes > 0 && (firstSeq === undefined || seqDiff(h.seq, firstSeq) < 0)) firstSeq = h.seq;
+    const reset = this.options.blockAction !== 'drop';
+    for (let i = 0; i < held.length; i++) {
+      const h = held[i]!;
+      this.unhold(flow, h, now);
+      if (reset && i === held.length - 1) {
+        this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.block));
+      } else {
+        this.send(h.id, NF_DROP);
+      }
+    }
+    if (reset && firstSeq !== undefined && this.sink.sendRaw !== undefined) {
+      try {
+        this.sink.sendRaw(buildResetToServer(flow, firstSeq));
+        this.stats.count('server_resets');
+      } catch {
+        this.stats.count('server_reset_failed');
+      }
+    }
+    this.completeFlow(flow, 'blocked', reset ? 'block' : 'drop');
+  }
+
+  private maybeClose(flow: Flow, tcp: TcpPacket): void {
+    if (tcp.flags & (FIN | RST)) {
+      if (tcp.flags & FIN) (flow.isFromClient(tcp.src, tcp.sport) ? flow.c2s : flow.s2c).finSeen = true;
+      flow.tcp = 'closing';
+    }
+  }
+
+  /** Removes a flow, settling anything it still holds; calls `complete` exactly once. */
+  private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop'): void {
+    const insp = this.inspections.get(flow);
+    if (insp !== undefined) {
+      if (insp.timer !== undefined) {
+        this.scheduler.clearTimeout(insp.timer);
+        this.stats.pausedFlows--;
+      }
+      this.inspections.delete(flow);
+    }
+    if (flow.held.length > 0) {
+      // Only reached for timeouts, eviction and shutdown: the verdict was passed in as `tomb`.
+      const now = this.now();
+      const allow = tomb === 'allow';
+      const m = this.options.marks;
+      for (const h of flow.held) {
+        this.unhold(flow, h, now);
+        if (allow) this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
+        else this.send(h.id, NF_DROP);
+      }
+      flow.held = [];
+    }
+    flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
+    flow.stream = undefined;
+    this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : undefined);
+    this.hooks.complete?.(flow, why);
+    if (why === 'blocked' || why === 'bypassed') return;
+    this.onEvent(this.flowEnd(flow, why));
+  }
+
+  private flowEnd(flow: Flow, why: FlowEndEvent['why']): FlowEndEvent {
+    const c = flow.counters;
+    return {
+      type: 'flow_end', ts: this.wallClock(), flow: flow.id, src: flow.client.addr, sport: flow.client.port,
+      dst: flow.server.addr, dport: flow.server.port, ...(flow.app ? { app: flow.app } : {}), why,
+      packets_in: c.packetsIn, packets_out: c.packetsOut, bytes_in: c.bytesIn, bytes_out: c.bytesOut,
+      held_packets: c.heldPackets, held_ms: round2(c.heldMs), decisions: c.decisions,
+    };
+  }
+
+  private emitDecision(flow: Flow, info: UnitInfo, d: Decision, heldPackets: number, heldMs: number): void {
+    const event: DecisionEvent = {
+      type: 'decision', ts: this.wallClock(), flow: flow.id, src: flow.client.addr, sport: flow.client.port,
+      dst: flow.server.addr, dport: flow.server.port, ...info, app: info.app, verdict: d.verdict, reason: d.reason,
+      held_packets: heldPackets, held_ms: round2(heldMs),
+    };
+    this.onEvent(event);
+  }
+
+  /** Sweeps idle flows; call about once a second with the current time. */
+  tick(now = this.now()): void {
+    const t = this.options.timeouts;
+    const minTimeout = Math.min(t.synS, t.closingS, t.inspectingS, t.establishedS) * 1000;
+    for (const flow of this.table.oldest()) {
+      const idle = now - flow.lastSeen;
+      if (idle < minTimeout) break;
+      const limit = (flow.phase === 'inspecting' ? t.inspectingS
+        : flow.tcp === 'syn' ? t.synS : flow.tcp === 'closing' ? t.closingS : t.establishedS) * 1000;
+      if (idle >= limit) {
+        this.stats.count('timeout_flows');
+        this.completeFlow(flow, 'timeout', this.options.onTimeout);
+      }
+    }
+    this.table.expireTombstones(now);
+  }
+
+  /** Settles every held packet with `verdict` and empties the table (SIGTERM). */
+  shutdown(verdict: Verdict): void {
+    for (const flow of [...this.table.all()]) this.completeFlow(flow, 'shutdown', verdict);
+  }
+
+  /** Gives a packet its one verdict and counts it. */
+  private verdict(pkt: RawPacket, v: VerdictValue, mark?: number): void {
+    if (pkt.id === this.current) this.currentTaken = true;
+    this.send(pkt.id, v, mark);
+  }
+
+  /** The one place a verdict leaves the engine. */
+  private send(id: number, v: VerdictValue, mark?: number): void {
+    this.sink.verdict(id, v, mark);
+    this.stats.verdicted(v);
+  }
+}
+
+function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function toDecision(value: unknown, onError: Verdict): Decision {
+  if (value === 'allow' || value === 'block') return { verdict: value, reason: 'policy' };
+  if (typeof value === 'object' && value !== null) {
+    const v = value as { verdict?: unknown; reason?: unknown };
+    if (v.verdict === 'allow' || v.verdict === 'block') {
+      return { verdict: v.verdict, reason: typeof v.reason === 'string' && v.reason !== '' ? v.reason : 'policy' };
+    }
+  }
+  return { verdict: onError, reason: 'error' };
+}
+
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

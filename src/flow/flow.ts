@@ -1,0 +1,124 @@
+/**
+ * The flow handle: one TCP connection as flowgate sees it. The same object is passed to every
+ * callback and event of the connection, from its first packet to its completion; it is never null.
+ *
+ * Lifecycle (numbered as the engine walks it):
+ *  1. created by the first packet of an unknown connection (a SYN, or data when the start was missed);
+ *  2. handshake: SYN, SYN-ACK and ACK pass at once and are not held;
+ *  3. inspecting: client data is reassembled and held until the analyzer has a complete unit
+ *     (a ClientHello, a request head) and the policy has answered; this may repeat (one cycle per
+ *     HTTP request);
+ *  4. decided: allowed flows are marked so the kernel stops queueing them (or only their requests),
+ *     blocked flows are dropped or reset;
+ *  5. completed exactly once: FIN/RST seen both ways, idle timeout, eviction, bypass or shutdown.
+ */
+import type { StreamReassembler } from '../reassembly/stream.js';
+
+/** Where a flow stands in its lifecycle. */
+export type FlowPhase = 'handshake' | 'inspecting' | 'bypassed' | 'blocked' | 'closed';
+
+/** TCP state of the connection, coarse: enough to pick an idle timeout. */
+export type TcpState = 'syn' | 'established' | 'closing';
+
+/** Per-direction TCP bookkeeping. */
+export interface DirectionState {
+  /** Initial sequence number (the SYN's), when seen. */
+  isn?: number;
+  /** One past the highest sequence number sent in this direction. */
+  sndNxt?: number;
+  /** Highest acknowledgement number sent in this direction. */
+  lastAck?: number;
+  /** Window scale shift announced in this direction's SYN (0 when absent). */
+  wscale: number;
+  /** Last advertised window, scaled. */
+  window: number;
+  /** Largest window advertised so far, scaled. */
+  maxWindow: number;
+  /** Last RFC 7323 timestamp value sent, for PAWS. */
+  tsVal?: number;
+  /** TTL / hop limit of this direction's first packet. */
+  ttl?: number;
+  /** The SYN carried an RFC 2385 MD5 option (the connection really uses it). */
+  md5?: boolean;
+  finSeen: boolean;
+  packets: number;
+  bytes: number;
+}
+
+/** Counters carried by the flow handle and reported at completion. */
+export interface FlowCounters {
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Packets that were held at some point. */
+  heldPackets: number;
+  /** Total milliseconds packets of this flow spent held (sum over pause cycles). */
+  heldMs: number;
+  decisions: number;
+}
+
+/** A packet waiting for its flow's decision. */
+export interface HeldPacket {
+  id: number;
+  mark: number;
+  /** Stream offset one past the packet's last payload byte (client direction). */
+  endOffset: number;
+  /** Sequence number of the first payload byte. */
+  seq: number;
+  bytes: number;
+  heldAt: number;
+}
+
+let nextFlowNumber = 1;
+
+/** One TCP connection. Fields are read-only for embedders; the engine owns them. */
+export class Flow {
+  /** Short id, unique in this process ("f1a2"). */
+  readonly id: string;
+  readonly key: string;
+  readonly family: 4 | 6;
+  /** The endpoint that opened the connection (or the first data sender when the start was missed). */
+  readonly client: { addr: string; port: number };
+  readonly server: { addr: string; port: number };
+  readonly createdAt: number;
+  lastSeen: number;
+  phase: FlowPhase = 'handshake';
+  tcp: TcpState = 'syn';
+  /** True when the connection's start was not seen. */
+  midstream = false;
+  readonly c2s: DirectionState = newDirection();
+  readonly s2c: DirectionState = newDirection();
+  /** Client-to-server byte stream, once data flows. */
+  stream?: StreamReassembler;
+  /** Packets held in arrival order. */
+  held: HeldPacket[] = [];
+  heldBytes = 0;
+  /** The application protocol found in the client stream. */
+  app?: 'tls' | 'http' | 'unknown';
+  readonly counters: FlowCounters = {
+    packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, heldPackets: 0, heldMs: 0, decisions: 0,
+  };
+  /** Free for embedders to attach their own state. */
+  userData: unknown;
+
+  constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
+    server: { addr: string; port: number }, now: number, idPrefix = '') {
+    this.id = `f${idPrefix}${(nextFlowNumber++).toString(16)}`;
+    this.key = key;
+    this.family = family;
+    this.client = client;
+    this.server = server;
+    this.createdAt = now;
+    this.lastSeen = now;
+  }
+
+  /** True when the packet with this source is client-to-server. */
+  isFromClient(src: string, sport: number): boolean {
+    return sport === this.client.port && src === this.client.addr;
+  }
+}
+
+function newDirection(): DirectionState {
+  return { wscale: 0, window: 0, maxWindow: 0, finSeen: false, packets: 0, bytes: 0 };
+}

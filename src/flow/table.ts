@@ -1,0 +1,108 @@
+/**
+ * The flow table: live flows by direction-independent key, least recently seen first, plus
+ * tombstones that remember for a short while how a removed flow was decided, so packets
+ * already on their way when it was decided get the same fate.
+ */
+import { flowKey } from './key.js';
+import type { Flow } from './flow.js';
+
+/** How long a tombstone outlives its flow, in milliseconds. Default 10000. */
+export const TOMBSTONE_MS = 10_000;
+/** Tombstones kept at most; the oldest go first. Default 65536. */
+export const MAX_TOMBSTONES = 65536;
+
+interface Tombstone {
+  verdict: 'allow' | 'block';
+  at: number;
+}
+
+/** Live flows and recently decided ones. Iteration order is least recently seen first. */
+export class FlowTable {
+  private readonly flows = new Map<string, Flow>();
+  private readonly tombs = new Map<string, Tombstone>();
+
+  /** @param maxFlows flows kept before the least recently seen evictable one is removed. */
+  constructor(private readonly maxFlows: number) {}
+
+  /** Number of live flows. */
+  get size(): number {
+    return this.flows.size;
+  }
+
+  /** Number of tombstones. */
+  get tombstones(): number {
+    return this.tombs.size;
+  }
+
+  /** The key of the connection a packet belongs to. */
+  keyOf(src: string, sport: number, dst: string, dport: number): string {
+    return flowKey(src, sport, dst, dport);
+  }
+
+  /** The live flow of a packet, if any. */
+  get(src: string, sport: number, dst: string, dport: number): Flow | undefined {
+    return this.flows.get(flowKey(src, sport, dst, dport));
+  }
+
+  /** How a recently removed flow was decided, if it was. */
+  tombstone(src: string, sport: number, dst: string, dport: number): 'allow' | 'block' | undefined {
+    return this.tombs.get(flowKey(src, sport, dst, dport))?.verdict;
+  }
+
+  /**
+   * Adds a flow. When the table is full, the least recently seen flow for which `busy` is false
+   * is taken out and returned (the caller completes it); if all are busy, the oldest is.
+   */
+  add(flow: Flow, busy: (f: Flow) => boolean): Flow | undefined {
+    let evicted: Flow | undefined;
+    if (this.flows.size >= this.maxFlows) {
+      let n = 0;
+      for (const f of this.flows.values()) {
+        if (!busy(f) || ++n > 64) {
+          evicted = f;
+          break;
+        }
+      }
+      if (evicted !== undefined) this.flows.delete(evicted.key);
+    }
+    this.tombs.delete(flow.key);
+    this.flows.set(flow.key, flow);
+    return evicted;
+  }
+
+  /** Marks a flow as just seen (moves it to the young end). */
+  touch(flow: Flow): void {
+    this.flows.delete(flow.key);
+    this.flows.set(flow.key, flow);
+  }
+
+  /** Removes a flow; with a verdict, leaves a tombstone for stragglers. */
+  remove(flow: Flow, verdict?: 'allow' | 'block'): void {
+    if (this.flows.get(flow.key) === flow) this.flows.delete(flow.key);
+    if (verdict !== undefined) {
+      if (this.tombs.size >= MAX_TOMBSTONES) {
+        const oldest = this.tombs.keys().next().value;
+        if (oldest !== undefined) this.tombs.delete(oldest);
+      }
+      this.tombs.set(flow.key, { verdict, at: flow.lastSeen });
+    }
+  }
+
+  /** Flows from least to most recently seen. */
+  oldest(): IterableIterator<Flow> {
+    return this.flows.values();
+  }
+
+  /** Every live flow (a snapshot is the caller's business). */
+  all(): IterableIterator<Flow> {
+    return this.flows.values();
+  }
+
+  /** Drops tombstones older than {@link TOMBSTONE_MS}. */
+  expireTombstones(now: number): void {
+    for (const [key, t] of this.tombs) {
+      if (now - t.at < TOMBSTONE_MS) break;
+      this.tombs.delete(key);
+    }
+  }
+}

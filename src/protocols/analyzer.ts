@@ -1,0 +1,51 @@
+/**
+ * The client-stream analyzer: picks TLS, HTTP or unknown from the first bytes and turns the
+ * reassembled stream into units to decide (a ClientHello, each HTTP request head).
+ */
+
+/** What the policy learns about one unit of a flow. */
+export interface UnitInfo {
+  app: 'tls' | 'http' | 'unknown';
+  sni?: string | null;
+  alpn?: string[] | null;
+  ja3?: string;
+  ja4?: string;
+  ech?: boolean;
+  host?: string | null;
+  method?: string;
+  path?: string;
+  target?: string;
+}
+
+/** One thing found in the stream, in stream order. Offsets are client-stream offsets. */
+export type AnalyzerEvent =
+  /** A complete unit to decide. Bytes from `start` on are covered by its decision; `opaque`: after it nothing more is inspected. */
+  | { kind: 'unit'; start: number; info: UnitInfo; opaque: boolean }
+  /** The stream is malformed for its protocol (`reason` is short, e.g. `tls:bad-extension-length`). */
+  | { kind: 'invalid'; start: number; reason: string; info: UnitInfo }
+  /** The unit can be read more than one way (EVASION.md); `reason` becomes `ambiguous:REASON`. */
+  | { kind: 'ambiguous'; start: number; reason: string; info: UnitInfo };
+
+/** Limits of the analyzers, in bytes. */
+export interface AnalyzerLimits {
+  /** Largest ClientHello handshake message accepted. Default 65536. */
+  maxHelloBytes: number;
+  /** Largest HTTP request head accepted. Default 32768. */
+  maxRequestHeadBytes: number;
+}
+
+/** Defaults for {@link AnalyzerLimits}. */
+export const DEFAULT_ANALYZER_LIMITS: AnalyzerLimits = { maxHelloBytes: 65536, maxRequestHeadBytes: 32768 };
+
+/** The analyzer the engine drives for each flow's client stream. */
+export interface StreamAnalyzer {
+  /** Feeds the next in-order client bytes, which start at stream offset `offset`. */
+  feed(bytes: Uint8Array, offset: number): AnalyzerEvent[];
+  /**
+   * Stream offset of the first byte that belongs to a unit not yet reported (an incomplete head),
+   * or Infinity when the bytes seen so far need no decision beyond those reported (a request body).
+   */
+  frontier(): number;
+  /** Stream offset before which bytes are no longer needed by the analyzer. */
+  consumed(): number;
+}

@@ -1,0 +1,176 @@
+/**
+ * Picks the analyzer for a client stream from its first bytes and turns parser results into the
+ * units the engine decides: one for a TLS flow (its ClientHello), one per HTTP request, one for
+ * a stream that is neither. After a CONNECT the tunnelled stream is read as TLS again.
+ */
+import { ClientHelloReader } from './tls/clienthello.js';
+import { HttpRequestReader, looksLikeHttp } from './http/request.js';
+import type { ClientHello } from './tls/types.js';
+import type { HttpRequest } from './http/types.js';
+import {
+  DEFAULT_ANALYZER_LIMITS, type AnalyzerEvent, type AnalyzerLimits, type StreamAnalyzer, type UnitInfo,
+} from './analyzer.js';
+
+/** TLS record content type of a handshake: the first byte of every ClientHello stream. */
+const TLS_HANDSHAKE = 0x16;
+/** Bytes of an unrecognised start gathered before calling the stream `unknown`. */
+const SNIFF_BYTES = 16;
+
+/** Creates the analyzer for one flow's client stream. */
+export function createAnalyzer(limits: Partial<AnalyzerLimits> = {}): StreamAnalyzer {
+  return new FlowAnalyzer({ ...DEFAULT_ANALYZER_LIMITS, ...limits });
+}
+
+/** The policy's view of a ClientHello. */
+export function tlsInfo(h: ClientHello): UnitInfo {
+  return { app: 'tls', sni: h.sni, alpn: h.alpn, ja3: h.ja3Hash, ja4: h.ja4, ...(h.ech ? { ech: true } : {}) };
+}
+
+/** The policy's view of an HTTP request head. */
+export function httpInfo(r: HttpRequest): UnitInfo {
+  return { app: 'http', host: r.host, method: r.method, path: r.path, target: r.target };
+}
+
+type Mode = 'detect' | 'tls' | 'http' | 'done';
+
+class FlowAnalyzer implements StreamAnalyzer {
+  private mode: Mode = 'detect';
+  private tls?: ClientHelloReader;
+  private http?: HttpRequestReader;
+  /** Bytes gathered while the protocol is still unclear. */
+  private sniff = new Uint8Array(0);
+  /** Start of the unit being gathered (Infinity while in a request body). */
+  private unitStart = 0;
+  /** Offset one past the last byte fed. */
+  private end = 0;
+  /** Set when the TLS reader reads the stream tunnelled by a CONNECT. */
+  private tunnelled = false;
+  private lastMethod = '';
+
+  constructor(private readonly limits: AnalyzerLimits) {}
+
+  frontier(): number {
+    return this.mode === 'done' ? Infinity : this.unitStart;
+  }
+
+  consumed(): number {
+    return Number.isFinite(this.unitStart) ? this.unitStart : this.end;
+  }
+
+  feed(bytes: Uint8Array, offset: number): AnalyzerEvent[] {
+    this.end = offset + bytes.length;
+    const out: AnalyzerEvent[] = [];
+    if (this.mode === 'detect') {
+      const all = this.sniff.length > 0 ? concat(this.sniff, bytes) : bytes;
+      const start = offset - this.sniff.length;
+      const kind = all[0] === TLS_HANDSHAKE ? 'tls' : looksLikeHttp(all);
+      if (kind === 'maybe' && all.length < SNIFF_BYTES) {
+        this.sniff = Uint8Array.from(all);
+        return out;
+      }
+      this.sniff = new Uint8Array(0);
+      if (kind === 'tls') {
+        this.mode = 'tls';
+        this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
+      } else if (kind === 'yes') {
+        this.mode = 'http';
+        this.http = new HttpRequestReader({ maxHeadBytes: this.limits.maxRequestHeadBytes });
+      } else {
+        this.mode = 'done';
+        out.push({ kind: 'unit', start, info: { app: 'unknown' }, opaque: true });
+        return out;
+      }
+      this.unitStart = start;
+      bytes = all;
+      offset = start;
+    }
+    if (this.mode === 'tls') this.feedTls(bytes, out);
+    else if (this.mode === 'http') this.feedHttp(bytes, offset, out);
+    return out;
+  }
+
+  private feedTls(bytes: Uint8Array, out: AnalyzerEvent[]): void {
+    const res = this.tls!.feed(bytes);
+    const start = this.unitStart;
+    switch (res.kind) {
+      case 'needMore':
+        return;
+      case 'done': {
+        this.mode = 'done';
+        const info = tlsInfo(res.hello);
+        if (res.hello.sniError !== undefined) out.push({ kind: 'ambiguous', start, reason: 'bad-sni', info });
+        else if (res.hello.sniAmbiguous !== undefined) out.push({ kind: 'ambiguous', start, reason: 'sni-ambiguous', info });
+        else out.push({ kind: 'unit', start, info, opaque: true });
+        return;
+      }
+      case 'notTls':
+        this.mode = 'done';
+        out.push({ kind: 'unit', start, info: { app: 'unknown' }, opaque: true });
+        return;
+      case 'invalid':
+        this.mode = 'done';
+        out.push({ kind: 'invalid', start, reason: `tls:${slug(res.reason)}`, info: { app: 'tls' } });
+        return;
+    }
+  }
+
+  private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
+    for (const ev of this.http!.feed(bytes)) {
+      switch (ev.kind) {
+        case 'request':
+          this.lastMethod = ev.request.method;
+          out.push({ kind: 'unit', start: ev.headStart, info: httpInfo(ev.request), opaque: false });
+          this.unitStart = Infinity;
+          break;
+        case 'bodyEnd':
+          this.unitStart = ev.end;
+          break;
+        case 'ambiguous': {
+          const info: UnitInfo = ev.request ? httpInfo(ev.request) : { app: 'http' };
+          out.push({ kind: 'ambiguous', start: ev.headStart ?? ev.offset, reason: ev.reason, info });
+          if (ev.stop) this.mode = 'done';
+          else this.unitStart = Infinity;
+          break;
+        }
+        case 'invalid':
+          this.mode = 'done';
+          out.push({ kind: 'invalid', start: Number.isFinite(this.unitStart) ? this.unitStart : ev.offset,
+            reason: `http:${slug(ev.reason)}`, info: { app: 'http' } });
+          return;
+        case 'tunnel':
+          if (this.tunnelled || this.lastMethod !== 'CONNECT') {
+            // An Upgrade (WebSocket): the request was decided; what follows is not inspected.
+            this.mode = 'done';
+            return;
+          }
+          // Bytes after a CONNECT head are the tunnelled stream: read its ClientHello too.
+          this.tunnelled = true;
+          this.mode = 'tls';
+          this.unitStart = ev.offset;
+          this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
+          {
+            const rest = bytes.subarray(Math.max(0, ev.offset - offset));
+            if (rest.length > 0) {
+              if (rest[0] !== TLS_HANDSHAKE) {
+                this.mode = 'done';
+                out.push({ kind: 'unit', start: ev.offset, info: { app: 'unknown' }, opaque: true });
+              } else this.feedTls(rest, out);
+            }
+          }
+          return;
+      }
+    }
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** "bad chunk size" -> "bad-chunk-size": reasons travel as one token. */
+function slug(reason: string): string {
+  return reason.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+}

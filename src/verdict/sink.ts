@@ -1,0 +1,41 @@
+/**
+ * Where verdicts go: the kernel queue in `run`, a recorder in `replay` and tests. Verdict values
+ * are the kernel's (include/uapi/linux/netfilter.h).
+ */
+
+/** NF_DROP: the packet is discarded. */
+export const NF_DROP = 0;
+/** NF_ACCEPT: the packet goes on; terminal for the current table (later rules never see it). */
+export const NF_ACCEPT = 1;
+/** NF_REPEAT: the packet re-enters the hook from the top, here always with a new mark. */
+export const NF_REPEAT = 4;
+
+/** A verdict value the kernel accepts from flowgate. */
+export type VerdictValue = typeof NF_DROP | typeof NF_ACCEPT | typeof NF_REPEAT;
+
+/** Receives exactly one verdict per packet id, and optionally injects crafted packets (RSTs). */
+export interface VerdictSink {
+  verdict(id: number, verdict: VerdictValue, mark?: number): void;
+  /** Sends a complete IP packet (a TCP RST toward the server). Absent in replay. */
+  sendRaw?(packet: Uint8Array): void;
+}
+
+/** The packet-mark bits flowgate owns and the values it writes (config `marks`). */
+export interface MarkConfig {
+  /** Bits of the mark that belong to flowgate. Default 0x300. */
+  mask: number;
+  /** Flow allowed: the rest of it bypasses the queue both ways. Default 0x100. */
+  allow: number;
+  /** Flow blocked: the rules reset it. Default 0x200. */
+  block: number;
+  /** Flow allowed so far but inspected request by request: replies bypass, requests are queued. Default 0x300. */
+  inspect: number;
+}
+
+/** Defaults for {@link MarkConfig}, matching iptables/flowgate.rules. */
+export const DEFAULT_MARKS: MarkConfig = { mask: 0x300, allow: 0x100, block: 0x200, inspect: 0x300 };
+
+/** The packet's mark with flowgate's bits replaced by `value`, other bits kept for the operator. */
+export function withMark(packetMark: number, marks: MarkConfig, value: number): number {
+  return ((packetMark & ~marks.mask) | (value & marks.mask)) >>> 0;
+}

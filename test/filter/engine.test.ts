@@ -1,0 +1,248 @@
+import t from 'tap';
+import { Engine } from '../../src/filter/engine.js';
+import type { DecideFn, DecisionEvent, FlowgateEvent, Scheduler } from '../../src/filter/types.js';
+import { NF_ACCEPT, NF_DROP, NF_REPEAT } from '../../src/verdict/sink.js';
+import { decodeIp } from '../../src/packet/decode.js';
+import { RST } from '../../src/packet/types.js';
+import { Conversation, Feeder, RecordingSink, clientHello } from '../helpers/tcp.js';
+
+/** Timers that run only when the test says so. */
+class ManualScheduler implements Scheduler {
+  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+  now = 0;
+  setTimeout(fn: () => void, ms: number): unknown {
+    const h = { at: this.now + ms, fn, live: true };
+    this.timers.push(h);
+    return h;
+  }
+  clearTimeout(h: unknown): void {
+    (h as { live: boolean }).live = false;
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    for (const h of this.timers) if (h.live && h.at <= this.now) {
+      h.live = false;
+      h.fn();
+    }
+  }
+}
+
+function setup(decide: DecideFn, options = {}) {
+  const sink = new RecordingSink();
+  const events: FlowgateEvent[] = [];
+  const sched = new ManualScheduler();
+  const engine = new Engine({ decide, sink, scheduler: sched, now: () => sched.now, onEvent: (e) => events.push(e),
+    options: { verifyChecksums: true, ...options } });
+  const feeder = new Feeder((p) => engine.handle(p));
+  const decisions = () => events.filter((e): e is DecisionEvent => e.type === 'decision');
+  const invariant = () => engine.stats.received === engine.stats.verdicts + engine.stats.held && sink.duplicates === 0;
+  return { sink, events, sched, engine, feeder, decisions, invariant };
+}
+
+const byName = (blocked: string): DecideFn => (info) =>
+  (info.sni ?? info.host) === blocked ? { verdict: 'block', reason: 'rule:test' } : { verdict: 'allow', reason: 'default' };
+
+t.test('handshake passes at once; an allowed ClientHello is released with the allow mark', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  const hs = s.feeder.feed(...c.handshake());
+  for (const id of hs) t.equal(s.sink.verdicts.get(id)?.verdict, NF_ACCEPT);
+  const [ch] = s.feeder.feed(c.send(clientHello({ sni: 'Allowed.TEST.', alpn: ['h2', 'http/1.1'] })));
+  t.same(s.sink.verdicts.get(ch!), { verdict: NF_REPEAT, mark: 0x100, order: 3 });
+  const d = s.decisions();
+  t.equal(d.length, 1);
+  t.match(d[0], { app: 'tls', sni: 'allowed.test', alpn: ['h2', 'http/1.1'], verdict: 'allow', reason: 'default',
+    held_packets: 1, dport: 443 });
+  t.equal(s.engine.table.size, 0, 'a bypassed flow leaves the table');
+  // A straggler of the decided flow gets the same mark.
+  const [late] = s.feeder.feed(c.send('x'));
+  t.equal(s.sink.verdicts.get(late!)?.mark, 0x100);
+  t.ok(s.invariant());
+});
+
+t.test('a blocked ClientHello split in three reordered segments: all held, then reset both ways', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const firstSeq = c.cseq;
+  const segs = c.split(clientHello({ sni: 'blocked.test' }), [5, 40]);
+  const ids = s.feeder.feed(segs[2]!, segs[0]!, segs[1]!);
+  t.equal(s.decisions().length, 1);
+  t.match(s.decisions()[0], { verdict: 'block', reason: 'rule:test', held_packets: 3, sni: 'blocked.test' });
+  t.equal(s.sink.verdicts.get(ids[0]!)?.verdict, NF_DROP);
+  t.equal(s.sink.verdicts.get(ids[1]!)?.verdict, NF_DROP);
+  t.same(s.sink.verdicts.get(ids[2]!)?.mark, 0x200, 'the last held packet carries the block mark (REJECT resets the client)');
+  t.equal(s.sink.raw.length, 1, 'one RST toward the server');
+  const rst = decodeIp(s.sink.raw[0]!);
+  t.ok(rst.kind === 'tcp' && rst.packet.flags & RST && rst.packet.seq === firstSeq && rst.packet.dst === c.server);
+  t.ok(s.invariant());
+});
+
+t.test('block_action drop: held packets dropped, no RST, later packets dropped', async (t) => {
+  const s = setup(byName('blocked.test'), { blockAction: 'drop' });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const [id] = s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' })));
+  t.equal(s.sink.verdicts.get(id!)?.verdict, NF_DROP);
+  t.equal(s.sink.raw.length, 0);
+  const [again] = s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' }), { at: -1000 }));
+  t.equal(s.sink.verdicts.get(again!)?.verdict, NF_DROP);
+});
+
+t.test('an asynchronous decision holds packets; retransmissions of held bytes are dropped; order kept', async (t) => {
+  let resolve!: (v: 'allow') => void;
+  const s = setup(() => new Promise((r) => (resolve = r)));
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const hello = clientHello({ sni: 'slow.test' });
+  const segs = c.split(hello, [100]);
+  const ids = s.feeder.feed(...segs);
+  t.equal(s.engine.heldPackets, 2);
+  t.equal(s.engine.stats.pausedFlows, 1);
+  const [dup] = s.feeder.feed(segs[0]!); // the client retransmits while we wait
+  t.equal(s.sink.verdicts.get(dup!)?.verdict, NF_DROP);
+  const [ack] = s.feeder.feed(c.serverAck());
+  t.equal(s.sink.verdicts.get(ack!)?.verdict, NF_ACCEPT, 'server packets are never held');
+  s.sched.advance(300);
+  resolve('allow');
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.engine.heldPackets, 0);
+  const order = ids.map((id) => s.sink.verdicts.get(id)!.order);
+  t.ok(order[0]! < order[1]!, 'released in arrival order');
+  t.match(s.decisions()[0], { verdict: 'allow', reason: 'policy', held_packets: 2, held_ms: 300 });
+  t.ok(s.invariant());
+});
+
+t.test('a decision that never settles gets on_timeout; a late answer is ignored', async (t) => {
+  let resolve!: (v: 'allow') => void;
+  const s = setup(() => new Promise((r) => (resolve = r)), { decisionTimeoutMs: 500, onTimeout: 'block' });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const [id] = s.feeder.feed(c.send(clientHello({ sni: 'x.test' })));
+  s.sched.advance(499);
+  t.equal(s.sink.verdicts.has(id!), false);
+  s.sched.advance(1);
+  t.equal(s.sink.verdicts.get(id!)?.mark, 0x200);
+  t.match(s.decisions()[0], { verdict: 'block', reason: 'timeout' });
+  resolve('allow');
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.decisions().length, 1, 'the late answer changes nothing');
+  t.equal(s.engine.stats.pausedFlows, 0);
+});
+
+t.test('policy errors give on_error', async (t) => {
+  const s = setup(() => Promise.reject(new Error('down')), { onError: 'block' });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send(clientHello({ sni: 'x.test' })));
+  await new Promise((r) => setImmediate(r));
+  t.match(s.decisions()[0], { verdict: 'block', reason: 'error' });
+  const s2 = setup(() => {
+    throw new Error('sync');
+  });
+  const c2 = new Conversation();
+  s2.feeder.feed(...c2.handshake());
+  s2.feeder.feed(c2.send(clientHello({ sni: 'x.test' })));
+  t.match(s2.decisions()[0], { verdict: 'allow', reason: 'error' });
+});
+
+t.test('keep-alive HTTP: every request is decided; bodies pass; a blocked request resets', async (t) => {
+  const s = setup((info) => (info.path === '/blocked' ? { verdict: 'block', reason: 'rule:path' } : 'allow'));
+  const c = new Conversation({ dport: 80 });
+  s.feeder.feed(...c.handshake());
+  const [r1] = s.feeder.feed(c.send('POST /a HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 10\r\n\r\n'));
+  t.equal(s.sink.verdicts.get(r1!)?.mark, 0x300, 'released with the inspect mark: replies bypass');
+  const [body] = s.feeder.feed(c.send('0123456789'));
+  t.equal(s.sink.verdicts.get(body!)?.verdict, NF_ACCEPT, 'the body passes without being held');
+  const [r2a, r2b] = s.feeder.feed(...c.split('GET /b HTTP/1.1\r\nHost: allowed.test\r\n\r\n', [10]));
+  t.equal(s.sink.verdicts.get(r2a!)?.order! < s.sink.verdicts.get(r2b!)?.order!, true);
+  const [r3] = s.feeder.feed(c.send('GET /blocked HTTP/1.1\r\nHost: allowed.test\r\n\r\n'));
+  t.equal(s.sink.verdicts.get(r3!)?.mark, 0x200);
+  t.same(s.decisions().map((d) => [d.method, d.path, d.verdict]),
+    [['POST', '/a', 'allow'], ['GET', '/b', 'allow'], ['GET', '/blocked', 'block']]);
+  t.ok(s.invariant());
+});
+
+t.test('pipelined requests in one segment: the packet is released only when both are allowed', async (t) => {
+  const answers: Array<(v: 'allow' | 'block') => void> = [];
+  const s = setup(() => new Promise((r) => answers.push(r)));
+  const c = new Conversation({ dport: 80 });
+  s.feeder.feed(...c.handshake());
+  const [p] = s.feeder.feed(c.send('GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: b.test\r\n\r\n'));
+  t.equal(answers.length, 1, 'one decision at a time');
+  answers[0]!('allow');
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.sink.verdicts.has(p!), false, 'still held: the second request is undecided');
+  t.equal(answers.length, 2);
+  answers[1]!('block');
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.sink.verdicts.get(p!)?.mark, 0x200);
+  t.same(s.decisions().map((d) => d.host), ['a.test', 'b.test']);
+});
+
+t.test('a conflicting copy of held bytes blocks the flow (EVASION G3)', async (t) => {
+  const s = setup(() => 'allow');
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const real = clientHello({ sni: 'blocked.test' });
+  const fake = clientHello({ sni: 'allowed.test' });
+  s.feeder.feed(c.send(fake.subarray(0, 120), { advance: false }));
+  s.feeder.feed(c.send(real.subarray(0, 120), { advance: false }));
+  t.match(s.decisions()[0], { verdict: 'block', reason: 'ambiguous:conflict' });
+  t.equal(s.engine.stats.events.get('evasion_conflict'), 1);
+  t.ok(s.invariant());
+});
+
+t.test('a fake with a bad checksum is dropped uninspected; the real hello decides', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const [fake] = s.feeder.feed(c.send(clientHello({ sni: 'allowed.test' }), { advance: false, extra: { badChecksum: true } }));
+  t.equal(s.sink.verdicts.get(fake!)?.verdict, NF_DROP);
+  s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' })));
+  t.match(s.decisions(), [{ sni: 'blocked.test', verdict: 'block' }]);
+});
+
+t.test('shutdown settles every held packet', async (t) => {
+  const s = setup(() => new Promise(() => {}));
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const [id] = s.feeder.feed(c.send(clientHello({ sni: 'x.test' })));
+  s.engine.shutdown('allow');
+  t.equal(s.sink.verdicts.get(id!)?.mark, 0x100);
+  t.equal(s.engine.heldPackets, 0);
+  t.equal(s.engine.table.size, 0);
+  t.ok(s.invariant());
+});
+
+t.test('unknown protocols are decided as app unknown from their first bytes', async (t) => {
+  const s = setup(() => 'allow');
+  const c = new Conversation({ dport: 22 });
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send('SSH-2.0-OpenSSH_9.2p1 Debian\r\n'));
+  t.match(s.decisions(), [{ app: 'unknown', verdict: 'allow' }]);
+});
+
+t.test('midstream flows are inspected from their first data by default', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' })));
+  t.match(s.decisions(), [{ verdict: 'block', sni: 'blocked.test' }]);
+  const s2 = setup(byName('blocked.test'), { midstream: 'allow' });
+  const c2 = new Conversation();
+  const [id] = s2.feeder.feed(c2.send(clientHello({ sni: 'blocked.test' })));
+  t.match(s2.decisions(), [{ verdict: 'allow', reason: 'midstream' }]);
+  t.equal(s2.sink.verdicts.get(id!)?.mark, 0x100);
+});
+
+t.test('idle flows time out and settle what they hold', async (t) => {
+  const s = setup(() => 'allow', { timeouts: { synS: 1, establishedS: 5, closingS: 1, inspectingS: 2 }, onTimeout: 'block' });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const [part] = s.feeder.feed(c.send(clientHello({ sni: 'a.test' }).subarray(0, 20)));
+  s.sched.advance(2500);
+  s.engine.tick(s.sched.now);
+  t.equal(s.sink.verdicts.get(part!)?.verdict, NF_DROP);
+  t.equal(s.engine.table.size, 0);
+  t.match(s.events.find((e) => e.type === 'flow_end'), { why: 'timeout' });
+});

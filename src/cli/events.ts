@@ -1,0 +1,66 @@
+/**
+ * The event stream on stdout: one JSON object per line (CONTRACT.md "Events"), or a short human
+ * line with `--log-format pretty`. Writing never blocks the packet path: when stdout is slow,
+ * events queue up to a cap and the excess is counted as dropped.
+ */
+import type { Writable } from 'node:stream';
+import type { FlowgateEvent } from '../filter/types.js';
+
+/** Events queued while stdout is not draining before new ones are dropped. Default 10000. */
+export const MAX_QUEUED_EVENTS = 10_000;
+
+/** Output format of events and logs. */
+export type LogFormat = 'json' | 'pretty';
+
+/** Writes events as lines to a stream. */
+export class EventWriter {
+  dropped = 0;
+  written = 0;
+  private queue: string[] = [];
+  private blocked = false;
+  private broken = false;
+
+  constructor(private readonly out: Writable, private readonly format: LogFormat = 'json') {
+    out.on('drain', () => this.drain());
+    out.on('error', () => {
+      // stdout closed or the disk is full: keep filtering, count what could not be written.
+      this.broken = true;
+    });
+  }
+
+  /** Writes one event, or queues it while the stream is congested. */
+  write(event: FlowgateEvent): void {
+    if (this.broken) {
+      this.dropped++;
+      return;
+    }
+    const line = this.format === 'json' ? JSON.stringify(event) + '\n' : pretty(event) + '\n';
+    if (this.blocked) {
+      if (this.queue.length >= MAX_QUEUED_EVENTS) this.dropped++;
+      else this.queue.push(line);
+      return;
+    }
+    this.written++;
+    if (!this.out.write(line)) this.blocked = true;
+  }
+
+  private drain(): void {
+    this.blocked = false;
+    while (this.queue.length > 0 && !this.blocked) {
+      this.written++;
+      if (!this.out.write(this.queue.shift()!)) this.blocked = true;
+    }
+  }
+}
+
+/** One short human line for an event. */
+export function pretty(e: FlowgateEvent): string {
+  if (e.type === 'decision') {
+    const name = e.sni ?? e.host ?? '-';
+    const what = e.app === 'http' ? `${e.method ?? ''} ${name}${e.path ?? ''}` : `${e.app} ${name}`;
+    return `${e.ts} ${e.verdict.toUpperCase().padEnd(5)} ${e.src}:${e.sport} -> ${e.dst}:${e.dport} ${what} ` +
+      `(${e.reason}, held ${e.held_packets} pkts ${e.held_ms} ms)`;
+  }
+  return `${e.ts} END   ${e.src}:${e.sport} -> ${e.dst}:${e.dport} ${e.why} ` +
+    `(${e.packets_out}/${e.packets_in} pkts, ${e.decisions} decisions)`;
+}

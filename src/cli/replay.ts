@@ -1,0 +1,206 @@
+/**
+ * `flowgate replay`: the same engine as `run`, fed from capture files instead of the kernel
+ * queue, on capture time. Prints the decisions it would have made; needs no root.
+ */
+import { readCaptureBatches, CaptureError } from '../capture/pcapfile.js';
+import { ipFromFrame } from '../capture/linktype.js';
+import { Engine } from '../filter/engine.js';
+import { engineOptionsFromConfig } from '../filter/from-config.js';
+import type { DecideFn, DecisionEvent, Scheduler } from '../filter/types.js';
+import { loadConfig } from '../policy/config.js';
+import { builtinConfig } from '../policy/builtin.js';
+import { compilePolicy } from '../policy/policy.js';
+import type { VerdictValue } from '../verdict/sink.js';
+import { NF_ACCEPT, NF_DROP } from '../verdict/sink.js';
+
+/** Options of `replay`. */
+export interface ReplayOptions {
+  config?: string;
+  format?: 'json' | 'table';
+  /** Simulated policy latency, in capture-time milliseconds. */
+  policyLatency?: number;
+}
+
+/** A decision as replay reports it: the live event plus the frame that was being read. */
+export interface ReplayDecision extends DecisionEvent {
+  file: string;
+  frame: number;
+}
+
+/** Timers on capture time: they fire when the capture clock passes them. */
+export class VirtualScheduler implements Scheduler {
+  now = 0;
+  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const t = { at: this.now + ms, fn, live: true };
+    this.timers.push(t);
+    return t;
+  }
+
+  clearTimeout(handle: unknown): void {
+    (handle as { live: boolean }).live = false;
+  }
+
+  /** Moves the clock to `now` and runs what is due; returns how many timers ran. */
+  advance(now: number): number {
+    if (now > this.now) this.now = now;
+    if (this.timers.length === 0) return 0;
+    let ran = 0;
+    const due = this.timers.filter((t) => t.live && t.at <= this.now).sort((a, b) => a.at - b.at);
+    this.timers = this.timers.filter((t) => t.live && t.at > this.now);
+    for (const t of due) {
+      t.live = false;
+      ran++;
+      t.fn();
+    }
+    return ran;
+  }
+
+  /** Runs every remaining timer, in order. */
+  flush(): number {
+    let ran = 0;
+    while (this.timers.some((t) => t.live)) {
+      const next = Math.min(...this.timers.filter((t) => t.live).map((t) => t.at));
+      ran += this.advance(next);
+    }
+    return ran;
+  }
+}
+
+/** Counts verdicts like a kernel would see them. */
+class CountingSink {
+  accepted = 0;
+  dropped = 0;
+  repeated = 0;
+  verdict(_id: number, v: VerdictValue): void {
+    if (v === NF_ACCEPT) this.accepted++;
+    else if (v === NF_DROP) this.dropped++;
+    else this.repeated++;
+  }
+}
+
+/** Replays one file through a fresh engine; calls `onDecision` for each decision. */
+export async function replayFile(file: string, decide: DecideFn, options: ReturnType<typeof engineOptionsFromConfig>,
+  onDecision: (d: ReplayDecision) => void, opts: { policyLatency?: number; onProgress?: (read: number, total: number) => void } = {},
+): Promise<{ frames: number; packets: number; skipped: number; stats: Engine['stats'] }> {
+  const sched = new VirtualScheduler();
+  let frame = 0;
+  let wall = 0;
+  const latency = opts.policyLatency ?? 0;
+  const slowDecide: DecideFn = latency > 0
+    ? (info, flow) => new Promise((resolve, reject) => {
+      sched.setTimeout(() => {
+        try {
+          Promise.resolve(decide(info, flow)).then(resolve, reject);
+        } catch (err) {
+          reject(err);
+        }
+      }, latency);
+    })
+    : decide;
+  const engine = new Engine({
+    decide: slowDecide,
+    sink: new CountingSink(),
+    scheduler: sched,
+    now: () => sched.now,
+    wallClock: () => new Date(wall).toISOString(),
+    options: { ...options, verifyChecksums: false, idPrefix: '' },
+    onEvent: (e) => {
+      if (e.type === 'decision') onDecision({ ...e, file, frame });
+    },
+  });
+  let packets = 0;
+  let skipped = 0;
+  let lastTick = 0;
+  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
+    for (const rec of batch) {
+      frame = rec.index;
+      wall = rec.tsMicros / 1000;
+      const ip = ipFromFrame(rec.linktype, rec.data);
+      if (ip === null) {
+        skipped++;
+        continue;
+      }
+      if (sched.advance(wall) > 0) await settleMicrotasks();
+      if (wall - lastTick >= 1000) {
+        engine.tick(wall);
+        lastTick = wall;
+      }
+      packets++;
+      engine.handle({ id: rec.index, mark: 0, data: ip, skbInfo: 0 });
+    }
+    await settleMicrotasks();
+  }
+  // The capture ended: let pending decisions finish (or time out), then settle what is left.
+  for (let i = 0; i < 3; i++) {
+    sched.flush();
+    await settleMicrotasks();
+  }
+  engine.shutdown('allow');
+  return { frames: frame, packets, skipped, stats: engine.stats };
+}
+
+async function settleMicrotasks(): Promise<void> {
+  await new Promise<void>((r) => setImmediate(r));
+}
+
+/** The `replay` command: prints decisions; returns the exit code. */
+export async function replayFiles(files: string[], o: ReplayOptions): Promise<number> {
+  const config = o.config !== undefined ? await loadConfig(o.config) : builtinConfig();
+  const policy = compilePolicy(config);
+  const decide: DecideFn = (info) => policy.decide(info);
+  const table = o.format === 'table';
+  if (table) process.stdout.write(`${'FRAME'.padStart(7)}  ${'VERDICT'.padEnd(7)} ${'APP'.padEnd(7)} ${'CLIENT'.padEnd(22)} ` +
+    `${'SERVER'.padEnd(22)} NAME / REQUEST  (REASON)\n`);
+  const progress = process.stderr.isTTY ? progressBar() : undefined;
+  let code = 0;
+  try {
+    for (const file of files) {
+      try {
+        const res = await replayFile(file, decide, engineOptionsFromConfig(config),
+          (d) => process.stdout.write(table ? tableLine(d) : JSON.stringify(d) + '\n'),
+          { policyLatency: o.policyLatency, onProgress: progress && ((r, t) => progress(file, r, t)) });
+        progress?.(file, 1, 1, true);
+        if (res.stats.events.get('internal_error')) {
+          process.stderr.write(`flowgate: ${file}: ${res.stats.events.get('internal_error')} internal errors\n`);
+        }
+      } catch (err) {
+        progress?.(file, 1, 1, true);
+        if (err instanceof CaptureError) {
+          process.stderr.write(`flowgate: ${file}: ${err.message}\n`);
+          code = 1;
+          continue;
+        }
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          process.stderr.write(`flowgate: ${file}: no such file\n`);
+          code = 1;
+          continue;
+        }
+        throw err;
+      }
+    }
+  } finally {
+    await policy.close();
+  }
+  return code;
+}
+
+function tableLine(d: ReplayDecision): string {
+  const name = d.app === 'http' ? `${d.method ?? ''} ${d.host ?? '-'}${d.path ?? ''}` : (d.sni ?? '-');
+  return `${String(d.frame).padStart(7)}  ${d.verdict.padEnd(7)} ${d.app.padEnd(7)} ${`${d.src}:${d.sport}`.padEnd(22)} ` +
+    `${`${d.dst}:${d.dport}`.padEnd(22)} ${name}  (${d.reason})\n`;
+}
+
+/** A one-line progress bar on stderr for long files. */
+function progressBar(): (file: string, read: number, total: number, done?: boolean) => void {
+  let last = 0;
+  return (file, read, total, done) => {
+    const now = Date.now();
+    if (!done && now - last < 100) return;
+    last = now;
+    const pct = total > 0 ? Math.min(100, Math.floor((read / total) * 100)) : 100;
+    const bar = '#'.repeat(Math.floor(pct / 5)).padEnd(20, '.');
+    process.stderr.write(`\r${file.slice(-40)} [${bar}] ${pct}%${done ? '\n' : ''}`);
+  };
+}

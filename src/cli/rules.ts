@@ -1,0 +1,190 @@
+/**
+ * The iptables rules that divert TCP to flowgate's queue, and their installation.
+ *
+ * Layout (PLATFORM.md): decided flows are recognised by their connmark before the queue rule, so
+ * the kernel stops queueing them; a verdict comes back as NF_REPEAT with a mark, which the rules
+ * after the queue rule save into the connmark and act on. Everything lives in a chain of our own
+ * (FLOWGATE), jumped to from the built-in chains, so `remove` takes out exactly what `apply` put in.
+ */
+import { spawn } from 'node:child_process';
+import { FlowgateError, UsageError } from '../errors.js';
+import { DEFAULT_MARKS, type MarkConfig } from '../verdict/sink.js';
+
+/** Where flowgate sits: forwarding gateway, or the host's own connections. */
+export type RulesMode = 'gateway' | 'host';
+
+/** What `flowgate rules` is asked for. */
+export interface RulesOptions {
+  mode: RulesMode;
+  /** First and last queue number; equal for a single queue. */
+  queues: [number, number];
+  family: '4' | '6' | 'both';
+  marks: MarkConfig;
+  /** Reject UDP 443 so browsers fall back from QUIC to TCP, where flowgate can see them. */
+  rejectQuic: boolean;
+  /** Chain name. Default FLOWGATE in gateway mode, FLOWGATE_HOST in host mode (both can be installed at once). */
+  chain?: string;
+}
+
+/** Defaults for {@link RulesOptions}. */
+export const DEFAULT_RULES: RulesOptions = {
+  mode: 'gateway', queues: [0, 0], family: 'both', marks: DEFAULT_MARKS, rejectQuic: false,
+};
+
+/** The chain the rules live in. */
+export function chainName(o: RulesOptions): string {
+  return o.chain ?? (o.mode === 'gateway' ? 'FLOWGATE' : 'FLOWGATE_HOST');
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** The built-in chains that jump to ours. */
+export function hookChains(mode: RulesMode): string[] {
+  return mode === 'gateway' ? ['FORWARD'] : ['OUTPUT', 'INPUT'];
+}
+
+/** The rules of our chain, as iptables arguments after `-A CHAIN`. */
+export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
+  const m = o.marks;
+  const mm = (v: number) => `${hex(v)}/${hex(m.mask)}`;
+  const queue = o.queues[0] === o.queues[1]
+    ? ['--queue-num', String(o.queues[0])]
+    : ['--queue-balance', `${o.queues[0]}:${o.queues[1]}`];
+  const reset = ['-j', 'REJECT', '--reject-with', 'tcp-reset'];
+  const rules: string[][] = [
+    // Packets conntrack finds invalid (outside the window, bad state) are dropped before anyone inspects them.
+    ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'],
+    ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
+    ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.block), ...reset],
+    ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.inspect), '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'ACCEPT'],
+    ['-p', 'tcp', '-m', 'mark', '--mark', mm(0), '-j', 'NFQUEUE', ...queue, '--queue-bypass'],
+    ['-p', 'tcp', '-j', 'CONNMARK', '--save-mark', '--nfmask', hex(m.mask), '--ctmask', hex(m.mask)],
+    ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
+    ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.block), ...reset],
+    ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.inspect), '-j', 'ACCEPT'],
+  ];
+  if (o.mode === 'host') {
+    // Loopback traffic (the webhook, local services) is never diverted: flowgate would wait on itself.
+    rules.unshift(['-i', 'lo', '-j', 'RETURN'], ['-o', 'lo', '-j', 'RETURN']);
+  }
+  if (o.rejectQuic) {
+    const unreachable = family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable';
+    rules.unshift(['-p', 'udp', '--dport', '443', '-j', 'REJECT', '--reject-with', unreachable]);
+  }
+  return rules;
+}
+
+/** The jump from a built-in chain to ours. */
+function jumpRule(o: RulesOptions): string[] {
+  return o.rejectQuic ? ['-j', chainName(o)] : ['-p', 'tcp', '-j', chainName(o)];
+}
+
+/** An iptables-restore snippet (use with --noflush) for one family. */
+export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
+  const lines = [
+    `# flowgate ${o.mode} rules for ${family === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`,
+    `# decided flows: connmark ${hex(o.marks.allow)} allow, ${hex(o.marks.block)} block, ${hex(o.marks.inspect)} ` +
+      `inspect requests (mask ${hex(o.marks.mask)})`,
+    '*filter',
+    `:${chainName(o)} - [0:0]`,
+    ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
+    ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
+    'COMMIT',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Families selected by `--family`. */
+export function families(o: RulesOptions): Array<4 | 6> {
+  return o.family === 'both' ? [4, 6] : o.family === '4' ? [4] : [6];
+}
+
+/** The text `flowgate rules print` shows. */
+export function printRules(o: RulesOptions): string {
+  return families(o).map((f) => restoreSnippet(o, f)).join('\n');
+}
+
+function binary(family: 4 | 6, restore = false): string {
+  return `${family === 4 ? 'iptables' : 'ip6tables'}${restore ? '-restore' : ''}`;
+}
+
+/** Runs a command; resolves with its exit code and output. Missing binaries are a clear error. */
+export function runCommand(cmd: string, args: string[], input?: string):
+  Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'ENOENT'
+        ? new FlowgateError('ERR_MISSING_TOOL', `${cmd} not found: install the Debian package iptables`, { cause: err })
+        : err);
+    });
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    if (input !== undefined && child.stdin !== null) {
+      child.stdin.on('error', () => {}); // the command may exit without reading; its exit code tells
+      child.stdin.end(input);
+    }
+  });
+}
+
+async function iptables(family: 4 | 6, args: string[]): Promise<{ code: number; stderr: string }> {
+  return runCommand(binary(family), ['-w', ...args]);
+}
+
+/** Installs the rules; running it again leaves exactly one copy. */
+export async function applyRules(o: RulesOptions): Promise<void> {
+  for (const family of families(o)) {
+    // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
+    const body = ['*filter', `:${chainName(o)} - [0:0]`, ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
+      'COMMIT', ''].join('\n');
+    const res = await runCommand(binary(family, true), ['-w', '--noflush'], body);
+    if (res.code !== 0) {
+      throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
+    }
+    for (const chain of hookChains(o.mode)) {
+      const check = await iptables(family, ['-C', chain, ...jumpRule(o)]);
+      if (check.code === 0) continue;
+      const ins = await iptables(family, ['-I', chain, '1', ...jumpRule(o)]);
+      if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -I ${chain} failed: ${ins.stderr.trim()}`);
+    }
+  }
+}
+
+/** Removes every jump to our chain and the chain itself; absent rules are not an error. */
+export async function removeRules(o: RulesOptions): Promise<void> {
+  for (const family of families(o)) {
+    for (const chain of hookChains(o.mode)) {
+      for (const jump of [['-p', 'tcp', '-j', chainName(o)], ['-j', chainName(o)]]) {
+        for (let i = 0; i < 16; i++) {
+          if ((await iptables(family, ['-D', chain, ...jump])).code !== 0) break;
+        }
+      }
+    }
+    const flush = await iptables(family, ['-F', chainName(o)]);
+    if (flush.code === 0) {
+      const del = await iptables(family, ['-X', chainName(o)]);
+      if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -X ${chainName(o)} failed: ${del.stderr.trim()}`);
+    }
+  }
+}
+
+/** Parses `--queue N` / `--queues A:B` into a range. */
+export function parseQueues(queue?: string, queues?: string): [number, number] {
+  if (queue !== undefined && queues !== undefined) throw new UsageError('use either --queue or --queues, not both');
+  if (queues !== undefined) {
+    const m = /^(\d{1,5}):(\d{1,5})$/.exec(queues);
+    if (!m || Number(m[1]) > Number(m[2]) || Number(m[2]) > 65535) {
+      throw new UsageError(`--queues takes A:B with 0 <= A <= B <= 65535, got "${queues}"`);
+    }
+    return [Number(m[1]), Number(m[2])];
+  }
+  if (queue !== undefined) {
+    if (!/^\d{1,5}$/.test(queue) || Number(queue) > 65535) throw new UsageError(`--queue takes 0-65535, got "${queue}"`);
+    return [Number(queue), Number(queue)];
+  }
+  return [0, 0];
+}

@@ -372,7 +372,7 @@ export class Engine {
     }
     if (!this.options.strictTcp) return undefined;
     if (!(tcp.flags & ACK)) return 'no_ack';
-    if (tcp.hopByHopCount > 1) return 'ipv6_hbh';
+    if (tcp.hopByHopCount > 1 || tcp.hopByHopMisplaced === true) return 'ipv6_hbh';
     if (tcp.options.md5 && !c.md5) return 'md5';
     if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';
     if (c.tsVal !== undefined && tcp.options.tsVal !== undefined && seqDiff(tcp.options.tsVal, c.tsVal) < 0) return 'paws';

@@ -53,7 +53,14 @@ export interface TcpPacket {
   tcpOffset: number;
   /** Number of IPv6 extension headers walked (0 for IPv4); hop-by-hop headers counted separately. */
   extHeaders: number;
+  /** How many of `extHeaders` were hop-by-hop headers; more than one is discarded by receivers. */
   hopByHopCount: number;
+  /**
+   * An IPv6 hop-by-hop header came after another extension header (RFC 8200 4.1 allows it only
+   * right after the IPv6 header); receivers discard such packets, as they do with more than one.
+   * Always set by the decoder.
+   */
+  hopByHopMisplaced?: boolean;
 }
 
 /** Result of decoding one IP packet. Decoders never throw on bad input. */

@@ -1,0 +1,101 @@
+/**
+ * Link-layer headers of capture files (tcpdump.org LINKTYPE_* values): find the IP packet
+ * inside a captured frame. Views only; never throws.
+ */
+
+/** LINKTYPE_* values flowgate understands (https://www.tcpdump.org/linktypes.html). */
+export const LINKTYPE = {
+  /** BSD loopback: 4-byte address family in the capturing host's byte order. */
+  NULL: 0,
+  ETHERNET: 1,
+  /** Raw IP written with DLT_RAW's value on most BSDs instead of LINKTYPE_RAW. */
+  RAW_12: 12,
+  /** Raw IPv4 or IPv6, told apart by the version nibble. */
+  RAW: 101,
+  /** OpenBSD loopback: 4-byte address family, big-endian. */
+  LOOP: 108,
+  /** Linux cooked capture v1 (16-byte header). */
+  LINUX_SLL: 113,
+  IPV4: 228,
+  IPV6: 229,
+  /** Linux cooked capture v2 (20-byte header). */
+  LINUX_SLL2: 276,
+} as const;
+
+const ETH_IPV4 = 0x0800;
+const ETH_IPV6 = 0x86dd;
+const ETH_VLAN = 0x8100; // IEEE 802.1Q
+const ETH_QINQ = 0x88a8; // IEEE 802.1ad
+const ETH_QINQ_OLD = 0x9100; // pre-standard double tagging
+
+/** Most VLAN tags skipped in one frame (tags). */
+export const MAX_VLAN_TAGS = 4;
+
+/** BSD AF_INET6 values: NetBSD/OpenBSD 24, FreeBSD 28, Darwin 30; Linux AF_INET6 is 10. */
+function isInet6(af: number): boolean {
+  return af === 24 || af === 28 || af === 30 || af === 10;
+}
+
+/**
+ * The IP packet whose ethertype is `type` and which starts at `off`, skipping VLAN tags (each
+ * 2 bytes of tag control information, then the inner ethertype); null when it is not IP.
+ */
+function skipTags(data: Uint8Array, type: number, off: number): Uint8Array | null {
+  for (let tags = 0; ; tags++) {
+    if (type === ETH_IPV4 || type === ETH_IPV6) return data.subarray(off);
+    if (type !== ETH_VLAN && type !== ETH_QINQ && type !== ETH_QINQ_OLD) return null;
+    if (tags >= MAX_VLAN_TAGS || off + 4 > data.length) return null;
+    type = (data[off + 2] << 8) | data[off + 3];
+    off += 4;
+  }
+}
+
+function u16(b: Uint8Array, o: number): number {
+  return (b[o] << 8) | b[o + 1];
+}
+
+/** `data` when its first nibble is `version` (4, 6, or 0 for either), else null. */
+function rawIp(data: Uint8Array, version: number): Uint8Array | null {
+  if (data.length === 0) return null;
+  const v = data[0] >> 4;
+  if (version === 0 ? v === 4 || v === 6 : v === version) return data;
+  return null;
+}
+
+/**
+ * The IPv4 or IPv6 packet inside a captured frame of link type `linktype`, as a view into
+ * `data`, or null when the frame carries something else or the link type is not supported.
+ */
+export function ipFromFrame(linktype: number, data: Uint8Array): Uint8Array | null {
+  switch (linktype) {
+    case LINKTYPE.ETHERNET:
+      // destination (6), source (6), ethertype
+      return data.length >= 14 ? skipTags(data, u16(data, 12), 14) : null;
+    case LINKTYPE.LINUX_SLL:
+      // packet type (2), ARPHRD type (2), address length (2), address (8), protocol (2)
+      return data.length >= 16 ? skipTags(data, u16(data, 14), 16) : null;
+    case LINKTYPE.LINUX_SLL2:
+      // protocol (2), reserved (2), ifindex (4), ARPHRD (2), packet type (1), addr len (1), addr (8)
+      return data.length >= 20 ? skipTags(data, u16(data, 0), 20) : null;
+    case LINKTYPE.RAW:
+    case LINKTYPE.RAW_12:
+      return rawIp(data, 0);
+    case LINKTYPE.IPV4:
+      return rawIp(data, 4);
+    case LINKTYPE.IPV6:
+      return rawIp(data, 6);
+    case LINKTYPE.NULL:
+    case LINKTYPE.LOOP: {
+      if (data.length < 4) return null;
+      const be = ((data[0] << 24) | (data[1] << 16) | (data[2] << 8) | data[3]) >>> 0;
+      // NULL is in the writer's byte order: a family never needs more than 16 bits.
+      const af = linktype === LINKTYPE.LOOP || be <= 0xffff ? be : data[0] | (data[1] << 8);
+      const ip = data.subarray(4);
+      if (af === 2) return rawIp(ip, 4);
+      if (isInet6(af)) return rawIp(ip, 6);
+      return null;
+    }
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * IPv4 / IPv6 / TCP decoding: bytes -> a typed view. Never throws on bad input. It is on the
+ * hot path: per packet it allocates only the result, its TCP options and two views (payload,
+ * and `ip` when padding follows the packet); address strings come from a small cache (addr.ts).
+ * Every Uint8Array in the result is a view into the input.
+ */
+import { formatIpv4, formatIpv6 } from './addr.js';
+import type { DecodeResult, TcpOptions } from './types.js';
+
+/** Limits for `decodeIp`. */
+export interface DecodeOptions {
+  /** Most IPv6 extension headers walked before the packet is called invalid. Default 16 (headers). */
+  maxExtHeaders?: number;
+}
+
+/** Default for `DecodeOptions.maxExtHeaders` (headers). */
+export const DEFAULT_MAX_EXT_HEADERS = 16;
+
+const PROTO_TCP = 6;
+
+/** Creates the shared `kind:'invalid'` result. */
+function invalid(reason: string): DecodeResult {
+  return { kind: 'invalid', reason };
+}
+
+/**
+ * Decodes one IP packet (starting at the IP header) and, when it carries a whole TCP segment,
+ * the TCP header and options. Fragments are reported as such and never parsed as TCP.
+ * Bytes after the IP total length (Ethernet padding) are ignored. A zero IPv4 total length or
+ * IPv6 payload length (segmentation offload, BIG TCP, jumbograms) means "to the end of `buf`".
+ */
+export function decodeIp(buf: Uint8Array, opts?: DecodeOptions): DecodeResult {
+  if (buf.length === 0) return invalid('empty packet');
+  const version = buf[0] >> 4;
+  if (version === 4) return decodeIpv4(buf);
+  if (version === 6) return decodeIpv6(buf, opts?.maxExtHeaders ?? DEFAULT_MAX_EXT_HEADERS);
+  return invalid('IP version ' + version);
+}
+
+function decodeIpv4(buf: Uint8Array): DecodeResult {
+  if (buf.length < 20) return invalid('IPv4 header truncated');
+  const ihl = (buf[0] & 0x0f) * 4;
+  if (ihl < 20) return invalid('IPv4 header length below 20');
+  let total = (buf[2] << 8) | buf[3];
+  if (total === 0) total = buf.length;
+  if (total > buf.length) return invalid('IPv4 total length beyond the packet');
+  if (total < ihl) return invalid('IPv4 total length below the header length');
+  const frag = (buf[6] << 8) | buf[7];
+  const offset = frag & 0x1fff;
+  if ((frag & 0x2000) !== 0 || offset !== 0) return { kind: 'fragment', family: 4, first: offset === 0 };
+  const proto = buf[9];
+  if (proto !== PROTO_TCP) return { kind: 'other', family: 4, proto };
+  return decodeTcp(buf, 4, ihl, total, buf[8], 0, 0, false, formatIpv4(buf, 12), formatIpv4(buf, 16));
+}
+
+function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
+  if (buf.length < 40) return invalid('IPv6 header truncated');
+  const payloadLen = (buf[4] << 8) | buf[5];
+  const end = payloadLen === 0 ? buf.length : 40 + payloadLen;
+  if (end > buf.length) return invalid('IPv6 payload length beyond the packet');
+  let next = buf[6];
+  let off = 40;
+  let ext = 0;
+  let hbh = 0;
+  let hbhMisplaced = false;
+  for (;;) {
+    if (next === PROTO_TCP) break;
+    let len: number;
+    switch (next) {
+      case 0: // hop-by-hop options: only valid right after the IPv6 header (RFC 8200 4.1)
+      case 43: // routing
+      case 60: // destination options
+      case 135: // mobility
+      case 139: // HIP
+      case 140: // shim6
+        if (off + 2 > end) return invalid('IPv6 extension header truncated');
+        len = (buf[off + 1] + 1) * 8;
+        if (next === 0) {
+          hbh++;
+          if (ext > 0) hbhMisplaced = true;
+        }
+        break;
+      case 51: // authentication header: length in 4-octet units, minus 2
+        if (off + 2 > end) return invalid('IPv6 extension header truncated');
+        len = (buf[off + 1] + 2) * 4;
+        break;
+      case 44: {
+        // fragment header
+        if (off + 8 > end) return invalid('IPv6 fragment header truncated');
+        const fo = (buf[off + 2] << 8) | buf[off + 3];
+        const offset = fo >> 3;
+        // An atomic fragment (offset 0, no M flag, RFC 6946) is a whole packet: keep walking.
+        if (offset !== 0 || (fo & 1) !== 0) return { kind: 'fragment', family: 6, first: offset === 0 };
+        len = 8;
+        break;
+      }
+      default: // ESP (50), no next header (59), UDP, ICMPv6, ...
+        return { kind: 'other', family: 6, proto: next };
+    }
+    if (off + len > end) return invalid('IPv6 extension header truncated');
+    if (++ext > maxExt) return invalid('too many IPv6 extension headers');
+    next = buf[off];
+    off += len;
+  }
+  return decodeTcp(buf, 6, off, end, buf[7], ext, hbh, hbhMisplaced, formatIpv6(buf, 8), formatIpv6(buf, 24));
+}
+
+function decodeTcp(
+  buf: Uint8Array,
+  family: 4 | 6,
+  off: number,
+  end: number,
+  ttl: number,
+  extHeaders: number,
+  hopByHopCount: number,
+  hopByHopMisplaced: boolean,
+  src: string,
+  dst: string,
+): DecodeResult {
+  if (off + 20 > end) return invalid('TCP header truncated');
+  const dataOffset = (buf[off + 12] >> 4) * 4;
+  if (dataOffset < 20) return invalid('TCP data offset below 20');
+  if (off + dataOffset > end) return invalid('TCP data offset beyond the packet');
+  return {
+    kind: 'tcp',
+    packet: {
+      family,
+      src,
+      dst,
+      sport: (buf[off] << 8) | buf[off + 1],
+      dport: (buf[off + 2] << 8) | buf[off + 3],
+      seq: u32(buf, off + 4),
+      ack: u32(buf, off + 8),
+      flags: buf[off + 13],
+      window: (buf[off + 14] << 8) | buf[off + 15],
+      urgentPointer: (buf[off + 18] << 8) | buf[off + 19],
+      ttl,
+      options: parseTcpOptions(buf, off + 20, off + dataOffset),
+      payload: buf.subarray(off + dataOffset, end),
+      ip: end === buf.length ? buf : buf.subarray(0, end),
+      tcpOffset: off,
+      extHeaders,
+      hopByHopCount,
+      hopByHopMisplaced,
+    },
+  };
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+/**
+ * Parses the TCP options in `buf[start..end)`. Every field of the result is present (undefined
+ * when the option is absent). An option with the wrong length for its kind is ignored, as Linux
+ * does; a length below 2 or past the header sets `malformed` and stops the walk.
+ */
+export function parseTcpOptions(buf: Uint8Array, start: number, end: number): TcpOptions {
+  let mss: number | undefined;
+  let wscale: number | undefined;
+  let sackPermitted: boolean | undefined;
+  let tsVal: number | undefined;
+  let tsEcr: number | undefined;
+  let md5: boolean | undefined;
+  let fastOpen: boolean | undefined;
+  let malformed: boolean | undefined;
+  let i = start;
+  while (i < end) {
+    const kind = buf[i];
+    if (kind === 0) break; // end of option list
+    if (kind === 1) {
+      i++; // no-operation
+      continue;
+    }
+    if (i + 1 >= end) {
+      malformed = true;
+      break;
+    }
+    const len = buf[i + 1];
+    if (len < 2 || i + len > end) {
+      malformed = true;
+      break;
+    }
+    switch (kind) {
+      case 2:
+        if (len === 4) mss = (buf[i + 2] << 8) | buf[i + 3];
+        break;
+      case 3:
+        if (len === 3) wscale = buf[i + 2];
+        break;
+      case 4:
+        if (len === 2) sackPermitted = true;
+        break;
+      case 8:
+        if (len === 10) {
+          tsVal = u32(buf, i + 2);
+          tsEcr = u32(buf, i + 6);
+        }
+        break;
+      case 19: // RFC 2385 MD5 signature: Linux only recognises the 18-byte form
+        if (len === 18) md5 = true;
+        break;
+      case 34: // RFC 7413 TCP Fast Open (cookie request when the length is 2)
+        fastOpen = true;
+        break;
+      case 254: // experimental TFO (RFC 6994 ExID 0xf989), still accepted by Linux
+        if (len >= 4 && buf[i + 2] === 0xf9 && buf[i + 3] === 0x89) fastOpen = true;
+        break;
+    }
+    i += len;
+  }
+  return { mss, wscale, sackPermitted, tsVal, tsEcr, md5, fastOpen, malformed };
+}

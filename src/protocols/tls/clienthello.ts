@@ -1,0 +1,269 @@
+/**
+ * Incremental TLS ClientHello reader: takes the client-to-server byte stream in chunks of any
+ * size and answers the parsed hello once its last byte has arrived (EVASION.md G2, 11, 19, 20).
+ *
+ * Lifecycle of a ClientHelloReader:
+ *  1. Created (or reset()) at stream offset 0; the first bytes decide whether this is TLS at all.
+ *  2. feed(chunk) 0..n times with the stream bytes in order: needMore until the hello is complete.
+ *  3. done once: the hello, and `consumed`, the stream offset of the end of the record holding
+ *     its last byte. Bytes of that chunk after the hello's last byte were not read; their count
+ *     is `unread`.
+ *  4. Optionally (after a HelloRetryRequest, the caller's choice) feed on, starting with the last
+ *     `unread` bytes of that chunk: the reader looks for the next ClientHello, skipping
+ *     change_cipher_spec and application_data (0-RTT) records between hellos, and answers done
+ *     again with offsets still counted from step 1.
+ *  invalid and notTls are final: every later feed() repeats them until reset().
+ */
+import { FlowgateError } from '../../errors.js';
+import { parseClientHelloBody } from './hello.js';
+import {
+  ContentType,
+  DEFAULT_MAX_HELLO_BYTES,
+  HANDSHAKE_CLIENT_HELLO,
+  MAX_RECORD_LENGTH,
+  type ClientHelloReaderOptions,
+  type TlsResult,
+} from './types.js';
+
+export * from './types.js';
+export { parseClientHelloBody, type HelloFraming, type HelloParse } from './hello.js';
+export { ja3Hash, ja3String, ja4, ja4Raw, type FingerprintInput } from './fingerprints.js';
+
+const RECORD_HEADER = 5;
+const HANDSHAKE_HEADER = 4;
+/** First body allocation for a hello spread over chunks, in bytes; it doubles up to the declared length. */
+const INITIAL_BODY_CAPACITY = 1024;
+
+const RECORD_NAMES: Readonly<Record<number, string>> = {
+  [ContentType.changeCipherSpec]: 'change_cipher_spec',
+  [ContentType.alert]: 'alert',
+  [ContentType.applicationData]: 'application_data',
+  [ContentType.heartbeat]: 'heartbeat',
+};
+
+const NEED_MORE: TlsResult = { kind: 'needMore' };
+const NOT_TLS: TlsResult = { kind: 'notTls' };
+
+/** Reads ClientHellos from one client-to-server TCP stream; see the lifecycle above. */
+export class ClientHelloReader {
+  private readonly maxHelloBytes: number;
+  /** Final invalid/notTls result, repeated until reset(). */
+  private final: TlsResult | null = null;
+  /** Stream offset of the next byte fed. */
+  private offset = 0;
+  /** A hello was already answered: records between hellos are tolerated, no notTls any more. */
+  private afterHello = false;
+
+  private readonly recordHeader = new Uint8Array(RECORD_HEADER);
+  private recordHeaderFill = 0;
+  private recordType = 0;
+  private recordVersion = 0;
+  /** Payload bytes of the current record not yet read; 0 while reading a record header. */
+  private recordRemaining = 0;
+  /** Stream offset just past the current record. */
+  private recordEnd = 0;
+
+  private readonly handshakeHeader = new Uint8Array(HANDSHAKE_HEADER);
+  private handshakeHeaderFill = 0;
+  /** Declared body length of the hello being read; -1 until its handshake header is complete. */
+  private helloLength = -1;
+  private body: Uint8Array | null = null;
+  private bodyFill = 0;
+  /** Records that carried bytes of the hello being read, and the version of the first one. */
+  private helloRecords = 0;
+  private helloRecordVersion = 0;
+  private currentRecordCounted = false;
+
+  /** After done: bytes at the end of the last chunk that come after the hello and were not read. */
+  unread = 0;
+
+  constructor(options: ClientHelloReaderOptions = {}) {
+    const max = options.maxHelloBytes ?? DEFAULT_MAX_HELLO_BYTES;
+    if (!Number.isInteger(max) || max < 1 || max > 0xffffff) {
+      throw new FlowgateError('ERR_INVALID_OPTION', `maxHelloBytes must be an integer from 1 to 16777215, got ${max}`);
+    }
+    this.maxHelloBytes = max;
+  }
+
+  /** Forgets everything: the next byte fed is offset 0 of a new stream. */
+  reset(): void {
+    this.final = null;
+    this.offset = 0;
+    this.afterHello = false;
+    this.recordHeaderFill = 0;
+    this.recordRemaining = 0;
+    this.recordEnd = 0;
+    this.unread = 0;
+    this.resetHello();
+  }
+
+  /** Reads the next chunk of the stream; never throws on any input. */
+  feed(chunk: Uint8Array): TlsResult {
+    if (this.final !== null) return this.final;
+    this.unread = 0;
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.recordRemaining === 0) {
+        this.recordHeader[this.recordHeaderFill++] = chunk[i++]!;
+        this.offset++;
+        const problem = this.onRecordHeaderByte();
+        if (problem !== null) return this.fail(problem);
+        continue;
+      }
+      const available = Math.min(this.recordRemaining, chunk.length - i);
+      if (this.recordType !== ContentType.handshake) {
+        i += available;
+        this.offset += available;
+        this.recordRemaining -= available;
+        continue;
+      }
+      this.countRecord();
+      if (this.helloLength < 0) {
+        const byte = chunk[i++]!;
+        this.offset++;
+        this.recordRemaining--;
+        const problem = this.onHandshakeHeaderByte(byte);
+        if (problem !== null) return this.fail(problem);
+        if (this.helloLength !== 0) continue;
+        return this.complete(new Uint8Array(0), chunk.length - i);
+      }
+      const wanted = this.helloLength - this.bodyFill;
+      const take = Math.min(available, wanted);
+      const start = i;
+      i += take;
+      this.offset += take;
+      this.recordRemaining -= take;
+      if (this.bodyFill === 0 && take === wanted) {
+        return this.complete(chunk.subarray(start, i), chunk.length - i); // whole body in view: no copy
+      }
+      this.appendBody(chunk.subarray(start, i));
+      if (this.bodyFill === this.helloLength) return this.complete(this.body!.subarray(0, this.bodyFill), chunk.length - i);
+    }
+    return NEED_MORE;
+  }
+
+  /** Handles one more record header byte; answers a final result when the stream must stop here. */
+  private onRecordHeaderByte(): TlsResult | null {
+    const h = this.recordHeader;
+    const fill = this.recordHeaderFill;
+    if (this.offset === fill && !this.afterHello) {
+      const verdict = classifyStreamStart(h, fill);
+      if (verdict !== null) return verdict;
+    }
+    if (fill < RECORD_HEADER) return null;
+    this.recordHeaderFill = 0;
+    this.recordType = h[0]!;
+    this.recordVersion = (h[1]! << 8) | h[2]!;
+    const length = (h[3]! << 8) | h[4]!;
+    this.recordEnd = this.offset + length;
+    this.currentRecordCounted = false;
+    if (length > MAX_RECORD_LENGTH) return invalid(`record length ${length} exceeds ${MAX_RECORD_LENGTH}`);
+    const name = RECORD_NAMES[this.recordType];
+    if (this.recordType === ContentType.handshake) {
+      if (length === 0) return invalid('empty handshake record');
+    } else if (name === undefined) {
+      return invalid(`unknown record type ${this.recordType}`);
+    } else if (this.midHello()) {
+      return invalid(`${name} record inside ClientHello`);
+    } else if (!this.afterHello) {
+      return invalid(`${name} record before ClientHello`);
+    } else if (this.recordType === ContentType.alert || this.recordType === ContentType.heartbeat) {
+      return invalid(`${name} record after ClientHello`);
+    }
+    this.recordRemaining = length;
+    return null;
+  }
+
+  /** Handles one byte of the hello's handshake header. */
+  private onHandshakeHeaderByte(byte: number): TlsResult | null {
+    this.handshakeHeader[this.handshakeHeaderFill++] = byte;
+    if (this.handshakeHeaderFill === 1 && byte !== HANDSHAKE_CLIENT_HELLO) {
+      return invalid(`handshake type ${byte} is not client_hello`);
+    }
+    if (this.handshakeHeaderFill < HANDSHAKE_HEADER) return null;
+    const h = this.handshakeHeader;
+    const length = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+    if (length > this.maxHelloBytes) return invalid('hello too large');
+    this.helloLength = length;
+    return null;
+  }
+
+  private midHello(): boolean {
+    return this.handshakeHeaderFill > 0;
+  }
+
+  private countRecord(): void {
+    if (this.currentRecordCounted) return;
+    this.currentRecordCounted = true;
+    if (this.helloRecords === 0) this.helloRecordVersion = this.recordVersion;
+    this.helloRecords++;
+  }
+
+  private appendBody(bytes: Uint8Array): void {
+    const needed = this.bodyFill + bytes.length;
+    if (this.body === null || this.body.length < needed) {
+      const capacity = Math.min(this.helloLength, Math.max(needed, INITIAL_BODY_CAPACITY, (this.body?.length ?? 0) * 2));
+      const grown = new Uint8Array(capacity);
+      if (this.body !== null) grown.set(this.body.subarray(0, this.bodyFill));
+      this.body = grown;
+    }
+    this.body.set(bytes, this.bodyFill);
+    this.bodyFill = needed;
+  }
+
+  private complete(body: Uint8Array, unread: number): TlsResult {
+    const parsed = parseClientHelloBody(body, {
+      recordVersion: this.helloRecordVersion,
+      recordCount: this.helloRecords,
+    });
+    if (!parsed.ok) return this.fail(invalid(parsed.reason));
+    const consumed = this.recordEnd;
+    this.resetHello();
+    this.afterHello = true;
+    // Bytes left in this record belong to the next handshake message, which would start here.
+    this.currentRecordCounted = false;
+    this.unread = unread;
+    return { kind: 'done', hello: parsed.hello, consumed };
+  }
+
+  private resetHello(): void {
+    this.handshakeHeaderFill = 0;
+    this.helloLength = -1;
+    this.body = null;
+    this.bodyFill = 0;
+    this.helloRecords = 0;
+    this.helloRecordVersion = 0;
+    this.currentRecordCounted = false;
+  }
+
+  private fail(result: TlsResult): TlsResult {
+    this.final = result;
+    this.body = null;
+    return result;
+  }
+}
+
+function invalid(reason: string): TlsResult {
+  return { kind: 'invalid', reason };
+}
+
+/**
+ * Looks at the first `fill` bytes of the stream: null while they may start a TLS handshake
+ * record, notTls when they clearly do not, invalid for a TLS record a server rejects before the
+ * hello (alert, change_cipher_spec, ...) or an SSLv2-format hello (no extensions, so no SNI).
+ */
+function classifyStreamStart(h: Uint8Array, fill: number): TlsResult | null {
+  const first = h[0]!;
+  if (first === ContentType.handshake) return null;
+  const name = RECORD_NAMES[first];
+  if (name !== undefined) {
+    if (fill < 2) return null;
+    return h[1] === 3 ? invalid(`${name} record before ClientHello`) : NOT_TLS;
+  }
+  if ((first & 0x80) !== 0) {
+    // SSLv2 CLIENT-HELLO: 2-byte length with the top bit set, msg type 1, version major 0, 2 or 3.
+    if (fill < 4) return null;
+    return h[2] === 1 && (h[3] === 0 || h[3] === 2 || h[3] === 3) ? invalid('SSLv2-format ClientHello') : NOT_TLS;
+  }
+  return NOT_TLS;
+}

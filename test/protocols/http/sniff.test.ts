@@ -1,0 +1,48 @@
+// looksLikeHttp: the cheap first-bytes sniff that picks the HTTP analyzer.
+import t from 'tap';
+import { HttpRequestReader, looksLikeHttp } from '../../../src/protocols/http/request.js';
+import { FIXTURES, bytes, feedWhole, fixture } from './helpers.js';
+
+t.test('every HTTP fixture is HTTP from its first 8 bytes on', async (t) => {
+  for (const name of FIXTURES) {
+    const data = fixture(name);
+    t.equal(looksLikeHttp(data.subarray(0, 8)), 'yes', name);
+    t.equal(looksLikeHttp(data), 'yes', `${name} whole`);
+  }
+});
+
+t.test('prefixes too short to tell are maybe', async (t) => {
+  for (const text of ['', 'G', 'GE', 'GET', 'P', 'PO', 'CONNEC', '\r\n', '\r\n\r\nGE', '\n']) {
+    t.equal(looksLikeHttp(bytes(text)), 'maybe', JSON.stringify(text));
+  }
+  t.equal(looksLikeHttp(bytes('\r\nGET ')), 'yes', 'after leading empty lines');
+  t.equal(HttpRequestReader.looksLikeHttp(bytes('PRI * HTTP/2.0\r\n')), 'yes', 'the h2 preface goes to the HTTP reader, which names it');
+});
+
+t.test('extension methods: decided on the whole first line', async (t) => {
+  t.equal(looksLikeHttp(bytes('MKCALENDAR /c HTTP/1.1\r\nHost: a\r\n')), 'yes');
+  t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\n')), 'yes');
+  t.equal(looksLikeHttp(bytes('BREW /pot HT')), 'maybe');
+  t.equal(looksLikeHttp(bytes('BREW')), 'maybe');
+  t.equal(looksLikeHttp(bytes('BREW /pot HTCPCP/1.0\r\n')), 'no');
+});
+
+t.test('other protocols are no', async (t) => {
+  const ch = fixture('curl-connect-then-clienthello').subarray(112);
+  t.equal(looksLikeHttp(ch.subarray(0, 1)), 'no', 'TLS record, first byte');
+  t.equal(looksLikeHttp(ch), 'no', 'TLS ClientHello');
+  const sip = fixture('sip-register');
+  t.equal(looksLikeHttp(sip), 'no', 'SIP REGISTER');
+  t.equal(looksLikeHttp(sip.subarray(0, 12)), 'maybe', 'SIP before its line ends');
+  const ssh = fixture('ssh-client-start');
+  t.equal(looksLikeHttp(ssh), 'no', 'SSH banner');
+  for (const text of ['USER bob\r\n', '\x00\x00\x00\x08\x04\xd2\x16\x2f', '{"a":1}', ' GET / HTTP/1.1\r\n', 'GET\x00']) {
+    t.equal(looksLikeHttp(bytes(text)), 'no', JSON.stringify(text));
+  }
+  t.equal(looksLikeHttp(bytes('A'.repeat(40))), 'no', 'a long token without a space');
+});
+
+t.test('the reader itself refuses the look-alikes', async (t) => {
+  t.same(feedWhole(fixture('sip-register')), [{ kind: 'invalid', reason: 'bad version', offset: 0 }]);
+  t.same(feedWhole(fixture('ssh-client-start')), [{ kind: 'invalid', reason: 'bad request line', offset: 0 }]);
+});

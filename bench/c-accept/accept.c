@@ -1,0 +1,209 @@
+/*
+ * accept: the "C limit" reference for flowgate's benchmarks. Binds one NFQUEUE over raw
+ * netlink (the same wire format as native/, see native/README.md), drains every burst of
+ * packets and accepts the whole burst with a single NFQNL_MSG_VERDICT_BATCH. Prints its
+ * counters on SIGTERM or SIGINT and exits 0.
+ *
+ *   usage: accept [--no-gso] [--fail-open] [--maxlen N] QUEUE
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RECV_MAX (65536 + 8192) /* copy_range (<= 65531) plus attributes */
+#define BURST_MAX 1024          /* packets drained before one batch verdict */
+#define RCVBUF (8 << 20)
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) { (void)sig; stop = 1; }
+
+static unsigned long long packets, bursts, bytes, enobufs, verdict_msgs, errors;
+
+static size_t put_attr(char *buf, size_t off, uint16_t type, const void *data, size_t len) {
+	struct nlattr nla = { .nla_len = (uint16_t)(NLA_HDRLEN + len), .nla_type = type };
+	memcpy(buf + off, &nla, sizeof nla);
+	memcpy(buf + off + NLA_HDRLEN, data, len);
+	memset(buf + off + NLA_HDRLEN + len, 0, NLA_ALIGN(NLA_HDRLEN + len) - NLA_HDRLEN - len);
+	return off + NLA_ALIGN(NLA_HDRLEN + len);
+}
+
+static size_t put_be32(char *buf, size_t off, uint16_t type, uint32_t v) {
+	v = htonl(v);
+	return put_attr(buf, off, type, &v, sizeof v);
+}
+
+/* nlmsghdr + nfgenmsg; nlmsg_len is patched by finish(). */
+static size_t put_head(char *buf, uint8_t msg, uint16_t flags, uint32_t seq, uint16_t queue) {
+	struct nlmsghdr nlh = { 0 };
+	nlh.nlmsg_type = (NFNL_SUBSYS_QUEUE << 8) | msg;
+	nlh.nlmsg_flags = NLM_F_REQUEST | flags;
+	nlh.nlmsg_seq = seq;
+	memcpy(buf, &nlh, sizeof nlh);
+	struct nfgenmsg nfg = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0, .res_id = htons(queue) };
+	memcpy(buf + NLMSG_HDRLEN, &nfg, sizeof nfg);
+	return NLMSG_HDRLEN + NLMSG_ALIGN(sizeof nfg);
+}
+
+static size_t finish(char *buf, size_t len) {
+	uint32_t l = (uint32_t)len;
+	memcpy(buf, &l, sizeof l); /* nlmsghdr.nlmsg_len */
+	return len;
+}
+
+static int send_msg(int fd, const char *buf, size_t len) {
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	for (;;) {
+		if (sendto(fd, buf, len, 0, (struct sockaddr *)&kernel, sizeof kernel) >= 0) return 0;
+		if (errno == EINTR) continue;
+		if (errno == EAGAIN || errno == ENOBUFS) { usleep(1000); continue; }
+		return -1;
+	}
+}
+
+static int bind_queue(int fd, uint16_t queue, uint32_t maxlen, int gso, int fail_open) {
+	char buf[256], rx[8192];
+	size_t off = put_head(buf, NFQNL_MSG_CONFIG, NLM_F_ACK, 1, queue);
+	struct nfqnl_msg_config_cmd cmd = { .command = NFQNL_CFG_CMD_BIND, .pf = htons(AF_UNSPEC) };
+	off = put_attr(buf, off, NFQA_CFG_CMD, &cmd, sizeof cmd);
+	struct nfqnl_msg_config_params params = { .copy_range = htonl(0xffff), .copy_mode = NFQNL_COPY_PACKET };
+	off = put_attr(buf, off, NFQA_CFG_PARAMS, &params, sizeof params);
+	off = put_be32(buf, off, NFQA_CFG_QUEUE_MAXLEN, maxlen);
+	off = put_be32(buf, off, NFQA_CFG_MASK, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN);
+	off = put_be32(buf, off, NFQA_CFG_FLAGS, (gso ? NFQA_CFG_F_GSO : 0) | (fail_open ? NFQA_CFG_F_FAIL_OPEN : 0));
+	if (send_msg(fd, buf, finish(buf, off)) < 0) return errno;
+	/* The ack (NLMSG_ERROR, error 0) answers seq 1. Packets before it are left in the
+	 * socket: the main loop reads them, as nothing here needs to keep them apart. */
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 2000) <= 0) return ETIMEDOUT;
+		ssize_t n = recv(fd, rx, sizeof rx, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0) return errno;
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)rx;
+		if ((size_t)n >= NLMSG_HDRLEN + sizeof(int) && nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_seq == 1) {
+			int err;
+			memcpy(&err, rx + NLMSG_HDRLEN, sizeof err);
+			recv(fd, rx, sizeof rx, MSG_DONTWAIT);
+			return -err;
+		}
+		return 0; /* a packet came first: the bind worked */
+	}
+}
+
+/* Walks one datagram; returns the highest packet id seen (0 when none). */
+static uint32_t scan(const char *buf, size_t len) {
+	uint32_t max_id = 0;
+	size_t off = 0;
+	while (len - off >= NLMSG_HDRLEN) {
+		struct nlmsghdr nlh;
+		memcpy(&nlh, buf + off, sizeof nlh);
+		if (nlh.nlmsg_len < NLMSG_HDRLEN || nlh.nlmsg_len > len - off) break;
+		if (nlh.nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
+			size_t a = off + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+			size_t end = off + nlh.nlmsg_len;
+			while (end - a >= NLA_HDRLEN) {
+				struct nlattr nla;
+				memcpy(&nla, buf + a, sizeof nla);
+				if (nla.nla_len < NLA_HDRLEN || nla.nla_len > end - a) break;
+				uint16_t type = nla.nla_type & NLA_TYPE_MASK;
+				if (type == NFQA_PACKET_HDR && nla.nla_len >= NLA_HDRLEN + 4) {
+					uint32_t id; /* nfqnl_msg_packet_hdr.packet_id, big-endian */
+					memcpy(&id, buf + a + NLA_HDRLEN, 4);
+					id = ntohl(id);
+					if (id > max_id) max_id = id;
+					packets++;
+				} else if (type == NFQA_PAYLOAD) {
+					bytes += nla.nla_len - NLA_HDRLEN;
+				}
+				a += NLA_ALIGN(nla.nla_len);
+			}
+		} else if (nlh.nlmsg_type == NLMSG_ERROR) {
+			int err;
+			if (nlh.nlmsg_len >= NLMSG_HDRLEN + sizeof err) {
+				memcpy(&err, buf + off + NLMSG_HDRLEN, sizeof err);
+				if (err != 0) errors++;
+			}
+		}
+		off += NLMSG_ALIGN(nlh.nlmsg_len);
+		if (off >= len) break;
+	}
+	return max_id;
+}
+
+int main(int argc, char **argv) {
+	int gso = 1, fail_open = 0;
+	uint32_t maxlen = 65536;
+	long queue = -1;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--no-gso")) gso = 0;
+		else if (!strcmp(argv[i], "--fail-open")) fail_open = 1;
+		else if (!strcmp(argv[i], "--maxlen") && i + 1 < argc) maxlen = (uint32_t)strtoul(argv[++i], NULL, 10);
+		else queue = strtol(argv[i], NULL, 10);
+	}
+	if (queue < 0 || queue > 65535) {
+		fprintf(stderr, "usage: %s [--no-gso] [--fail-open] [--maxlen N] QUEUE\n", argv[0]);
+		return 2;
+	}
+
+	struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: poll() returns EINTR */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (fd < 0) { perror("socket"); return 1; }
+	int size = RCVBUF;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	int err = bind_queue(fd, (uint16_t)queue, maxlen, gso, fail_open);
+	if (err != 0) { fprintf(stderr, "binding queue %ld: %s\n", queue, strerror(err)); return 1; }
+	fprintf(stderr, "accept: queue %ld bound (gso %s)\n", queue, gso ? "on" : "off");
+
+	static char rx[RECV_MAX];
+	char vbuf[64];
+	while (!stop) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, -1) < 0) {
+			if (errno == EINTR) continue;
+			perror("poll");
+			return 1;
+		}
+		uint32_t max_id = 0;
+		for (int k = 0; k < BURST_MAX; k++) {
+			ssize_t n = recv(fd, rx, sizeof rx, MSG_DONTWAIT);
+			if (n < 0) {
+				if (errno == ENOBUFS) { enobufs++; continue; }
+				break; /* EAGAIN (drained) or EINTR */
+			}
+			uint32_t id = scan(rx, (size_t)n);
+			if (id > max_id) max_id = id;
+		}
+		if (max_id == 0) continue;
+		bursts++;
+		/* NFQNL_MSG_VERDICT_BATCH: NFQA_VERDICT_HDR {verdict, id} accepts every queued id <= id. */
+		size_t off = put_head(vbuf, NFQNL_MSG_VERDICT_BATCH, 0, 0, (uint16_t)queue);
+		struct nfqnl_msg_verdict_hdr vh = { .verdict = htonl(NF_ACCEPT), .id = htonl(max_id) };
+		off = put_attr(vbuf, off, NFQA_VERDICT_HDR, &vh, sizeof vh);
+		if (send_msg(fd, vbuf, finish(vbuf, off)) < 0) errors++;
+		else verdict_msgs++;
+	}
+
+	char ubuf[64]; /* NFQNL_CFG_CMD_UNBIND */
+	size_t off = put_head(ubuf, NFQNL_MSG_CONFIG, 0, 2, (uint16_t)queue);
+	struct nfqnl_msg_config_cmd cmd = { .command = NFQNL_CFG_CMD_UNBIND, .pf = htons(AF_UNSPEC) };
+	off = put_attr(ubuf, off, NFQA_CFG_CMD, &cmd, sizeof cmd);
+	send_msg(fd, ubuf, finish(ubuf, off));
+	close(fd);
+	printf("packets=%llu bursts=%llu bytes=%llu verdict_msgs=%llu enobufs=%llu errors=%llu\n",
+	       packets, bursts, bytes, verdict_msgs, enobufs, errors);
+	return 0;
+}

@@ -1,0 +1,17 @@
+// Errors that cross into JS: plain Error objects with `code` (stable string) and `errno`.
+// src/capture/queue.ts rewraps them as FlowgateError.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+namespace fg {
+
+/** Builds an Error with .code and, when err != 0, .errno. */
+Napi::Error MakeCodeError(Napi::Env env, const char* code, int err, const std::string& message);
+
+/** Builds and throws it (the addon is built without C++ exceptions: return right after). */
+void ThrowCodeError(Napi::Env env, const char* code, int err, const std::string& message);
+
+}  // namespace fg

@@ -1,0 +1,334 @@
+// The Queue class, lifecycle part: options, socket setup and the bind handshake, the uv
+// handles, stats, close. Receiving is in queue_recv.cc, sending in queue_send.cc, netlink
+// framing in wire.cc. Errors cross to JS as Error objects with `code` and `errno`, which
+// src/capture/queue.ts turns into FlowgateError.
+#include "queue.h"
+
+#include <arpa/inet.h>
+#include <linux/netfilter.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "errors.h"
+#include "queue_internal.h"
+
+namespace fg {
+namespace {
+
+/** Is `queue` listed in this namespace's /proc/net/netfilter/nfnetlink_queue? */
+bool QueueListed(uint16_t queue) {
+  FILE* f = std::fopen("/proc/net/netfilter/nfnetlink_queue", "re");
+  if (f == nullptr) return false;
+  char line[256];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned num;
+    if (std::sscanf(line, "%u", &num) == 1 && num == queue) found = true;
+  }
+  std::fclose(f);
+  return found;
+}
+
+// Reads an optional non-negative integer option; false (with a JS error thrown) when invalid.
+bool ReadUint(Napi::Env env, Napi::Object opts, const char* key, uint32_t min, uint32_t max,
+              uint32_t* out) {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) return true;
+  if (!v.IsNumber()) {
+    ThrowCodeError(env, "ERR_ARG", 0, std::string("option ") + key + " must be a number");
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    ThrowCodeError(env, "ERR_ARG", 0,
+                   std::string("option ") + key + " must be an integer in " +
+                       std::to_string(min) + ".." + std::to_string(max));
+    return false;
+  }
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+bool ReadBool(Napi::Env env, Napi::Object opts, const char* key, bool* out) {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) return true;
+  if (!v.IsBoolean()) {
+    ThrowCodeError(env, "ERR_ARG", 0, std::string("option ") + key + " must be a boolean");
+    return false;
+  }
+  *out = v.As<Napi::Boolean>().Value();
+  return true;
+}
+
+void OnHandleClosed(uv_handle_t* h) {
+  auto* lh = static_cast<LoopHandles*>(h->data);
+  if (--lh->openHandles == 0) delete lh;
+}
+
+}  // namespace
+
+void OnPollEvent(uv_poll_t* h, int status, int /*events*/) {
+  auto* lh = static_cast<LoopHandles*>(h->data);
+  if (lh->owner == nullptr) return;
+  if (status < 0) {
+    lh->owner->OnPollError(status);
+  } else {
+    lh->owner->OnReadable();
+  }
+}
+
+namespace {
+
+void OnKick(uv_timer_t* t) {
+  auto* lh = static_cast<LoopHandles*>(t->data);
+  if (lh->owner != nullptr) lh->owner->OnReadable();
+}
+
+}  // namespace
+
+Napi::Function Queue::Init(Napi::Env env) {
+  return DefineClass(env, "Queue",
+                     {
+                         InstanceMethod<&Queue::Verdicts>("verdicts"),
+                         InstanceMethod<&Queue::SendRaw>("sendRaw"),
+                         InstanceMethod<&Queue::Stats>("stats"),
+                         InstanceMethod<&Queue::Close>("close"),
+                         InstanceAccessor<&Queue::GetClosed>("closed"),
+                     });
+}
+
+Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
+  Napi::Env env = info.Env();
+  env_ = env;
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction() ||
+      !(info[2].IsUndefined() || info[2].IsFunction())) {
+    ThrowCodeError(env, "ERR_ARG", 0, "Queue(opts: object, onBatch: function, onError?: function)");
+    return;
+  }
+  Napi::Object opts = info[0].As<Napi::Object>();
+  uint32_t queue = 0x10000, maxLen = 65536, copyRange = 65535;
+  uint32_t rcvbuf = 8u << 20, batchMax = 512;
+  bool gso = true, failOpen = false;
+  if (!opts.Get("queue").IsNumber()) {
+    ThrowCodeError(env, "ERR_ARG", 0, "option queue is required (0..65535)");
+    return;
+  }
+  if (!ReadUint(env, opts, "queue", 0, 65535, &queue) ||
+      !ReadUint(env, opts, "maxLen", 1, 0xffffffffu, &maxLen) ||
+      !ReadUint(env, opts, "copyRange", 1, 65535, &copyRange) ||
+      !ReadUint(env, opts, "rcvbufBytes", 4096, 1u << 30, &rcvbuf) ||
+      !ReadUint(env, opts, "batchMaxPackets", 1, 65536, &batchMax) ||
+      !ReadBool(env, opts, "gso", &gso) || !ReadBool(env, opts, "failOpen", &failOpen)) {
+    return;
+  }
+  queue_ = static_cast<uint16_t>(queue);
+  batchMax_ = batchMax;
+
+  BindConfig cfg{queue_, maxLen, copyRange, gso, failOpen};
+  if (!OpenAndBind(env, cfg, rcvbuf)) return;
+
+  onBatch_ = Napi::Persistent(info[1].As<Napi::Function>());
+  if (info[2].IsFunction()) onError_ = Napi::Persistent(info[2].As<Napi::Function>());
+  asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "flowgate_nfqueue");
+
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  handles_ = new LoopHandles();
+  handles_->owner = this;
+  handles_->openHandles = 2;
+  uv_poll_init_socket(loop, &handles_->poll, fd_);
+  uv_timer_init(loop, &handles_->kick);
+  handles_->poll.data = handles_;
+  handles_->kick.data = handles_;
+  uv_poll_start(&handles_->poll, UV_READABLE, OnPollEvent);
+  if (count_ > 0) uv_timer_start(&handles_->kick, OnKick, 0, 0);
+
+  napi_add_env_cleanup_hook(env, CleanupHook, this);
+  cleanupHookAdded_ = true;
+  closed_ = false;
+  Ref();  // an open queue stays alive (like a listening server) until close()
+}
+
+Queue::~Queue() { Shutdown(ShutdownMode::FromFinalizer); }
+
+bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
+  fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  if (fd_ < 0) {
+    int e = errno;
+    ThrowCodeError(env, "ERR_QUEUE_BIND", e,
+                   std::string("netlink socket (NETLINK_NETFILTER): ") + std::strerror(e));
+    return false;
+  }
+  int size = static_cast<int>(rcvbuf);
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) {
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);  // capped by rmem_max
+  }
+  int one = 1;  // acks and errors echo only the request header, not the whole request
+  setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  sockaddr_nl local;
+  std::memset(&local, 0, sizeof local);
+  local.nl_family = AF_NETLINK;  // nl_pid 0: the kernel picks our port id
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) < 0) {
+    int e = errno;
+    close(fd_);
+    fd_ = -1;
+    ThrowCodeError(env, "ERR_QUEUE_BIND", e, std::string("netlink bind: ") + std::strerror(e));
+    return false;
+  }
+
+  data_.resize(2 * kRecvMax);
+  meta_.reserve(static_cast<size_t>(batchMax_) * kMetaStride);
+  send_.resize(kSendChunk + kVerdictMsgMax);
+
+  uint8_t msg[kConfigMsgMax];
+  waitSeq_ = ++seq_;
+  ackErr_ = -1;
+  size_t len = BuildBind(msg, cfg, waitSeq_);
+  sockaddr_nl kernel;
+  std::memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  int err = SendWithRetry(fd_, msg, len, &kernel, sizeof kernel);
+
+  // Wait for the ack. Packets that arrive first (the queue is live as soon as the kernel
+  // created it) are kept in the batch and delivered by the kick timer after open returns.
+  int64_t deadline = NowMs() + kAckTimeoutMs;
+  while (err == 0 && ackErr_ < 0) {
+    int recvErr = Drain(true);
+    if (recvErr != 0) {
+      err = recvErr;
+      break;
+    }
+    if (ackErr_ >= 0) break;
+    int64_t left = deadline - NowMs();
+    if (left <= 0) {
+      err = ETIMEDOUT;
+      break;
+    }
+    pollfd pfd{fd_, POLLIN, 0};
+    poll(&pfd, 1, static_cast<int>(left));
+  }
+  if (err == 0) err = ackErr_;
+  if (err == 0) return true;
+
+  close(fd_);
+  fd_ = -1;
+  count_ = 0;
+  used_ = 0;
+  meta_.clear();
+  std::string q = std::to_string(cfg.queue);
+  if ((err == EPERM && QueueListed(cfg.queue)) || err == EBUSY || err == EEXIST) {
+    // The kernel answers EPERM when another socket owns the queue; /proc tells them apart.
+    ThrowCodeError(env, "ERR_QUEUE_BUSY", err,
+                   "NFQUEUE " + q + " is already bound by another process or socket");
+  } else if (err == EPERM) {
+    ThrowCodeError(env, "ERR_QUEUE_PERM", err,
+                   "binding NFQUEUE " + q + " needs root or CAP_NET_ADMIN (EPERM)");
+  } else {
+    ThrowCodeError(env, "ERR_QUEUE_BIND", err,
+                   "binding NFQUEUE " + q + " failed: " + std::strerror(err));
+  }
+  return false;
+}
+
+Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  auto put = [&](const char* k, uint64_t v) { o.Set(k, static_cast<double>(v)); };
+  put("received", counters_.received);
+  put("batches", counters_.batches);
+  put("enobufs", counters_.enobufs);
+  put("verdicts", counters_.verdicts);
+  put("verdictSends", counters_.verdictSends);
+  put("sendErrors", counters_.sendErrors);
+  put("recvErrors", counters_.recvErrors);
+  put("kernelErrors", counters_.kernelErrors);
+  return o;
+}
+
+Napi::Value Queue::Close(const Napi::CallbackInfo& info) {
+  Shutdown(ShutdownMode::FromJs);
+  return info.Env().Undefined();
+}
+
+Napi::Value Queue::GetClosed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), closed_);
+}
+
+bool Queue::ThrowIfClosed(Napi::Env env) {
+  if (!closed_) return false;
+  ThrowCodeError(env, "ERR_QUEUE_CLOSED", 0,
+                 "NFQUEUE " + std::to_string(queue_) + " is closed");
+  return true;
+}
+
+void Queue::Shutdown(ShutdownMode mode) {
+  if (closed_) {
+    if (fd_ >= 0) {  // a failed bind leaves nothing open, but be safe
+      close(fd_);
+      fd_ = -1;
+    }
+    return;
+  }
+  closed_ = true;
+  if (handles_ != nullptr) {
+    // Close the uv handles before the fd: libuv must stop polling an fd before it closes.
+    handles_->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->kick), OnHandleClosed);
+    handles_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    uint8_t msg[kConfigMsgMax];
+    size_t len = BuildUnbind(msg, queue_, ++seq_);
+    sockaddr_nl kernel;
+    std::memset(&kernel, 0, sizeof kernel);
+    kernel.nl_family = AF_NETLINK;
+    sendto(fd_, msg, len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+    close(fd_);
+    fd_ = -1;
+  }
+  if (raw4_ >= 0) close(raw4_);
+  if (raw6_ >= 0) close(raw6_);
+  raw4_ = raw6_ = -1;
+  std::vector<uint8_t>().swap(data_);
+  std::vector<uint32_t>().swap(meta_);
+  std::vector<uint8_t>().swap(send_);
+  used_ = 0;
+  count_ = 0;
+
+  if (mode == ShutdownMode::FromCleanupHook) return;  // the env is going away
+  if (cleanupHookAdded_) {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    cleanupHookAdded_ = false;
+  }
+  if (mode == ShutdownMode::FromFinalizer) return;
+  Unref();  // balances the Ref() taken when the queue opened
+  if (inCallback_ > 0) {
+    refsPending_ = true;  // the callbacks and async context are in use right now
+  } else {
+    ReleaseJsRefs();
+  }
+}
+
+void Queue::ReleaseJsRefs() {
+  refsPending_ = false;
+  onBatch_.Reset();
+  onError_.Reset();
+  asyncContext_.reset();
+}
+
+void Queue::CleanupHook(void* arg) {
+  auto* self = static_cast<Queue*>(arg);
+  self->cleanupHookAdded_ = false;
+  self->Shutdown(ShutdownMode::FromCleanupHook);
+}
+
+}  // namespace fg

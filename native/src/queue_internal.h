@@ -1,0 +1,45 @@
+// Shared between queue.cc (lifecycle), queue_recv.cc and queue_send.cc: limits, the uv
+// handle pair, and the poll callback. Not part of the module's interface.
+#pragma once
+
+#include <time.h>
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fg {
+
+class Queue;
+
+/** Largest datagram we accept: copy_range (<= 65531, NFQNL_MAX_COPY_RANGE) plus attributes. */
+constexpr size_t kRecvMax = 65536 + 8192;
+/** A batch stops growing once its payload bytes pass this, whatever batchMaxPackets says. */
+constexpr size_t kBatchMaxBytes = 16u << 20;
+/** Verdict messages are packed into datagrams of at most this many bytes. */
+constexpr size_t kSendChunk = 64u << 10;
+/** How long open() waits for the kernel's answer to the bind message, ms. */
+constexpr int kAckTimeoutMs = 2000;
+/** How long one send() keeps retrying EAGAIN/ENOBUFS before it counts as failed, ms. */
+constexpr int kSendRetryMs = 1000;
+/** Uint32 slots per packet in the meta array (queue.ts META_STRIDE). */
+constexpr size_t kMetaStride = 8;
+
+inline int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+/** The two uv handles of an open queue; freed once both close callbacks ran. */
+struct LoopHandles {
+  uv_poll_t poll;
+  uv_timer_t kick;  // fires once after open when packets arrived before the bind ack
+  Queue* owner;     // null once the queue closed
+  int openHandles;
+};
+
+/** uv_poll_t callback of every queue socket (queue.cc). */
+void OnPollEvent(uv_poll_t* h, int status, int events);
+
+}  // namespace fg

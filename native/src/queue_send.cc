@@ -1,0 +1,178 @@
+// The Queue class, sending part: batched verdicts (many netlink messages per datagram) and
+// raw IPv4/IPv6 injection. See native/README.md ("Verdicts", "sendRaw").
+#include <arpa/inet.h>
+#include <linux/netfilter.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "errors.h"
+#include "queue.h"
+#include "queue_internal.h"
+
+namespace fg {
+
+int Queue::SendWithRetry(int fd, const void* buf, size_t len, const void* addr,
+                         socklen_t addrLen) {
+  int64_t deadline = 0;
+  for (;;) {
+    ssize_t n = sendto(fd, buf, len, 0, static_cast<const sockaddr*>(addr), addrLen);
+    if (n >= 0) return 0;
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e != EAGAIN && e != EWOULDBLOCK && e != ENOBUFS) return e;
+    int64_t now = NowMs();
+    if (deadline == 0) deadline = now + kSendRetryMs;
+    if (now >= deadline) return e;
+    if (e == ENOBUFS) {
+      usleep(1000);  // memory pressure: writability says nothing, just back off
+    } else {
+      pollfd pfd{fd, POLLOUT, 0};
+      poll(&pfd, 1, 10);
+    }
+  }
+}
+
+Napi::Value Queue::Verdicts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  if (info.Length() < 2 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      !info[1].IsNumber()) {
+    ThrowCodeError(env, "ERR_ARG", 0, "verdicts(quads: Uint32Array, count: number)");
+    return env.Undefined();
+  }
+  Napi::Uint32Array quads = info[0].As<Napi::Uint32Array>();
+  double countD = info[1].As<Napi::Number>().DoubleValue();
+  if (!(countD >= 0 && countD <= static_cast<double>(quads.ElementLength() / 4)) ||
+      countD != static_cast<double>(static_cast<uint64_t>(countD))) {
+    ThrowCodeError(env, "ERR_ARG", 0, "verdicts: count must fit the array (4 uint32 each)");
+    return env.Undefined();
+  }
+  size_t count = static_cast<size_t>(countD);
+  const uint32_t* q = quads.Data();
+  for (size_t i = 0; i < count; i++) {  // validate everything before sending anything
+    uint32_t v = q[4 * i + 1];
+    if (v != NF_DROP && v != NF_ACCEPT && v != NF_REPEAT) {
+      ThrowCodeError(env, "ERR_ARG", 0,
+                     "verdict " + std::to_string(v) + " for packet " + std::to_string(q[4 * i]) +
+                         " is not NF_DROP (0), NF_ACCEPT (1) or NF_REPEAT (4)");
+      return env.Undefined();
+    }
+  }
+
+  sockaddr_nl kernel;
+  std::memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  int lastErr = 0;
+  size_t failed = 0;
+  size_t off = 0, inChunk = 0;
+  for (size_t i = 0; i <= count; i++) {
+    bool last = i == count;
+    if (off > 0 && (last || off + kVerdictMsgMax > kSendChunk)) {
+      int err = SendWithRetry(fd_, send_.data(), off, &kernel, sizeof kernel);
+      if (err == 0) {
+        counters_.verdicts += inChunk;
+        counters_.verdictSends++;
+      } else {
+        counters_.sendErrors++;
+        failed += inChunk;
+        lastErr = err;
+      }
+      off = 0;
+      inChunk = 0;
+    }
+    if (last) break;
+    off += BuildVerdict(send_.data() + off, queue_, q[4 * i], q[4 * i + 1], q[4 * i + 2] != 0,
+                        q[4 * i + 3]);
+    inChunk++;
+  }
+  if (failed > 0) {
+    ThrowCodeError(env, "ERR_QUEUE_SEND", lastErr,
+                   "sending " + std::to_string(failed) + " of " + std::to_string(count) +
+                       " verdicts failed: " + std::strerror(lastErr));
+  }
+  return env.Undefined();
+}
+
+Napi::Value Queue::SendRaw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  bool isBytes = info.Length() >= 1 && info[0].IsTypedArray() &&
+                 info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  bool hasMark = info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull();
+  if (!isBytes || (hasMark && !info[1].IsNumber())) {
+    ThrowCodeError(env, "ERR_ARG", 0, "sendRaw(packet: Uint8Array, mark?: number)");
+    return env.Undefined();
+  }
+  uint32_t mark = 0;
+  if (hasMark) {
+    double d = info[1].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+      ThrowCodeError(env, "ERR_ARG", 0, "sendRaw: mark must be a uint32");
+      return env.Undefined();
+    }
+    mark = static_cast<uint32_t>(d);
+  }
+  Napi::Uint8Array pkt = info[0].As<Napi::Uint8Array>();
+  const uint8_t* p = pkt.Data();
+  size_t len = pkt.ElementLength();
+  int version = len > 0 ? p[0] >> 4 : 0;
+  sockaddr_storage dst;
+  std::memset(&dst, 0, sizeof dst);
+  socklen_t dstLen;
+  int* fd;
+  uint32_t* curMark;
+  if (version == 4 && len >= 20) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&dst);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, p + 16, 4);  // IPv4 destination address
+    dstLen = sizeof *sin;
+    fd = &raw4_;
+    curMark = &raw4Mark_;
+  } else if (version == 6 && len >= 40) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&dst);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, p + 24, 16);  // IPv6 destination address
+    dstLen = sizeof *sin6;
+    fd = &raw6_;
+    curMark = &raw6Mark_;
+  } else {
+    ThrowCodeError(env, "ERR_ARG", 0, "sendRaw: not a complete IPv4 or IPv6 header");
+    return env.Undefined();
+  }
+  if (*fd < 0) {
+    // IPPROTO_RAW implies IP_HDRINCL (IPv4) and header-included sends (IPv6).
+    *fd = socket(version == 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                 IPPROTO_RAW);
+    if (*fd < 0) {
+      int e = errno;
+      counters_.sendErrors++;
+      ThrowCodeError(env, "ERR_QUEUE_SEND", e, std::string("raw socket: ") + std::strerror(e));
+      return env.Undefined();
+    }
+  }
+  if (mark != *curMark) {
+    if (setsockopt(*fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) {
+      int e = errno;
+      counters_.sendErrors++;
+      ThrowCodeError(env, "ERR_QUEUE_SEND", e, std::string("SO_MARK: ") + std::strerror(e));
+      return env.Undefined();
+    }
+    *curMark = mark;
+  }
+  int err = SendWithRetry(*fd, p, len, &dst, dstLen);
+  if (err != 0) {
+    counters_.sendErrors++;
+    ThrowCodeError(env, "ERR_QUEUE_SEND", err,
+                   std::string("sending a raw packet: ") + std::strerror(err));
+  }
+  return env.Undefined();
+}
+
+}  // namespace fg

@@ -1,0 +1,195 @@
+// Netlink framing for nfnetlink_queue. See wire.h and native/README.md ("Wire format").
+#include "wire.h"
+
+#include <arpa/inet.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+namespace fg {
+namespace {
+
+// nlmsghdr (16 bytes) + nfgenmsg (4 bytes): every nfnetlink message starts with both.
+constexpr size_t kHeadLen = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+
+// Writes nlmsghdr + nfgenmsg; the caller patches nlmsg_len once the attributes are in.
+size_t PutHead(uint8_t* buf, uint16_t msgType, uint16_t flags, uint32_t seq, uint16_t queue) {
+  nlmsghdr nlh;
+  std::memset(&nlh, 0, sizeof nlh);
+  nlh.nlmsg_type = static_cast<uint16_t>((NFNL_SUBSYS_QUEUE << 8) | msgType);
+  nlh.nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
+  nlh.nlmsg_seq = seq;
+  std::memcpy(buf, &nlh, sizeof nlh);
+  nfgenmsg nfg;
+  nfg.nfgen_family = AF_UNSPEC;
+  nfg.version = NFNETLINK_V0;
+  nfg.res_id = htons(queue);  // nfgenmsg.res_id: the queue number, big-endian
+  std::memcpy(buf + NLMSG_HDRLEN, &nfg, sizeof nfg);
+  return kHeadLen;
+}
+
+// Appends one nlattr with its value and zero padding to 4 bytes; returns the new offset.
+size_t PutAttr(uint8_t* buf, size_t off, uint16_t type, const void* data, size_t len) {
+  nlattr nla;
+  nla.nla_len = static_cast<uint16_t>(NLA_HDRLEN + len);
+  nla.nla_type = type;
+  std::memcpy(buf + off, &nla, sizeof nla);
+  std::memcpy(buf + off + NLA_HDRLEN, data, len);
+  size_t end = off + NLA_HDRLEN + len;
+  size_t padded = off + NLA_ALIGN(NLA_HDRLEN + len);
+  std::memset(buf + end, 0, padded - end);
+  return padded;
+}
+
+size_t PutBe32Attr(uint8_t* buf, size_t off, uint16_t type, uint32_t value) {
+  uint32_t be = htonl(value);
+  return PutAttr(buf, off, type, &be, sizeof be);
+}
+
+void SetLen(uint8_t* buf, size_t len) {
+  uint32_t l = static_cast<uint32_t>(len);
+  std::memcpy(buf + offsetof(nlmsghdr, nlmsg_len), &l, sizeof l);
+}
+
+uint32_t Be32At(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return ntohl(v);
+}
+
+}  // namespace
+
+size_t BuildBind(uint8_t* buf, const BindConfig& cfg, uint32_t seq) {
+  size_t off = PutHead(buf, NFQNL_MSG_CONFIG, NLM_F_ACK, seq, cfg.queue);
+
+  nfqnl_msg_config_cmd cmd;  // NFQA_CFG_CMD: command u8, pad u8, pf be16
+  std::memset(&cmd, 0, sizeof cmd);
+  cmd.command = NFQNL_CFG_CMD_BIND;
+  cmd.pf = htons(AF_UNSPEC);  // ignored by kernels >= 3.8: one bind covers IPv4 and IPv6
+  off = PutAttr(buf, off, NFQA_CFG_CMD, &cmd, sizeof cmd);
+
+  nfqnl_msg_config_params params;  // NFQA_CFG_PARAMS: copy_range be32, copy_mode u8 (packed)
+  std::memset(&params, 0, sizeof params);
+  params.copy_range = htonl(cfg.copyRange);
+  params.copy_mode = NFQNL_COPY_PACKET;
+  off = PutAttr(buf, off, NFQA_CFG_PARAMS, &params, sizeof params);
+
+  off = PutBe32Attr(buf, off, NFQA_CFG_QUEUE_MAXLEN, cfg.maxLen);
+
+  // NFQA_CFG_MASK says which flags this message sets; NFQA_CFG_FLAGS gives their values.
+  uint32_t mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
+  uint32_t flags = (cfg.gso ? NFQA_CFG_F_GSO : 0) | (cfg.failOpen ? NFQA_CFG_F_FAIL_OPEN : 0);
+  off = PutBe32Attr(buf, off, NFQA_CFG_MASK, mask);
+  off = PutBe32Attr(buf, off, NFQA_CFG_FLAGS, flags);
+
+  SetLen(buf, off);
+  return off;
+}
+
+size_t BuildUnbind(uint8_t* buf, uint16_t queue, uint32_t seq) {
+  size_t off = PutHead(buf, NFQNL_MSG_CONFIG, 0, seq, queue);
+  nfqnl_msg_config_cmd cmd;
+  std::memset(&cmd, 0, sizeof cmd);
+  cmd.command = NFQNL_CFG_CMD_UNBIND;
+  cmd.pf = htons(AF_UNSPEC);
+  off = PutAttr(buf, off, NFQA_CFG_CMD, &cmd, sizeof cmd);
+  SetLen(buf, off);
+  return off;
+}
+
+size_t BuildVerdict(uint8_t* buf, uint16_t queue, uint32_t id, uint32_t verdict,
+                    bool hasMark, uint32_t mark) {
+  // No NLM_F_ACK: the kernel answers only when a verdict fails (NLMSG_ERROR, e.g. ENOENT).
+  size_t off = PutHead(buf, NFQNL_MSG_VERDICT, 0, 0, queue);
+  nfqnl_msg_verdict_hdr vh;  // NFQA_VERDICT_HDR: verdict be32, id be32
+  vh.verdict = htonl(verdict);
+  vh.id = htonl(id);
+  off = PutAttr(buf, off, NFQA_VERDICT_HDR, &vh, sizeof vh);
+  if (hasMark) off = PutBe32Attr(buf, off, NFQA_MARK, mark);  // NFQA_MARK: new skb->mark
+  SetLen(buf, off);
+  return off;
+}
+
+size_t MessageAt(const uint8_t* buf, size_t len, size_t off) {
+  if (off >= len || len - off < NLMSG_HDRLEN) return 0;
+  uint32_t msgLen;
+  std::memcpy(&msgLen, buf + off + offsetof(nlmsghdr, nlmsg_len), sizeof msgLen);
+  if (msgLen < NLMSG_HDRLEN || msgLen > len - off) return 0;
+  return msgLen;
+}
+
+MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt) {
+  nlmsghdr nlh;
+  std::memcpy(&nlh, msg, sizeof nlh);
+  MsgResult res{MsgKind::Other, nlh.nlmsg_seq, 0};
+
+  if (nlh.nlmsg_type == NLMSG_ERROR) {
+    // nlmsgerr: int error (0 = ack, else -errno), then the request's nlmsghdr (and, without
+    // NETLINK_CAP_ACK, its payload). The request's seq is in both headers; use the outer one.
+    if (msgLen < NLMSG_HDRLEN + sizeof(int)) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
+    int error;
+    std::memcpy(&error, msg + NLMSG_HDRLEN, sizeof error);
+    if (error == 0) return {MsgKind::Ack, nlh.nlmsg_seq, 0};
+    return {MsgKind::Error, nlh.nlmsg_seq, -error};
+  }
+  if (nlh.nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) return res;
+  if (msgLen < kHeadLen) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
+
+  std::memset(pkt, 0, sizeof *pkt);
+  bool haveHdr = false, haveCapLen = false;
+  size_t off = kHeadLen;
+  while (msgLen - off >= NLA_HDRLEN) {
+    nlattr nla;
+    std::memcpy(&nla, msg + off, sizeof nla);
+    if (nla.nla_len < NLA_HDRLEN || nla.nla_len > msgLen - off) break;
+    const uint8_t* val = msg + off + NLA_HDRLEN;
+    size_t valLen = nla.nla_len - NLA_HDRLEN;
+    switch (nla.nla_type & NLA_TYPE_MASK) {
+      case NFQA_PACKET_HDR:  // nfqnl_msg_packet_hdr: packet_id be32, hw_protocol be16, hook u8
+        if (valLen >= 7) {
+          pkt->id = Be32At(val);
+          pkt->hwProtocol = static_cast<uint16_t>((val[4] << 8) | val[5]);
+          pkt->hook = val[6];
+          haveHdr = true;
+        }
+        break;
+      case NFQA_MARK:
+        if (valLen >= 4) pkt->mark = Be32At(val);
+        break;
+      case NFQA_IFINDEX_INDEV:
+        if (valLen >= 4) pkt->inDev = Be32At(val);
+        break;
+      case NFQA_IFINDEX_OUTDEV:
+        if (valLen >= 4) pkt->outDev = Be32At(val);
+        break;
+      case NFQA_SKB_INFO:
+        if (valLen >= 4) pkt->skbInfo = Be32At(val);
+        break;
+      case NFQA_CAP_LEN:  // original length when the payload was cut to copy_range
+        if (valLen >= 4) {
+          pkt->capLen = Be32At(val);
+          haveCapLen = true;
+        }
+        break;
+      case NFQA_PAYLOAD:
+        pkt->payload = msg + off + NLA_HDRLEN;
+        pkt->payloadLen = static_cast<uint32_t>(valLen);
+        break;
+      default:
+        break;
+    }
+    size_t step = NLA_ALIGN(nla.nla_len);
+    if (step >= msgLen - off) break;
+    off += step;
+  }
+  if (!haveHdr) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
+  if (!haveCapLen) pkt->capLen = pkt->payloadLen;
+  res.kind = MsgKind::Packet;
+  return res;
+}
+
+}  // namespace fg

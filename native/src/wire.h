@@ -1,0 +1,78 @@
+// Netlink framing for the nfnetlink_queue subsystem: building config and verdict messages,
+// and decoding packet messages. Pure functions over byte buffers: no sockets, no N-API.
+//
+// Every multi-byte field inside nfnetlink messages (struct members and attribute values) is
+// big-endian; the netlink headers themselves (nlmsghdr, nlattr) are host order. Received
+// messages may sit at any byte offset, so every read and write goes through memcpy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fg {
+
+/** Options of the single NFQNL_MSG_CONFIG message that binds a queue. */
+struct BindConfig {
+  uint16_t queue;       // nfgenmsg.res_id
+  uint32_t maxLen;      // NFQA_CFG_QUEUE_MAXLEN, packets
+  uint32_t copyRange;   // nfqnl_msg_config_params.copy_range, bytes
+  bool gso;             // NFQA_CFG_F_GSO
+  bool failOpen;        // NFQA_CFG_F_FAIL_OPEN
+};
+
+/** One packet decoded from an NFQNL_MSG_PACKET message; payload points into the message. */
+struct PacketInfo {
+  uint32_t id;          // nfqnl_msg_packet_hdr.packet_id
+  uint16_t hwProtocol;  // nfqnl_msg_packet_hdr.hw_protocol, converted to host order
+  uint8_t hook;         // nfqnl_msg_packet_hdr.hook
+  uint32_t mark;        // NFQA_MARK
+  uint32_t inDev;       // NFQA_IFINDEX_INDEV, 0 when absent
+  uint32_t outDev;      // NFQA_IFINDEX_OUTDEV, 0 when absent
+  uint32_t skbInfo;     // NFQA_SKB_INFO bits, 0 when absent
+  uint32_t capLen;      // NFQA_CAP_LEN, or payloadLen when absent
+  uint8_t* payload;     // NFQA_PAYLOAD data (may be null when the packet had none)
+  uint32_t payloadLen;
+};
+
+/** What one netlink message in a received datagram turned out to be. */
+enum class MsgKind {
+  Packet,   // NFQNL_MSG_PACKET, decoded into PacketInfo
+  Ack,      // NLMSG_ERROR with error 0
+  Error,    // NLMSG_ERROR with a negative errno (reported as a positive errno)
+  Other,    // NLMSG_NOOP / NLMSG_DONE / NLMSG_OVERRUN / anything we do not use
+  Bad,      // a packet message without NFQA_PACKET_HDR, or a short NLMSG_ERROR
+};
+
+/** Result of decoding one message: kind, plus seq and errno for acks and errors. */
+struct MsgResult {
+  MsgKind kind;
+  uint32_t seq;        // nlmsghdr.nlmsg_seq of the request an ack/error answers
+  int err;             // positive errno for MsgKind::Error
+};
+
+/** Size of the largest message builders below write, bytes. */
+constexpr size_t kConfigMsgMax = 128;
+/** Size of one verdict message with a mark attribute, bytes (without: kVerdictMsgMax - 8). */
+constexpr size_t kVerdictMsgMax = 40;
+
+/** Writes the bind message (NLM_F_ACK set) into buf; returns its length. */
+size_t BuildBind(uint8_t* buf, const BindConfig& cfg, uint32_t seq);
+
+/** Writes an UNBIND config message (no ack requested) into buf; returns its length. */
+size_t BuildUnbind(uint8_t* buf, uint16_t queue, uint32_t seq);
+
+/** Appends one NFQNL_MSG_VERDICT message; returns its length (32, or 40 with a mark). */
+size_t BuildVerdict(uint8_t* buf, uint16_t queue, uint32_t id, uint32_t verdict,
+                    bool hasMark, uint32_t mark);
+
+/**
+ * Finds the message starting at byte off of a received datagram. Returns its nlmsg_len, or 0
+ * when there is none left or it is malformed (length shorter than a header or past the end).
+ * The next message starts at off + NLMSG_ALIGN(returned length).
+ */
+size_t MessageAt(const uint8_t* buf, size_t len, size_t off);
+
+/** Decodes one message starting at msg (msgLen = its nlmsg_len), filling pkt for packets. */
+MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt);
+
+}  // namespace fg

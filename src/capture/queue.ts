@@ -1,0 +1,408 @@
+/**
+ * The live packet source: one kernel NFQUEUE, read in batches through our own N-API addon
+ * (native/, raw nfnetlink_queue over netlink), with verdicts buffered and sent in batches.
+ *
+ * Lifecycle of an NfQueue:
+ *  1. `NfQueue.open()` validates the options, binds the queue and waits for the kernel's ack.
+ *  2. `onBatch` runs 0..n times, once per drained burst of packets. Verdicts queued during it
+ *     go out in one send when it returns (even if it throws; the exception goes to onError).
+ *  3. `verdict()` outside a batch callback is sent on the next microtask, or by `flush()`.
+ *  4. `close()` sends what is still queued, unbinds and closes the socket; later calls throw
+ *     ERR_QUEUE_CLOSED. Packets still held in the kernel queue are dropped by the kernel.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FlowgateError } from '../errors.js';
+
+/** Verdict: drop the packet (include/uapi/linux/netfilter.h NF_DROP). */
+export const NF_DROP = 0;
+/** Verdict: let the packet continue after the NFQUEUE rule's table (NF_ACCEPT). */
+export const NF_ACCEPT = 1;
+/** Verdict: run the packet through the hook again from the top, usually with a new mark (NF_REPEAT). */
+export const NF_REPEAT = 4;
+
+/** NFQA_SKB_INFO bit: checksums not computed yet (locally generated or offloaded); they are fine. */
+export const SKB_CSUM_NOTREADY = 1;
+/** NFQA_SKB_INFO bit: a GSO packet, larger than the device MTU. */
+export const SKB_GSO = 2;
+/** NFQA_SKB_INFO bit: the receiving device did not verify the checksum. */
+export const SKB_CSUM_NOTVERIFIED = 4;
+
+/** Number of uint32 slots per packet in PacketBatch.meta. */
+export const META_STRIDE = 8;
+/** meta slot: kernel packet id, the handle for verdict(). */
+export const M_ID = 0;
+/** meta slot: the packet's mark (skb->mark). */
+export const M_MARK = 1;
+/** meta slot: input interface index, 0 when none (e.g. locally generated). */
+export const M_INDEV = 2;
+/** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
+export const M_OUTDEV = 3;
+/** meta slot: bits 0-7 SKB_* info bits, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
+export const M_FLAGS = 4;
+/** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
+export const M_OFF = 5;
+/** meta slot: payload length in bytes (at most copyRange). */
+export const M_LEN = 6;
+/** meta slot: original packet length; larger than M_LEN when the payload was cut to copyRange. */
+export const M_ORIGLEN = 7;
+
+/** Options for NfQueue.open. Every limit is checked here before it reaches the kernel. */
+export interface QueueOptions {
+  /** Queue number, 0..65535, as in `-j NFQUEUE --queue-num N`. */
+  queue: number;
+  /** Packets the kernel holds for us before it drops (or, with failOpen, accepts); default 65536. */
+  maxLen?: number;
+  /** Bytes of each packet copied to us, 1..65535 (the kernel caps at 65531); default 65535. */
+  copyRange?: number;
+  /** Receive GSO packets whole instead of segmented by the kernel (NFQA_CFG_F_GSO); default true. */
+  gso?: boolean;
+  /** Accept instead of drop when the queue is full (NFQA_CFG_F_FAIL_OPEN); default false. */
+  failOpen?: boolean;
+  /** Socket receive buffer in bytes, 4096..1 GiB (forced past rmem_max as root); default 8 MiB. */
+  rcvbufBytes?: number;
+  /** Most packets delivered in one onBatch call, 1..65536; default 512. */
+  batchMaxPackets?: number;
+}
+
+/** Defaults applied to QueueOptions (units as documented there). */
+export const QUEUE_DEFAULTS = {
+  maxLen: 65536,
+  copyRange: 65535,
+  gso: true,
+  failOpen: false,
+  rcvbufBytes: 8 * 1024 * 1024,
+  batchMaxPackets: 512,
+} as const;
+
+/**
+ * One burst of packets. `data` is a fresh Buffer holding every payload back to back and is
+ * never reused, so subarray views of it stay valid for as long as they are kept.
+ */
+export interface PacketBatch {
+  data: Buffer;
+  /** META_STRIDE uint32 per packet, indexed with M_ID..M_ORIGLEN. */
+  meta: Uint32Array;
+  count: number;
+}
+
+/** Counters of one open queue; all only grow. */
+export interface QueueStats {
+  /** Packets received from the kernel. */
+  received: number;
+  /** onBatch calls. */
+  batches: number;
+  /** Times the socket overflowed (ENOBUFS): the kernel dropped messages meant for us. */
+  enobufs: number;
+  /** Verdicts handed to the kernel. */
+  verdicts: number;
+  /** send() calls that carried them (many verdicts travel in one datagram). */
+  verdictSends: number;
+  /** Verdict chunks or raw packets that could not be sent. */
+  sendErrors: number;
+  /** Other receive failures, truncated or malformed messages. */
+  recvErrors: number;
+  /** Verdicts the kernel rejected (e.g. an id that is no longer queued). */
+  kernelErrors: number;
+}
+
+interface NativeQueue {
+  verdicts(quads: Uint32Array, count: number): void;
+  sendRaw(packet: Uint8Array, mark?: number): void;
+  stats(): QueueStats;
+  close(): void;
+  readonly closed: boolean;
+}
+
+interface NativeModule {
+  Queue: new (
+    opts: Required<QueueOptions>,
+    onBatch: (data: Buffer, meta: Uint32Array, count: number) => void,
+    onError: (err: unknown) => void,
+  ) => NativeQueue;
+  notify(socketPath: string, message: string): void;
+}
+
+const ADDON_PATH = join('native', 'build', 'Release', 'flowgate_nfqueue.node');
+let addon: NativeModule | undefined;
+let addonError: string | undefined;
+
+function loadAddon(): NativeModule {
+  if (addon !== undefined) return addon;
+  if (addonError === undefined) {
+    // Walk up from this file (src/capture/ or dist/src/capture/) to the package root.
+    let dir = dirname(fileURLToPath(import.meta.url));
+    let root: string | undefined;
+    for (;;) {
+      if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native'))) {
+        root = dir;
+        break;
+      }
+      const up = dirname(dir);
+      if (up === dir) break;
+      dir = up;
+    }
+    if (root === undefined) {
+      addonError = 'cannot find the package root (a folder with package.json and native/)';
+    } else if (!existsSync(join(root, ADDON_PATH))) {
+      addonError = `${join(root, ADDON_PATH)} is not built: run \`npm run build\``;
+    } else {
+      try {
+        addon = createRequire(import.meta.url)(join(root, ADDON_PATH)) as NativeModule;
+        return addon;
+      } catch (e) {
+        addonError = `loading ${join(root, ADDON_PATH)} failed: ${(e as Error).message}`;
+      }
+    }
+  }
+  throw new FlowgateError('ERR_NATIVE_UNAVAILABLE', `the NFQUEUE addon is unavailable: ${addonError}`);
+}
+
+/**
+ * Sends one sd_notify datagram to a Unix socket path (or '@abstract' name). Lives in the addon
+ * because Node has no Unix datagram sockets. Throws FlowgateError ERR_NOTIFY on failure.
+ */
+export function notifySocket(socketPath: string, message: string): void {
+  try {
+    loadAddon().notify(socketPath, message);
+  } catch (err) {
+    if (err instanceof FlowgateError) throw err;
+    const e = err as { code?: string; errno?: number; message?: string };
+    throw new FlowgateError(e.code ?? 'ERR_NOTIFY', e.message ?? String(err), { errno: e.errno, cause: err });
+  }
+}
+
+/** Whether the native addon can be loaded; see nativeUnavailableReason() when it cannot. */
+export function nativeAvailable(): boolean {
+  try {
+    loadAddon();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why the native addon cannot be loaded, or undefined when it can. */
+export function nativeUnavailableReason(): string | undefined {
+  return nativeAvailable() ? undefined : addonError;
+}
+
+/** Turns whatever the addon threw or reported into a FlowgateError (code and errno kept). */
+function toFlowgateError(e: unknown): FlowgateError {
+  if (e instanceof FlowgateError) return e;
+  const o = e as { code?: unknown; errno?: unknown; message?: unknown } | null;
+  if (o !== null && typeof o === 'object' && typeof o.code === 'string') {
+    const errno = typeof o.errno === 'number' ? o.errno : undefined;
+    return new FlowgateError(o.code, String(o.message), { errno });
+  }
+  return new FlowgateError('ERR_QUEUE', String(e), { cause: e });
+}
+
+function isUint32(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+}
+
+function checkInt(name: string, v: unknown, min: number, max: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new FlowgateError('ERR_ARG', `option ${name} must be an integer in ${min}..${max}, got ${String(v)}`);
+  }
+}
+
+const OPTION_KEYS = new Set(['queue', ...Object.keys(QUEUE_DEFAULTS)]);
+
+function checkOptions(opts: QueueOptions): Required<QueueOptions> {
+  if (opts === null || typeof opts !== 'object') throw new FlowgateError('ERR_ARG', 'queue options must be an object');
+  for (const k of Object.keys(opts)) {
+    if (!OPTION_KEYS.has(k)) throw new FlowgateError('ERR_ARG', `unknown queue option ${k}`);
+  }
+  const o: Required<QueueOptions> = {
+    queue: opts.queue,
+    maxLen: opts.maxLen ?? QUEUE_DEFAULTS.maxLen,
+    copyRange: opts.copyRange ?? QUEUE_DEFAULTS.copyRange,
+    gso: opts.gso ?? QUEUE_DEFAULTS.gso,
+    failOpen: opts.failOpen ?? QUEUE_DEFAULTS.failOpen,
+    rcvbufBytes: opts.rcvbufBytes ?? QUEUE_DEFAULTS.rcvbufBytes,
+    batchMaxPackets: opts.batchMaxPackets ?? QUEUE_DEFAULTS.batchMaxPackets,
+  };
+  checkInt('queue', o.queue, 0, 65535);
+  checkInt('maxLen', o.maxLen, 1, 0xffffffff);
+  checkInt('copyRange', o.copyRange, 1, 65535);
+  checkInt('rcvbufBytes', o.rcvbufBytes, 4096, 1024 * 1024 * 1024);
+  checkInt('batchMaxPackets', o.batchMaxPackets, 1, 65536);
+  for (const k of ['gso', 'failOpen'] as const) {
+    if (typeof o[k] !== 'boolean') throw new FlowgateError('ERR_ARG', `option ${k} must be a boolean`);
+  }
+  return o;
+}
+
+function closedError(queue: number): FlowgateError {
+  return new FlowgateError('ERR_QUEUE_CLOSED', `NFQUEUE ${queue} is closed`);
+}
+
+/** A bound kernel queue delivering packet batches and taking verdicts; see the lifecycle above. */
+export class NfQueue {
+  /** The queue number this object is bound to. */
+  readonly queue: number;
+  readonly #native: NativeQueue;
+  readonly #onBatch: (b: PacketBatch) => void;
+  readonly #onError: (e: FlowgateError) => void;
+  #pending = new Uint32Array(4 * 1024); // quadruples: id, verdict, hasMark, mark
+  #count = 0;
+  #inBatch = false;
+  #flushScheduled = false;
+
+  private constructor(opts: Required<QueueOptions>, onBatch: (b: PacketBatch) => void, onError: (e: FlowgateError) => void) {
+    this.queue = opts.queue;
+    this.#onBatch = onBatch;
+    this.#onError = onError;
+    const mod = loadAddon();
+    try {
+      this.#native = new mod.Queue(
+        opts,
+        (data, meta, count) => this.#deliver(data, meta, count),
+        (err) => this.#report(toFlowgateError(err)),
+      );
+    } catch (e) {
+      throw toFlowgateError(e);
+    }
+  }
+
+  /**
+   * Binds `opts.queue`. Throws FlowgateError: ERR_ARG (bad option), ERR_QUEUE_PERM (needs root
+   * or CAP_NET_ADMIN), ERR_QUEUE_BUSY (bound elsewhere), ERR_QUEUE_BIND, ERR_NATIVE_UNAVAILABLE.
+   * `onError` gets receive failures and exceptions thrown by onBatch (default: a process warning).
+   */
+  static open(opts: QueueOptions, onBatch: (b: PacketBatch) => void, onError?: (e: FlowgateError) => void): NfQueue {
+    const checked = checkOptions(opts);
+    if (typeof onBatch !== 'function') throw new FlowgateError('ERR_ARG', 'onBatch must be a function');
+    if (onError !== undefined && typeof onError !== 'function') throw new FlowgateError('ERR_ARG', 'onError must be a function');
+    return new NfQueue(checked, onBatch, onError ?? ((e) => process.emitWarning(e)));
+  }
+
+  /** True once close() ran. */
+  get closed(): boolean {
+    return this.#native.closed;
+  }
+
+  /** Queues one verdict; sent when the current batch callback returns, or on the next microtask when called outside one. */
+  verdict(id: number, verdict: number, mark?: number): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    if (!isUint32(id)) throw new FlowgateError('ERR_ARG', `packet id must be a uint32, got ${String(id)}`);
+    if (verdict !== NF_DROP && verdict !== NF_ACCEPT && verdict !== NF_REPEAT) {
+      throw new FlowgateError('ERR_ARG', `verdict must be NF_DROP, NF_ACCEPT or NF_REPEAT, got ${String(verdict)}`);
+    }
+    if (mark !== undefined && !isUint32(mark)) throw new FlowgateError('ERR_ARG', `mark must be a uint32, got ${String(mark)}`);
+    if (4 * (this.#count + 1) > this.#pending.length) {
+      const bigger = new Uint32Array(this.#pending.length * 2);
+      bigger.set(this.#pending);
+      this.#pending = bigger;
+    }
+    const at = 4 * this.#count++;
+    this.#pending[at] = id;
+    this.#pending[at + 1] = verdict;
+    this.#pending[at + 2] = mark === undefined ? 0 : 1;
+    this.#pending[at + 3] = mark ?? 0;
+    if (!this.#inBatch && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => {
+        this.#flushScheduled = false;
+        this.#flushReporting();
+      });
+    }
+  }
+
+  /** Sends every queued verdict now (one send() per ~64 KiB of verdicts). */
+  flush(): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    if (this.#count === 0) return;
+    const n = this.#count;
+    this.#count = 0;
+    try {
+      this.#native.verdicts(this.#pending, n);
+    } catch (e) {
+      throw toFlowgateError(e);
+    }
+  }
+
+  /** Injects a complete IPv4 or IPv6 packet (e.g. a TCP RST) via a raw socket; `mark` sets SO_MARK for it. */
+  sendRaw(packet: Uint8Array, mark?: number): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    if (!(packet instanceof Uint8Array)) throw new FlowgateError('ERR_ARG', 'sendRaw: packet must be a Uint8Array');
+    if (mark !== undefined && !isUint32(mark)) throw new FlowgateError('ERR_ARG', `mark must be a uint32, got ${String(mark)}`);
+    try {
+      this.#native.sendRaw(packet, mark);
+    } catch (e) {
+      throw toFlowgateError(e);
+    }
+  }
+
+  /** Current counters (throws ERR_QUEUE_CLOSED after close: read them before). */
+  stats(): QueueStats {
+    if (this.#native.closed) throw closedError(this.queue);
+    return this.#native.stats();
+  }
+
+  /** Sends queued verdicts, unbinds and closes the socket. Idempotent. */
+  close(): void {
+    if (this.#native.closed) return;
+    this.#flushReporting();
+    this.#native.close();
+  }
+
+  #flushReporting(): void {
+    if (this.#count === 0 || this.#native.closed) return;
+    try {
+      this.flush();
+    } catch (e) {
+      this.#report(toFlowgateError(e));
+    }
+  }
+
+  /** Hands an error to onError; if onError itself throws, that becomes an uncaught exception. */
+  #report(err: FlowgateError): void {
+    try {
+      this.#onError(err);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+
+  #deliver(data: Buffer, meta: Uint32Array, count: number): void {
+    this.#inBatch = true;
+    try {
+      this.#onBatch({ data, meta, count });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      this.#report(new FlowgateError('ERR_QUEUE_CALLBACK', `onBatch threw: ${message}`, { cause: e }));
+    } finally {
+      this.#inBatch = false;
+      this.#flushReporting();
+    }
+  }
+}
+
+/** The payload (IP packet) of packet `i` of a batch, as a view into batch.data. */
+export function packetPayload(batch: PacketBatch, i: number): Buffer {
+  const at = i * META_STRIDE;
+  const off = batch.meta[at + M_OFF];
+  return batch.data.subarray(off, off + batch.meta[at + M_LEN]);
+}
+
+/** The SKB_* bits of a packet's M_FLAGS slot. */
+export function skbInfoOf(flags: number): number {
+  return flags & 0xff;
+}
+
+/** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */
+export function hookOf(flags: number): number {
+  return (flags >>> 8) & 0xff;
+}
+
+/** The hardware protocol (0x0800 IPv4, 0x86dd IPv6) of a packet's M_FLAGS slot. */
+export function hwProtocolOf(flags: number): number {
+  return flags >>> 16;
+}

@@ -1,0 +1,376 @@
+// The NFQUEUE binding against the real kernel: a private network namespace, iptables rules
+// that queue loopback TCP, and a child process (fixtures/queue-child.ts) that binds the queue
+// inside the namespace. Needs root and iptables; it fails (never skips) without them.
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import {
+  hookOf, hwProtocolOf, M_ID, M_LEN, M_OFF, META_STRIDE, NfQueue, nativeAvailable, nativeUnavailableReason,
+  packetPayload, skbInfoOf, SKB_CSUM_NOTREADY, SKB_GSO,
+} from '../../src/capture/queue.js';
+
+const IPTABLES = '/usr/sbin/iptables';
+const IP6TABLES = '/usr/sbin/ip6tables';
+const Q = 4100 + (process.pid % 1000); // any number works inside a private namespace
+const QT = Q + 1; // the truncating queue (copyRange 128)
+const QE = Q + 3; // the overflowing queue (tiny receive buffer)
+const P = { accept: 40101, drop: 40102, repeat: 40103, hold: 40104, thrower: 40105, raw: 40106, gso: 40107, v6: 40108, trunc: 40130, enobufs: 40131 };
+const MARK = 0x100;
+const NF_INET_LOCAL_OUT = 3;
+
+const here = fileURLToPath(import.meta.url);
+const fromSource = here.endsWith('.ts');
+let root = dirname(here);
+while (!existsSync(join(root, 'package.json'))) root = dirname(root);
+const childScript = fromSource
+  ? join(root, 'test', 'capture', 'fixtures', 'queue-child.ts')
+  : join(root, 'dist', 'test', 'capture', 'fixtures', 'queue-child.js');
+// Under tap's TypeScript loader the child needs the same loader; compiled, it needs nothing.
+const tsLoader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
+const childNodeArgs = fromSource ? (tsLoader.length > 0 ? tsLoader : process.execArgv) : [];
+
+type Reply = { id: number; ok: boolean; result?: unknown; error?: { code: string; errno?: number; message: string } };
+type Rec = {
+  queue: string; batch: number; id: number; mark: number; indev: number; outdev: number; skb: number; hook: number;
+  hw: number; len: number; origLen: number; family: number; proto: number; sport: number; dport: number;
+  tcpFlags: number; hex?: string;
+};
+
+/** A fixture child in the namespace, driven by JSON lines. */
+class Child {
+  readonly proc: ChildProcessWithoutNullStreams;
+  readonly exited: Promise<number | null>;
+  stderr = '';
+  #next = 1;
+  #waiting = new Map<number, (r: Reply) => void>();
+  readonly ready: Promise<Reply>;
+
+  constructor(ns: string, prefix: string[]) {
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    this.proc = spawn('ip', ['netns', 'exec', ns, ...prefix, process.execPath, ...childNodeArgs, childScript], { cwd: root, env });
+    this.proc.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((res) => this.proc.on('exit', (code) => res(code)));
+    this.ready = new Promise((res) => this.#waiting.set(0, res));
+    createInterface({ input: this.proc.stdout }).on('line', (line) => {
+      let r: Reply;
+      try {
+        r = JSON.parse(line) as Reply;
+      } catch {
+        this.stderr += `non-JSON stdout: ${line}\n`;
+        return;
+      }
+      this.#waiting.get(r.id)?.(r);
+      this.#waiting.delete(r.id);
+    });
+  }
+
+  raw(op: string, args: Record<string, unknown> = {}): Promise<Reply> {
+    const id = this.#next++;
+    return new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`child op ${op} timed out; stderr: ${this.stderr}`)), 15000);
+      this.#waiting.set(id, (r) => {
+        clearTimeout(timer);
+        res(r);
+      });
+      this.proc.stdin.write(JSON.stringify({ id, op, ...args }) + '\n');
+    });
+  }
+
+  async call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const r = await this.raw(op, args);
+    if (!r.ok) throw new Error(`child op ${op} failed: ${JSON.stringify(r.error)}; stderr: ${this.stderr}`);
+    return r.result as T;
+  }
+}
+
+function ipv4Syn(dport: number): Buffer {
+  const b = Buffer.alloc(40);
+  b.set([0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+  b.writeUInt16BE(45678, 20); // sport
+  b.writeUInt16BE(dport, 22);
+  b.writeUInt32BE(0x01020304, 24); // seq
+  b[32] = 5 << 4; // data offset
+  b[33] = 0x02; // SYN
+  b.writeUInt16BE(65535, 34);
+  return b;
+}
+
+function ipv6Syn(dport: number): Buffer {
+  const b = Buffer.alloc(60);
+  b[0] = 0x60;
+  b.writeUInt16BE(20, 4); // payload length
+  b[6] = 6; // next header TCP
+  b[7] = 64;
+  b[23] = 1; // src ::1
+  b[39] = 1; // dst ::1
+  b.writeUInt16BE(45679, 40);
+  b.writeUInt16BE(dport, 42);
+  b[52] = 5 << 4;
+  b[53] = 0x02;
+  b.writeUInt16BE(65535, 54);
+  return b;
+}
+
+t.test('options are validated before anything reaches the kernel', async (t) => {
+  const bad: Array<[string, object]> = [
+    ['queue missing', {}],
+    ['queue too big', { queue: 65536 }],
+    ['queue negative', { queue: -1 }],
+    ['queue fractional', { queue: 1.5 }],
+    ['maxLen 0', { queue: 1, maxLen: 0 }],
+    ['copyRange too big', { queue: 1, copyRange: 70000 }],
+    ['rcvbuf too small', { queue: 1, rcvbufBytes: 100 }],
+    ['batchMaxPackets 0', { queue: 1, batchMaxPackets: 0 }],
+    ['gso not boolean', { queue: 1, gso: 1 }],
+    ['unknown option', { queue: 1, batchMax: 5 }],
+  ];
+  for (const [name, opts] of bad) {
+    t.throws(() => NfQueue.open(opts as never, () => {}), { name: 'FlowgateError', code: 'ERR_ARG' }, name);
+  }
+  t.throws(() => NfQueue.open({ queue: 1 }, 'nope' as never), { code: 'ERR_ARG' }, 'onBatch not a function');
+});
+
+t.test('the addon is built', async (t) => {
+  t.ok(nativeAvailable(), nativeUnavailableReason() ?? 'available');
+  t.equal(nativeUnavailableReason(), undefined);
+});
+
+t.test('packet helpers read the batch layout', async (t) => {
+  const meta = new Uint32Array(2 * META_STRIDE);
+  meta[M_ID] = 7;
+  meta[M_OFF] = 0;
+  meta[M_LEN] = 3;
+  meta[META_STRIDE + M_OFF] = 3;
+  meta[META_STRIDE + M_LEN] = 2;
+  const batch = { data: Buffer.from([1, 2, 3, 4, 5]), meta, count: 2 };
+  t.same([...packetPayload(batch, 1)], [4, 5]);
+  t.equal(packetPayload(batch, 0).buffer, batch.data.buffer, 'a view, not a copy');
+  const flags = 0x86dd0302;
+  t.equal(skbInfoOf(flags), 2);
+  t.equal(hookOf(flags), 3);
+  t.equal(hwProtocolOf(flags), 0x86dd);
+});
+
+t.test('the real kernel queue', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.fail('this test needs root (network namespaces, iptables, NFQUEUE)');
+    return;
+  }
+  for (const bin of [IPTABLES, IP6TABLES]) {
+    if (!existsSync(bin)) {
+      t.fail(`${bin} is missing: apt-get install iptables`);
+      return;
+    }
+  }
+  const ns = `fgq-${process.pid}-${randomBytes(3).toString('hex')}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  const children: Child[] = [];
+  t.teardown(async () => {
+    for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
+    await Promise.all(children.map((c) => c.exited));
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
+  const inNs = (cmd: string, ...args: string[]): string => execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8' });
+  inNs('ip', 'link', 'set', 'lo', 'up');
+  inNs('ip', 'link', 'set', 'lo', 'mtu', '1500'); // so GSO packets are visibly larger than the MTU
+  const range = `${P.accept}:${P.v6}`;
+  const queueRule = ['-p', 'tcp', '--dport', range, '-m', 'mark', '--mark', `0/${MARK}`, '-j', 'NFQUEUE', '--queue-num', String(Q)];
+  inNs(IPTABLES, '-A', 'OUTPUT', '-d', '127.0.0.1', ...queueRule);
+  inNs(IP6TABLES, '-A', 'OUTPUT', '-d', '::1', ...queueRule);
+  for (const port of [P.repeat, P.raw]) {
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(port), '-m', 'mark', '--mark', `${MARK}/${MARK}`, '-j', 'ACCEPT');
+  }
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.trunc), '-j', 'NFQUEUE', '--queue-num', String(QT));
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.enobufs), '-j', 'NFQUEUE', '--queue-num', String(QE));
+  const markCounter = (port: number): number => {
+    const line = inNs(IPTABLES, '-L', 'OUTPUT', '-nvx').split('\n').find((l) => l.includes(`dpt:${port} `) && l.includes('ACCEPT'));
+    return Number(line?.trim().split(/\s+/)[0]);
+  };
+
+  const child = new Child(ns, []);
+  // A second child without CAP_NET_ADMIN, started now so its start-up overlaps the tests.
+  const weak = new Child(ns, ['setpriv', '--inh-caps=-net_admin', '--bounding-set=-net_admin']);
+  children.push(child, weak);
+  t.match(await child.ready, { ok: true }, 'child started');
+  t.same(await child.call('open', { opts: { queue: Q, batchMaxPackets: 64 } }), { queue: Q });
+  let total = 0; // packets the main queue received
+  const take = async (): Promise<Rec[]> => {
+    const recs = await child.call<Rec[]>('packets');
+    total += recs.filter((r) => r.queue === 'main').length;
+    return recs;
+  };
+
+  await t.test('accept lets an IPv4 connection complete; meta is right', async (t) => {
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.accept }), { ok: 1, failed: [] });
+    const recs = (await take()).filter((r) => r.dport === P.accept);
+    t.ok(recs.length >= 4, `SYN, ACK, data, FIN at least (${recs.length})`);
+    t.ok(recs[0]!.tcpFlags & 0x02, 'first is the SYN');
+    for (let i = 1; i < recs.length; i++) t.ok(recs[i]!.id > recs[i - 1]!.id, 'ids increase');
+    for (const r of recs) {
+      t.match(r, { family: 4, proto: 6, hook: NF_INET_LOCAL_OUT, hw: 0x0800, indev: 0, mark: 0 });
+      t.equal(r.outdev, 1, 'out via lo (ifindex 1)');
+      t.equal(r.origLen, r.len, 'nothing cut');
+      t.ok(r.skb & SKB_CSUM_NOTREADY, 'locally generated: checksum not ready');
+    }
+    const batches = new Set(recs.map((r) => r.batch));
+    t.ok(batches.size >= 1 && batches.size <= recs.length);
+  });
+
+  await t.test('IPv6 over ::1 is delivered by the same bind', async (t) => {
+    t.same(await child.call('echo', { host: '::1', port: P.v6 }), { ok: 1, failed: [] });
+    const recs = (await take()).filter((r) => r.dport === P.v6);
+    t.ok(recs.length >= 4);
+    for (const r of recs) t.match(r, { family: 6, proto: 6, hw: 0x86dd, hook: NF_INET_LOCAL_OUT });
+  });
+
+  await t.test('drop makes the connection fail', async (t) => {
+    await child.call('policy', { port: P.drop, action: 'drop' });
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.drop, timeoutMs: 600 }), { ok: 0, failed: ['timeout'] });
+    const recs = (await take()).filter((r) => r.dport === P.drop);
+    t.ok(recs.length >= 1 && recs.every((r) => r.tcpFlags === 0x02), 'only SYNs were seen');
+  });
+
+  await t.test('repeat with a mark re-runs the chain and the mark rule sees it', async (t) => {
+    await child.call('policy', { port: P.repeat, action: 'repeat', mark: MARK });
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.repeat }), { ok: 1, failed: [] });
+    const recs = (await take()).filter((r) => r.dport === P.repeat);
+    t.ok(recs.length >= 4);
+    t.equal(markCounter(P.repeat), recs.length, 'every repeated packet came back marked and hit the ACCEPT rule');
+  });
+
+  await t.test('many held packets: one flush, one send, all connections complete', async (t) => {
+    const n = 40;
+    await child.call('policy', { port: P.hold, action: 'hold' });
+    await child.call('startEcho', { host: '127.0.0.1', port: P.hold, n });
+    t.match(await child.call('waitHeld', { n }), { reached: true });
+    const [row] = await child.call<Array<{ waiting: number }>>('proc', { queue: Q });
+    t.ok(row!.waiting >= n, `the kernel holds them (waiting ${row!.waiting})`);
+    await child.call('policy', { port: P.hold, action: 'accept' });
+    const rel = await child.call<{ n: number; verdicts: number; sends: number }>('release');
+    t.ok(rel.n >= n);
+    t.equal(rel.verdicts, rel.n, 'every verdict went out');
+    t.equal(rel.sends, 1, 'in one send()');
+    t.same(await child.call('result'), { ok: n, failed: [] });
+    await take();
+  });
+
+  await t.test('an exception in onBatch goes to onError and verdicts still go out', async (t) => {
+    await child.call('throwNext');
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.thrower }), { ok: 1, failed: [] });
+    const errors = await child.call<Array<{ code: string; flowgate: boolean }>>('errors');
+    t.equal(errors.length, 1);
+    t.match(errors[0], { code: 'ERR_QUEUE_CALLBACK', flowgate: true });
+    await take();
+  });
+
+  await t.test('GSO: whole super-packets arrive, flagged, larger than the MTU', async (t) => {
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.gso, bytes: 300000, timeoutMs: 5000 }), { ok: 1, failed: [] });
+    const recs = (await take()).filter((r) => r.dport === P.gso);
+    const big = recs.filter((r) => r.skb & SKB_GSO);
+    t.ok(big.length > 0, 'some packets carry SKB_GSO');
+    t.ok(big.every((r) => r.len > 1500 && r.len === r.origLen), 'bigger than the 1500-byte MTU, not cut');
+  });
+
+  await t.test('copyRange cuts payloads; M_ORIGLEN keeps the real length; big flushes are chunked', async (t) => {
+    t.same(await child.call('open', { name: 'trunc', opts: { queue: QT, copyRange: 128 } }), { queue: QT });
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.trunc, bytes: 1000 }), { ok: 1, failed: [] });
+    const recs = (await take()).filter((r) => r.queue === 'trunc');
+    t.ok(recs.length >= 4);
+    t.ok(recs.every((r) => r.len <= 128));
+    t.ok(recs.some((r) => r.len === 128 && r.origLen > 1000), 'the data segment was cut to 128 bytes');
+    // 3000 verdicts of 32 or 40 bytes: two datagrams of at most 64 KiB. The ids are unknown,
+    // so the kernel answers each with ENOENT, which is counted and does not disturb reading.
+    t.same(await child.call('bogusVerdicts', { name: 'trunc', n: 3000 }), { verdicts: 3000, sends: 2, kernelErrors: 3000 });
+    const closed = await child.call<{ closed: boolean }>('close', { name: 'trunc' });
+    t.equal(closed.closed, true);
+  });
+
+  await t.test('sendRaw injects IPv4 and IPv6 packets; mark sets SO_MARK', async (t) => {
+    await child.call('policy', { port: P.raw, action: 'drop', hex: true });
+    const v4 = ipv4Syn(P.raw);
+    await child.call('sendRaw', { hex: v4.toString('hex') });
+    const v6 = ipv6Syn(P.raw);
+    await child.call('sendRaw', { hex: v6.toString('hex') });
+    await new Promise((r) => setTimeout(r, 100));
+    const recs = (await take()).filter((r) => r.dport === P.raw);
+    const r4 = recs.find((r) => r.family === 4);
+    const r6 = recs.find((r) => r.family === 6);
+    t.ok(r4 && r6, 'both injected packets were queued');
+    t.equal(r4?.hex?.slice(40), v4.subarray(20).toString('hex'), 'IPv4 TCP header as sent');
+    t.equal(r4?.hex?.slice(24, 40), v4.subarray(12, 20).toString('hex'), 'IPv4 addresses as sent');
+    t.equal(r6?.hex, v6.toString('hex'), 'IPv6 packet as sent');
+    const before = markCounter(P.raw);
+    await child.call('sendRaw', { hex: v4.toString('hex'), mark: MARK });
+    await new Promise((r) => setTimeout(r, 100));
+    t.equal(markCounter(P.raw), before + 1, 'the marked copy skipped the queue and hit the mark rule');
+    t.equal((await take()).length, 0, 'and was not queued');
+  });
+
+  await t.test('a full socket buffer (ENOBUFS) is counted and reading goes on', async (t) => {
+    await child.call('open', { name: 'small', opts: { queue: QE, rcvbufBytes: 4096 } });
+    await weak.ready;
+    await child.call('block', { ms: 800 });
+    await weak.call('connectMany', { host: '127.0.0.1', port: P.enobufs, n: 60, holdMs: 300 });
+    await take(); // returns once the child is back and the socket is drained
+    const s = await child.call<Record<string, number>>('stats', { name: 'small' });
+    t.ok(s.enobufs! >= 1, `enobufs counted (${s.enobufs})`);
+    t.ok(s.received! >= 1, 'what fitted was received');
+    const [row] = await child.call<Array<{ userDropped: number }>>('proc', { queue: QE });
+    t.ok(row!.userDropped >= 1, `the kernel says it dropped packets for us (${row!.userDropped})`);
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.enobufs }), { ok: 1, failed: [] }, 'the queue still works');
+    await take();
+    await child.call('close', { name: 'small' });
+  });
+
+  await t.test('wrong arguments throw ERR_ARG', async (t) => {
+    t.same(await child.call('badCalls'), {
+      verdict7: 'ERR_ARG', negativeId: 'ERR_ARG', bigMark: 'ERR_ARG', shortRaw: 'ERR_ARG', notIp: 'ERR_ARG', notBytes: 'ERR_ARG',
+    });
+  });
+
+  await t.test('binding a queue that is already bound: ERR_QUEUE_BUSY', async (t) => {
+    t.match(await child.call('openFails', { opts: { queue: Q } }), { code: 'ERR_QUEUE_BUSY', errno: 1, flowgate: true });
+  });
+
+  await t.test('without CAP_NET_ADMIN: ERR_QUEUE_PERM', async (t) => {
+    await weak.ready;
+    t.match(await weak.call('openFails', { opts: { queue: Q + 2 } }), { code: 'ERR_QUEUE_PERM', errno: 1 });
+    weak.proc.stdin.end();
+    t.equal(await weak.exited, 0);
+  });
+
+  await t.test('stats count what happened', async (t) => {
+    const s = await child.call<Record<string, number>>('stats');
+    t.equal(s.received, total, 'received = packets seen');
+    t.equal(s.verdicts, total, 'one verdict each');
+    t.ok(s.batches! >= 1 && s.batches! <= total);
+    t.ok(s.verdictSends! >= 1 && s.verdictSends! < total, 'verdicts share sends');
+    t.match(s, { enobufs: 0, sendErrors: 0, recvErrors: 0, kernelErrors: 0 });
+  });
+
+  await t.test('the kernel queue drains to 0 waiting', async (t) => {
+    let row: { waiting: number; copyMode: number; portId: number } | undefined;
+    for (let i = 0; i < 50; i++) {
+      [row] = await child.call<Array<{ waiting: number; copyMode: number; portId: number }>>('proc', { queue: Q });
+      if (row?.waiting === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    t.match(row, { waiting: 0, copyMode: 2 });
+    t.ok(row!.portId > 0);
+  });
+
+  await t.test('close unbinds; every later call throws ERR_QUEUE_CLOSED', async (t) => {
+    t.same(await child.call('close'), {
+      closed: true, verdict: 'ERR_QUEUE_CLOSED', flush: 'ERR_QUEUE_CLOSED', sendRaw: 'ERR_QUEUE_CLOSED', stats: 'ERR_QUEUE_CLOSED',
+    });
+    t.same(await child.call('proc', { queue: Q }), [], 'no longer bound');
+    child.proc.stdin.end();
+    t.equal(await child.exited, 0, 'the process exits once its queues are closed');
+    t.equal(child.stderr, '', 'nothing on stderr');
+  });
+});

@@ -8,20 +8,15 @@
  *  4. SIGHUP reloads the config (a bad one is reported and the old one kept);
  *  5. SIGTERM/SIGINT settle every held packet with `on_shutdown`, unbind, and exit 0.
  */
-import { NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, type PacketBatch } from '../capture/queue.js';
-import { Engine } from '../filter/engine.js';
-import { engineOptionsFromConfig } from '../filter/from-config.js';
-import type { DecideFn } from '../filter/types.js';
 import type { Config } from '../policy/config-types.js';
-import { loadConfig } from '../policy/config.js';
-import { builtinConfig } from '../policy/builtin.js';
-import { compilePolicy, type Policy } from '../policy/policy.js';
+import { defaultConfig, loadConfig } from '../policy/config.js';
 import { FlowgateError } from '../errors.js';
 import { EventWriter, type LogFormat } from './events.js';
 import { Logger } from './log.js';
-import { DEFAULT_CONTROL_SOCKET, serveControl } from './control.js';
+import { DEFAULT_CONTROL_SOCKET, serveControl, type ControlRequest } from './control.js';
 import { describeFlows, statusReport } from './report.js';
-import { sdNotify } from './notify.js';
+import { sdNotify, watchdogIntervalMs } from './notify.js';
+import { QueueFilter } from './filter.js';
 
 /** What `run` is started with. */
 export interface RunOptions {
@@ -31,97 +26,90 @@ export interface RunOptions {
   debug?: boolean;
 }
 
-/** Runs the daemon; resolves with the exit code once it has stopped. */
+/** The parts of a running daemon the shared lifecycle drives (one queue, or a pool of workers). */
+export interface Daemon {
+  answer(req: ControlRequest): unknown | Promise<unknown>;
+  reload(next: Config): void | Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Loads the config named on the command line, or the built-in observe policy. */
+export async function startupConfig(path?: string): Promise<Config> {
+  return path !== undefined ? loadConfig(path) : defaultConfig();
+}
+
+/** Runs the daemon on one queue; resolves with the exit code once it has stopped. */
 export async function runDaemon(opts: RunOptions): Promise<number> {
-  let config: Config = opts.config !== undefined ? await loadConfig(opts.config) : builtinConfig();
+  const config = await startupConfig(opts.config);
   const format = opts.logFormat ?? config.logFormat;
   const log = new Logger(format, opts.debug);
-  const queueNum = opts.queue ?? config.queues.first;
   if (opts.queue === undefined && config.queues.last !== config.queues.first) {
-    throw new FlowgateError('ERR_USAGE', 'several queues need `flowgate run --queues A:B` (one worker per queue)');
+    throw new FlowgateError('ERR_USAGE', 'the config names several queues: run `flowgate run --queues A:B`');
   }
-  let policy: Policy = compilePolicy(config);
-  const decide: DecideFn = (info) => policy.decide(info);
+  const queueNum = opts.queue ?? config.queues.first;
   const events = new EventWriter(process.stdout, format);
-
-  let queue: NfQueue | undefined;
-  const engine = new Engine({
-    decide,
-    sink: {
-      verdict: (id, v, mark) => queue!.verdict(id, v, mark),
-      sendRaw: (p) => queue!.sendRaw(p),
-    },
-    options: { ...engineOptionsFromConfig(config), verifyChecksums: true, strictTcp: true },
-    onEvent: (e) => {
-      if (e.type === 'decision') events.write(e);
-    },
-  });
-
-  const onBatch = (b: PacketBatch) => {
-    const meta = b.meta;
-    for (let i = 0; i < b.count; i++) {
-      const base = i * META_STRIDE;
-      const off = meta[base + M_OFF]!;
-      engine.handle({
-        id: meta[base + M_ID]!,
-        mark: meta[base + M_MARK]!,
-        data: b.data.subarray(off, off + meta[base + M_LEN]!),
-        skbInfo: meta[base + M_FLAGS]! & 0xff,
-      });
-    }
-  };
-  queue = NfQueue.open({ queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true },
-    onBatch, (err) => log.error('queue error', { code: err.code, errno: err.errno, message: err.message }));
+  const filter = new QueueFilter(config, queueNum, (e) => {
+    if (e.type === 'decision') events.write(e);
+  }, log);
   log.info('bound queue', { queue: queueNum, config: config.file ?? '(built-in observe policy)' });
-
   const started = Date.now();
-  const controlPath = config.control ?? DEFAULT_CONTROL_SOCKET;
-  const control = await serveControl(controlPath, (req) => req === 'status'
-    ? statusReport(engine, queue!, { queue: queueNum, started, config: config.file, events })
-    : describeFlows(engine)).catch((err: Error) => {
-    log.warn(err.message);
-    return undefined;
-  });
-  const ticker = setInterval(() => engine.tick(), 1000);
+  return lifecycle({
+    answer: (req) => req === 'status'
+      ? statusReport(filter.engine, filter.queue, { queue: queueNum, started, config: config.file, events })
+      : describeFlows(filter.engine),
+    reload: (next) => filter.reload(next),
+    stop: () => filter.stop(),
+  }, config, opts, log);
+}
+
+/** Control socket, readiness, watchdog, SIGHUP reload and SIGTERM/SIGINT stop around a daemon. */
+export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions, log: Logger): Promise<number> {
+  const control = await serveControl(config.control ?? DEFAULT_CONTROL_SOCKET, (req) => daemon.answer(req))
+    .catch((err: Error) => {
+      log.warn(err.message);
+      return undefined;
+    });
   sdNotify('READY=1\nSTATUS=filtering');
+  const wd = watchdogIntervalMs();
+  const watchdog = wd !== undefined ? setInterval(() => sdNotify('WATCHDOG=1'), wd) : undefined;
 
   let reloading = false;
   const reload = async () => {
-    if (reloading || opts.config === undefined) return;
+    if (reloading) return;
+    if (opts.config === undefined) {
+      log.info('SIGHUP: no config file to reload (built-in policy)');
+      return;
+    }
     reloading = true;
+    sdNotify('RELOADING=1');
     try {
       const next = await loadConfig(opts.config);
-      const old = policy;
-      policy = compilePolicy(next);
-      config = next;
+      await daemon.reload(next);
       log.info('reloaded config', { config: opts.config });
-      // Decisions in flight may still use the old policy's sources: close it once they are past their deadline.
-      setTimeout(() => void old.close(), config.decisionTimeoutMs + 1000).unref();
     } catch (err) {
       log.error(`reload failed, keeping the previous config: ${(err as Error).message}`);
     } finally {
       reloading = false;
+      sdNotify('READY=1');
     }
   };
 
   return new Promise<number>((resolve) => {
     let stopping = false;
+    const onHup = () => void reload();
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       sdNotify('STOPPING=1');
-      engine.shutdown(config.onShutdown);
-      queue!.flush();
-      const s = engine.stats;
-      log.info('stopping', { signal, received: s.received, verdicts: s.verdicts, held: s.held });
-      queue!.close();
-      clearInterval(ticker);
-      control?.close();
-      void policy.close();
+      log.info('stopping', { signal });
+      if (watchdog !== undefined) clearInterval(watchdog);
       process.off('SIGHUP', onHup);
-      process.stdout.write('', () => resolve(0));
+      control?.close();
+      daemon.stop().then(() => 0, (err: Error) => {
+        log.error(`stop failed: ${err.message}`);
+        return 1;
+      }).then((code) => process.stdout.write('', () => resolve(code)));
     };
-    const onHup = () => void reload();
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', onHup);

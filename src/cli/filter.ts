@@ -1,0 +1,73 @@
+/**
+ * One queue's filter: the kernel queue bound to an engine with the config's policy. `run`
+ * starts one in the main thread, `run --queues A:B` one per worker thread.
+ */
+import { NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, type PacketBatch } from '../capture/queue.js';
+import { Engine } from '../filter/engine.js';
+import { engineOptionsFromConfig } from '../filter/from-config.js';
+import type { DecideFn, FlowgateEvent } from '../filter/types.js';
+import type { Config } from '../policy/config-types.js';
+import { compilePolicy, type Policy } from '../policy/policy.js';
+import type { Logger } from './log.js';
+
+/** A bound queue and its engine. */
+export class QueueFilter {
+  readonly engine: Engine;
+  readonly queue: NfQueue;
+  private policy: Policy;
+  private readonly ticker: NodeJS.Timeout;
+
+  /**
+   * Binds `queueNum` and starts filtering. `onEvent` receives every event; `idPrefix` keeps flow
+   * ids unique across workers.
+   */
+  constructor(private config: Config, readonly queueNum: number, onEvent: (e: FlowgateEvent) => void,
+    private readonly log: Logger, idPrefix = '') {
+    this.policy = compilePolicy(config);
+    const decide: DecideFn = (info) => this.policy.decide(info);
+    let queue: NfQueue | undefined;
+    this.engine = new Engine({
+      decide,
+      sink: { verdict: (id, v, mark) => queue!.verdict(id, v, mark), sendRaw: (p) => queue!.sendRaw(p) },
+      options: { ...engineOptionsFromConfig(config), verifyChecksums: true, strictTcp: true, idPrefix },
+      onEvent,
+    });
+    const engine = this.engine;
+    const onBatch = (b: PacketBatch) => {
+      const meta = b.meta;
+      for (let i = 0; i < b.count; i++) {
+        const base = i * META_STRIDE;
+        const off = meta[base + M_OFF]!;
+        engine.handle({
+          id: meta[base + M_ID]!,
+          mark: meta[base + M_MARK]!,
+          data: b.data.subarray(off, off + meta[base + M_LEN]!),
+          skbInfo: meta[base + M_FLAGS]! & 0xff,
+        });
+      }
+    };
+    queue = NfQueue.open({ queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true },
+      onBatch, (err) => log.error('queue error', { queue: queueNum, code: err.code, errno: err.errno, message: err.message }));
+    this.queue = queue;
+    this.ticker = setInterval(() => engine.tick(), 1000);
+  }
+
+  /** Swaps in a new config's policy; decisions in flight finish with the old one, which is closed after. */
+  reload(next: Config): void {
+    const old = this.policy;
+    this.policy = compilePolicy(next);
+    this.config = next;
+    setTimeout(() => void old.close(), next.decisionTimeoutMs + 1000).unref();
+  }
+
+  /** Settles every held packet with `on_shutdown`, sends the verdicts and unbinds. */
+  async stop(): Promise<void> {
+    clearInterval(this.ticker);
+    this.engine.shutdown(this.config.onShutdown);
+    this.queue.flush();
+    this.queue.close();
+    await this.policy.close();
+    this.log.info('unbound queue', { queue: this.queueNum, received: this.engine.stats.received,
+      verdicts: this.engine.stats.verdicts, held: this.engine.stats.held });
+  }
+}

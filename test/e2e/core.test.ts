@@ -1,0 +1,208 @@
+/**
+ * Issue 2 end to end: real kernel queue, real iptables, real servers and clients in a private
+ * client - gateway - server namespace path. Runs as root; never skips.
+ */
+import t, { type Test } from 'tap';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import {
+  checkPrerequisites, chromium, rawSegments, createTopology, curl, opensslClient, readQueueStats, startServers, waitUntil,
+  type Topology,
+} from './harness/index.js';
+import { applyRules, startFlowgate, type Flowgate, type Status } from './flowgate.js';
+
+checkPrerequisites(['ip', 'iptables', 'ip6tables', 'curl', 'openssl']);
+
+const BLOCK_RULES = `
+default: allow
+rules:
+  - name: no-blocked
+    action: block
+    domains: [blocked.test]
+`;
+
+async function fixture(t: Test, opts: Parameters<typeof createTopology>[0] = {}): Promise<Topology> {
+  const topo = await createTopology(opts);
+  t.teardown(() => topo.destroy());
+  await startServers(topo);
+  await applyRules(topo);
+  return topo;
+}
+
+/** Nothing left behind: every packet got a verdict and the kernel queue has none waiting. */
+async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Promise<void> {
+  const s = await waitUntil(async () => {
+    const st = await fg.status();
+    return st.held === 0 && st.received === st.verdicts ? st : undefined;
+  }, { timeoutMs: 5000, what: 'received == verdicts and nothing held' }) as Status;
+  t.ok(s.received > 0, `the daemon saw packets (${s.received})`);
+  t.equal(s.received, s.verdicts, 'every packet received got one verdict');
+  t.equal(s.held, 0, 'nothing held');
+  const q = await waitUntil(async () => {
+    const stats = await readQueueStats(topo);
+    return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;
+  }, { timeoutMs: 3000, what: 'kernel queue waiting = 0' }) as Array<{ waiting: number }>;
+  t.equal(q[0]!.waiting, 0, '/proc/net/netfilter/nfnetlink_queue shows 0 waiting');
+}
+
+t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async (t) => {
+  const topo = await fixture(t);
+  const fg = await startFlowgate(topo, BLOCK_RULES);
+
+  for (const family of [4, 6] as const) {
+    const ipv6 = family === 6;
+    const http = await curl(topo, { url: 'http://allowed.test/', ipv6 });
+    t.equal(http.httpCode, 200, `IPv${family} HTTP allowed.test: 200`);
+    t.equal(http.body, 'hello from allowed.test\n');
+    const https = await curl(topo, { url: 'https://allowed.test/', ipv6 });
+    t.equal(https.httpCode, 200, `IPv${family} HTTPS allowed.test: 200`);
+    t.equal(https.body, 'hello from allowed.test\n');
+
+    for (const url of ['http://blocked.test/', 'https://blocked.test/']) {
+      const res = await curl(topo, { url, ipv6 });
+      t.equal(res.errorKind, 'reset', `IPv${family} ${url}: connection reset (${res.errorMessage})`);
+      t.ok(res.wallMs < 1000, `IPv${family} ${url}: failed fast (${Math.round(res.wallMs)} ms)`);
+    }
+  }
+  const okTls = await opensslClient(topo, { servername: 'allowed.test', alpn: ['http/1.1'] });
+  t.ok(okTls.connected, 'openssl s_client completes the handshake with allowed.test');
+  const badTls = await opensslClient(topo, { servername: 'blocked.test' });
+  t.notOk(badTls.connected, 'openssl s_client gets no handshake with blocked.test');
+  t.ok(badTls.reset, 'openssl sees a reset');
+
+  const blocked = fg.decisions().filter((d) => d.verdict === 'block');
+  t.ok(blocked.length >= 5, 'block decisions were reported');
+  t.ok(blocked.every((d) => d.reason === 'rule:no-blocked'));
+  t.ok(fg.decisions().some((d) => d.app === 'http' && d.host === 'allowed.test' && d.method === 'GET' && d.path === '/'));
+  t.ok(fg.decisions().some((d) => d.app === 'tls' && d.sni === 'allowed.test' && d.verdict === 'allow'));
+  await assertSettled(t, topo, fg);
+  t.equal(await fg.stop(), 0, 'SIGTERM: exit 0');
+});
+
+t.test('a policy that answers after 300 ms: requests complete, packets were held', async (t) => {
+  const topo = await fixture(t);
+  const mod = join(topo.tmpDir, 'slow.mjs');
+  writeFileSync(mod, `export async function decide(info) {
+  await new Promise((r) => setTimeout(r, 300));
+  return { verdict: (info.sni ?? info.host) === 'blocked.test' ? 'block' : 'allow', reason: 'slow' };
+}\n`);
+  const fg = await startFlowgate(topo, `default: allow\ndecide:\n  module: ${mod}\ndecision_timeout_ms: 2000\n`);
+  for (const url of ['https://allowed.test/', 'http://allowed.test/']) {
+    const res = await curl(topo, { url });
+    t.equal(res.httpCode, 200, `${url}: 200 after a slow decision`);
+    t.equal(res.body, 'hello from allowed.test\n', 'nothing lost');
+    t.ok(res.wallMs >= 250, `it waited for the policy (${Math.round(res.wallMs)} ms)`);
+  }
+  const slow = fg.decisions().filter((d) => d.reason === 'module:slow');
+  t.equal(slow.length, 2);
+  for (const d of slow) {
+    t.ok(d.held_packets > 0, `held_packets > 0 (${d.held_packets})`);
+    t.ok(d.held_ms >= 250, `held_ms ${d.held_ms}`);
+  }
+  const blocked = await curl(topo, { url: 'https://blocked.test/' });
+  t.equal(blocked.errorKind, 'reset');
+  await assertSettled(t, topo, fg);
+  await fg.stop();
+});
+
+t.test('a policy that never answers: on_timeout applies within decision_timeout_ms + 0.5 s', async (t) => {
+  const topo = await fixture(t);
+  const mod = join(topo.tmpDir, 'never.mjs');
+  writeFileSync(mod, 'export function decide() { return new Promise(() => {}); }\n');
+  const fg = await startFlowgate(topo, `decide:\n  module: ${mod}\ndecision_timeout_ms: 1000\non_timeout: block\n`);
+  const res = await curl(topo, { url: 'https://allowed.test/', maxTimeMs: 5000 });
+  t.equal(res.errorKind, 'reset', 'blocked on timeout');
+  t.ok(res.wallMs < 1500, `within 1.5 s (${Math.round(res.wallMs)} ms)`);
+  const d = await fg.waitForDecision((x) => x.reason === 'timeout');
+  t.equal(d.verdict, 'block');
+  await fg.stop();
+
+  const fg2 = await startFlowgate(topo, `decide:\n  module: ${mod}\ndecision_timeout_ms: 800\non_timeout: allow\n`, 'fg2');
+  const ok = await curl(topo, { url: 'http://allowed.test/', maxTimeMs: 5000 });
+  t.equal(ok.httpCode, 200, 'allowed on timeout');
+  t.ok(ok.wallMs >= 700 && ok.wallMs < 1300 + 200, `after the deadline (${Math.round(ok.wallMs)} ms)`);
+  await assertSettled(t, topo, fg2);
+  await fg2.stop();
+});
+
+/** The ClientHello `openssl s_client` sends for `servername`, recorded on a local listener. */
+async function recordOpensslHello(servername: string): Promise<Buffer> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const got = new Promise<Buffer>((resolve) => server.once('connection', (sock) => {
+    const parts: Buffer[] = [];
+    sock.on('data', (d: Buffer) => {
+      parts.push(d);
+      const all = Buffer.concat(parts);
+      if (all.length >= 5 && all.length >= 5 + all.readUInt16BE(3)) {
+        sock.destroy();
+        resolve(all.subarray(0, 5 + all.readUInt16BE(3)));
+      }
+    });
+  }));
+  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername],
+    { stdio: ['pipe', 'ignore', 'ignore'] });
+  const hello = await got;
+  child.kill();
+  server.close();
+  return hello;
+}
+
+t.test("openssl's ClientHello written as three segments: allowed gets a ServerHello, blocked a reset", async (t) => {
+  const topo = await fixture(t);
+  const fg = await startFlowgate(topo, BLOCK_RULES);
+  for (const name of ['allowed.test', 'blocked.test']) {
+    const hello = await recordOpensslHello(name);
+    const cuts = [0, 7, Math.floor(hello.length / 2), hello.length];
+    const chunks = [0, 1, 2].map((i) => hello.subarray(cuts[i], cuts[i + 1]));
+    const res = await rawSegments(topo, { chunks, port: 443, delayMs: 40, waitMs: 1500 });
+    const d = await fg.waitForDecision((x) => x.sni === name);
+    t.ok(d.held_packets >= 3, `${name}: held as ${d.held_packets} packets`);
+    if (name === 'allowed.test') {
+      t.equal(res.response[0], 0x16, 'the server answered with a TLS handshake record (ServerHello)');
+    } else {
+      t.equal(res.error, 'reset', 'reset');
+      t.equal(res.response.length, 0, 'nothing from the server');
+    }
+  }
+  await assertSettled(t, topo, fg);
+  await fg.stop();
+});
+
+t.test('ClientHellos in three or more segments (offloads off, MSS 536): Chromium post-quantum hello', async (t) => {
+  const topo = await fixture(t, { offloads: false, serverAdvMss: 536 });
+  const fg = await startFlowgate(topo, BLOCK_RULES);
+  const ok = await chromium(topo, { url: 'https://allowed.test/' });
+  t.match(ok.dom, /hello from allowed\.test/, 'Chromium loads the allowed page');
+  const d = await fg.waitForDecision((x) => x.sni === 'allowed.test');
+  t.ok(d.held_packets >= 3, `Chromium's post-quantum hello was held as ${d.held_packets} packets`);
+  const bad = await chromium(topo, { url: 'https://blocked.test/' });
+  t.notMatch(bad.dom ?? '', /hello from/, 'Chromium does not get the blocked page');
+  t.match(bad.netError ?? '', /RESET|CONNECTION_CLOSED|ABORTED/, `Chromium sees ${bad.netError}`);
+  const b = await fg.waitForDecision((x) => x.sni === 'blocked.test');
+  t.equal(b.verdict, 'block');
+  t.ok(b.held_packets >= 3, `blocked hello was held as ${b.held_packets} packets`);
+  await assertSettled(t, topo, fg);
+  await fg.stop();
+});
+
+t.test('SIGTERM with flows held: settled, exit 0, traffic keeps flowing through queue bypass', async (t) => {
+  const topo = await fixture(t);
+  const mod = join(topo.tmpDir, 'never.mjs');
+  writeFileSync(mod, 'export function decide() { return new Promise(() => {}); }\n');
+  const fg = await startFlowgate(topo, `decide:\n  module: ${mod}\ndecision_timeout_ms: 30000\non_shutdown: allow\n`);
+  const pending = curl(topo, { url: 'http://allowed.test/', maxTimeMs: 10000 });
+  await waitUntil(async () => (await fg.status()).held > 0, { timeoutMs: 5000, what: 'a held packet' });
+  const flows = await fg.flows();
+  t.ok(flows.flows.some((f) => String(f.waiting_for).startsWith('decision')), 'flows shows what the flow waits for');
+  t.equal(await fg.stop(), 0, 'exit 0 on SIGTERM');
+  const res = await pending;
+  t.equal(res.httpCode, 200, 'the held request was released (on_shutdown allow) and completed');
+  const after = await curl(topo, { url: 'https://blocked.test/' });
+  t.equal(after.httpCode, 200, 'with no daemon, --queue-bypass lets traffic through');
+  const q = await readQueueStats(topo);
+  t.equal(q.length, 0, 'the queue is unbound');
+});

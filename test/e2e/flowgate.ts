@@ -1,0 +1,99 @@
+/**
+ * Starting the real daemon inside a topology's gateway for end-to-end tests: the compiled CLI
+ * (bin/flowgate.js, as users run it), its rules applied in the gateway namespace, its decision
+ * events parsed from stdout and its counters read through the control socket.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot, waitUntil, type ProcessHandle, type Topology } from './harness/index.js';
+
+/** A decision event as the daemon prints it. */
+export interface Decision {
+  type: 'decision';
+  flow: string;
+  app: string;
+  sni?: string | null;
+  host?: string | null;
+  method?: string;
+  path?: string;
+  verdict: 'allow' | 'block';
+  reason: string;
+  held_packets: number;
+  held_ms: number;
+  [k: string]: unknown;
+}
+
+/** What `flowgate status` answers (the counters tests look at). */
+export interface Status {
+  received: number;
+  verdicts: number;
+  held: number;
+  paused_flows: number;
+  events: Record<string, number>;
+  by_reason: Record<string, number>;
+  kernel: Record<string, number>;
+  [k: string]: unknown;
+}
+
+/** A running daemon. */
+export interface Flowgate {
+  process: ProcessHandle;
+  config: string;
+  socket: string;
+  decisions(): Decision[];
+  waitForDecision(pred: (d: Decision) => boolean, timeoutMs?: number): Promise<Decision>;
+  /** `flowgate status` through the control socket. */
+  status(): Promise<Status>;
+  /** `flowgate flows`. */
+  flows(): Promise<{ count: number; flows: Array<Record<string, unknown>> }>;
+  /** SIGTERM and wait; resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** argv of the compiled CLI. */
+export function cliArgv(...args: string[]): string[] {
+  return [process.execPath, join(repoRoot(), 'bin', 'flowgate.js'), ...args];
+}
+
+/** Applies the gateway rules in the topology's gw namespace (removed with the namespace). */
+export async function applyRules(topo: Topology, extra: string[] = []): Promise<void> {
+  await topo.exec('gw', cliArgv('rules', 'apply', ...extra), { check: true });
+}
+
+/**
+ * Writes `yaml` (a control socket line is added) and starts `flowgate run` in gw; resolves once
+ * the queue is bound.
+ */
+export async function startFlowgate(topo: Topology, yaml: string, name = 'flowgate'): Promise<Flowgate> {
+  const socket = join(topo.tmpDir, `${name}.sock`);
+  const config = join(topo.tmpDir, `${name}.yaml`);
+  writeFileSync(config, `${yaml}\ncontrol: ${socket}\n`);
+  const proc = topo.spawn('gw', cliArgv('run', '--config', config));
+  const decisions: Decision[] = [];
+  proc.on('line', (line: string, stream: string) => {
+    if (stream !== 'stdout') return;
+    try {
+      const ev = JSON.parse(line) as { type?: string };
+      if (ev.type === 'decision') decisions.push(ev as Decision);
+    } catch { /* not an event */ }
+  });
+  await proc.waitForLine(/bound queue/, { timeoutMs: 15000, stream: 'stderr' });
+  const ask = async (what: 'status' | 'flows') => {
+    const res = await topo.exec('gw', cliArgv(what, '--socket', socket), { check: true });
+    return JSON.parse(res.stdout);
+  };
+  return {
+    process: proc,
+    config,
+    socket,
+    decisions: () => decisions,
+    waitForDecision: async (pred, timeoutMs = 5000) => {
+      let found: Decision | undefined;
+      await waitUntil(() => (found = decisions.find(pred)) !== undefined, { timeoutMs, what: 'a decision event' });
+      return found!;
+    },
+    status: () => ask('status'),
+    flows: () => ask('flows'),
+    stop: async (signal = 'SIGTERM') => (await proc.kill(signal, 10000)).code,
+  };
+}

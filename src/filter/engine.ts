@@ -63,6 +63,8 @@ interface Unit {
   state: 'waiting' | 'deciding' | 'allowed';
   /** A verdict forced without asking the policy (ambiguous, invalid). */
   forced?: Decision;
+  /** Not a decision of its own (the end of inspection): no event, not counted. */
+  silent?: boolean;
 }
 
 interface Inspection {
@@ -444,6 +446,17 @@ export class Engine {
   }
 
   private addUnit(flow: Flow, insp: Inspection, ev: AnalyzerEvent): void {
+    if (ev.kind === 'pass') {
+      insp.units.push({ start: ev.start, info: { app: 'unknown' }, opaque: false, state: 'waiting',
+        forced: { verdict: 'allow', reason: 'pass' }, silent: true });
+      return;
+    }
+    if (ev.kind === 'end') {
+      // Inspection is over with nothing new to decide: the flow bypasses once what is before is allowed.
+      insp.units.push({ start: ev.start, info: { app: flow.app ?? 'unknown' }, opaque: true, state: 'waiting',
+        forced: { verdict: 'allow', reason: 'end' }, silent: true });
+      return;
+    }
     flow.app = ev.info.app;
     if (ev.kind === 'unit') {
       insp.units.push({ start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
@@ -529,10 +542,12 @@ export class Engine {
       this.stats.pausedFlows--;
     }
     const now = this.now();
-    flow.counters.decisions++;
-    const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
-    this.stats.decided(decision, now - insp.decidingSince);
-    this.emitDecision(flow, unit.info, decision, flow.held.length, heldMs);
+    if (!unit.silent) {
+      flow.counters.decisions++;
+      const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
+      this.stats.decided(decision, now - insp.decidingSince);
+      this.emitDecision(flow, unit.info, decision, flow.held.length, heldMs);
+    }
     if (decision.verdict === 'block') {
       this.block(flow, insp);
       return;

@@ -24,7 +24,11 @@ export type AnalyzerEvent =
   /** The stream is malformed for its protocol (`reason` is short, e.g. `tls:bad-extension-length`). */
   | { kind: 'invalid'; start: number; reason: string; info: UnitInfo }
   /** The unit can be read more than one way (EVASION.md); `reason` becomes `ambiguous:REASON`. */
-  | { kind: 'ambiguous'; start: number; reason: string; info: UnitInfo };
+  | { kind: 'ambiguous'; start: number; reason: string; info: UnitInfo }
+  /** Nothing from `start` on needs inspection (after a ClientHello with no retry): the flow can bypass. */
+  | { kind: 'end'; start: number }
+  /** Bytes from `start` to the frontier need no decision but the flow stays under inspection (a STARTTLS prefix). */
+  | { kind: 'pass'; start: number };
 
 /** Limits of the analyzers, in bytes. */
 export interface AnalyzerLimits {

@@ -13,6 +13,11 @@ import {
 
 /** TLS record content type of a handshake: the first byte of every ClientHello stream. */
 const TLS_HANDSHAKE = 0x16;
+/** TLS record content type of ChangeCipherSpec. */
+const TLS_CHANGE_CIPHER_SPEC = 0x14;
+/** PostgreSQL SSLRequest and GSSENCRequest: length 8, code 80877103 / 80877104. */
+const PG_SSL_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f);
+const PG_GSSENC_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30);
 /** Bytes of an unrecognised start gathered before calling the stream `unknown`. */
 const SNIFF_BYTES = 16;
 
@@ -31,7 +36,7 @@ export function httpInfo(r: HttpRequest): UnitInfo {
   return { app: 'http', host: r.host, method: r.method, path: r.path, target: r.target };
 }
 
-type Mode = 'detect' | 'tls' | 'http' | 'done';
+type Mode = 'detect' | 'tls' | 'afterHello' | 'http' | 'done';
 
 class FlowAnalyzer implements StreamAnalyzer {
   private mode: Mode = 'detect';
@@ -46,6 +51,12 @@ class FlowAnalyzer implements StreamAnalyzer {
   /** Set when the TLS reader reads the stream tunnelled by a CONNECT. */
   private tunnelled = false;
   private lastMethod = '';
+  /** ClientHellos read so far. */
+  private hellos = 0;
+  /** After the first hello: a record header being gathered, and record bytes left to skip. */
+  private readonly header = new Uint8Array(5);
+  private headerFill = 0;
+  private skip = 0;
 
   constructor(private readonly limits: AnalyzerLimits) {}
 
@@ -63,6 +74,20 @@ class FlowAnalyzer implements StreamAnalyzer {
     if (this.mode === 'detect') {
       const all = this.sniff.length > 0 ? concat(this.sniff, bytes) : bytes;
       const start = offset - this.sniff.length;
+      if (startsWith(all, PG_SSL_REQUEST) || startsWith(all, PG_GSSENC_REQUEST)) {
+        // PostgreSQL asks for TLS in plain text first; the ClientHello follows the server's answer.
+        // Let the request through and keep looking.
+        out.push({ kind: 'pass', start });
+        this.unitStart = start + PG_SSL_REQUEST.length;
+        this.sniff = new Uint8Array(0);
+        const rest = all.subarray(PG_SSL_REQUEST.length);
+        if (rest.length > 0) out.push(...this.feed(rest, this.unitStart));
+        return out;
+      }
+      if (all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
+        this.sniff = Uint8Array.from(all);
+        return out;
+      }
       const kind = all[0] === TLS_HANDSHAKE ? 'tls' : looksLikeHttp(all);
       if (kind === 'maybe' && all.length < SNIFF_BYTES) {
         this.sniff = Uint8Array.from(all);
@@ -84,23 +109,43 @@ class FlowAnalyzer implements StreamAnalyzer {
       bytes = all;
       offset = start;
     }
-    if (this.mode === 'tls') this.feedTls(bytes, out);
+    if (this.mode === 'afterHello') {
+      this.feedAfterHello(bytes, out);
+    } else if (this.mode === 'tls' && this.hellos > 0 && !this.tunnelled) {
+      this.feedSecondHello(bytes, out);
+    } else if (this.mode === 'tls') this.feedTls(bytes, offset, out);
     else if (this.mode === 'http') this.feedHttp(bytes, offset, out);
     return out;
   }
 
-  private feedTls(bytes: Uint8Array, out: AnalyzerEvent[]): void {
+  private feedTls(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
     const res = this.tls!.feed(bytes);
     const start = this.unitStart;
     switch (res.kind) {
       case 'needMore':
         return;
       case 'done': {
-        this.mode = 'done';
         const info = tlsInfo(res.hello);
-        if (res.hello.sniError !== undefined) out.push({ kind: 'ambiguous', start, reason: 'bad-sni', info });
-        else if (res.hello.sniAmbiguous !== undefined) out.push({ kind: 'ambiguous', start, reason: 'sni-ambiguous', info });
-        else out.push({ kind: 'unit', start, info, opaque: true });
+        const second = this.hellos++ > 0;
+        if (res.hello.sniError !== undefined) {
+          this.mode = 'done';
+          out.push({ kind: 'ambiguous', start, reason: 'bad-sni', info });
+        } else if (res.hello.sniAmbiguous !== undefined) {
+          this.mode = 'done';
+          out.push({ kind: 'ambiguous', start, reason: 'sni-ambiguous', info });
+        } else if (second || this.tunnelled) {
+          this.mode = 'done';
+          out.push({ kind: 'unit', start, info, opaque: true });
+        } else {
+          // A HelloRetryRequest makes the client send a second ClientHello, which must be read
+          // too: the flow stays under inspection until the client's next record shows which.
+          out.push({ kind: 'unit', start, info, opaque: false });
+          this.mode = 'afterHello';
+          // The reader's offsets count from where it started reading (the unit start).
+          this.unitStart = start + res.consumed;
+          const rest = bytes.subarray(Math.max(0, this.unitStart - offset));
+          if (rest.length > 0) this.feedAfterHello(rest, out);
+        }
         return;
       }
       case 'notTls':
@@ -112,6 +157,55 @@ class FlowAnalyzer implements StreamAnalyzer {
         out.push({ kind: 'invalid', start, reason: `tls:${slug(res.reason)}`, info: { app: 'tls' } });
         return;
     }
+  }
+
+  /**
+   * The client's records after its first hello. A ChangeCipherSpec (sent for middlebox
+   * compatibility) is skipped; then another ClientHello (after a HelloRetryRequest) is read and
+   * decided, and anything else (Finished, application data, TLS 1.2 key exchange) ends inspection.
+   */
+  private feedAfterHello(bytes: Uint8Array, out: AnalyzerEvent[]): void {
+    let i = 0;
+    while (this.mode === 'afterHello' && i < bytes.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, bytes.length - i);
+        this.skip -= n;
+        i += n;
+        this.unitStart += n;
+        continue;
+      }
+      this.header[this.headerFill++] = bytes[i++]!;
+      if (this.headerFill === 1 && this.header[0] !== TLS_CHANGE_CIPHER_SPEC && this.header[0] !== TLS_HANDSHAKE) {
+        this.mode = 'done';
+        out.push({ kind: 'end', start: this.unitStart });
+        return;
+      }
+      if (this.headerFill < 5) continue;
+      this.headerFill = 0;
+      if (this.header[0] === TLS_CHANGE_CIPHER_SPEC) {
+        this.unitStart += 5;
+        this.skip = (this.header[3]! << 8) | this.header[4]!;
+        continue;
+      }
+      // A handshake record: read it with a fresh reader, header first.
+      this.mode = 'tls';
+      this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
+      this.tls.feed(this.header.subarray(0, 5));
+    }
+    if (this.mode === 'tls' && i < bytes.length) this.feedSecondHello(bytes.subarray(i), out);
+  }
+
+  /** The rest of a second ClientHello; its decision is the flow's last. */
+  private feedSecondHello(bytes: Uint8Array, out: AnalyzerEvent[]): void {
+    const res = this.tls!.feed(bytes);
+    if (res.kind === 'needMore') return;
+    this.mode = 'done';
+    if (res.kind === 'done') {
+      const info = tlsInfo(res.hello);
+      out.push(res.hello.sniError === undefined && res.hello.sniAmbiguous === undefined
+        ? { kind: 'unit', start: this.unitStart, info, opaque: true }
+        : { kind: 'ambiguous', start: this.unitStart, reason: res.hello.sniError ? 'bad-sni' : 'sni-ambiguous', info });
+    } else out.push({ kind: 'end', start: this.unitStart });
   }
 
   private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
@@ -154,13 +248,19 @@ class FlowAnalyzer implements StreamAnalyzer {
               if (rest[0] !== TLS_HANDSHAKE) {
                 this.mode = 'done';
                 out.push({ kind: 'unit', start: ev.offset, info: { app: 'unknown' }, opaque: true });
-              } else this.feedTls(rest, out);
+              } else this.feedTls(rest, ev.offset, out);
             }
           }
           return;
       }
     }
   }
+}
+
+function startsWith(a: Uint8Array, prefix: Uint8Array): boolean {
+  if (a.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (a[i] !== prefix[i]) return false;
+  return true;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -42,17 +42,24 @@ function setup(decide: DecideFn, options = {}) {
 const byName = (blocked: string): DecideFn => (info) =>
   (info.sni ?? info.host) === blocked ? { verdict: 'block', reason: 'rule:test' } : { verdict: 'allow', reason: 'default' };
 
-t.test('handshake passes at once; an allowed ClientHello is released with the allow mark', async (t) => {
+/** The client's second flight in TLS 1.3: ChangeCipherSpec, then an encrypted record. */
+const SECOND_FLIGHT = Uint8Array.of(0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 3, 9, 9, 9);
+
+t.test('handshake passes at once; an allowed ClientHello is released, the flow bypasses after the next record', async (t) => {
   const s = setup(byName('blocked.test'));
   const c = new Conversation();
   const hs = s.feeder.feed(...c.handshake());
   for (const id of hs) t.equal(s.sink.verdicts.get(id)?.verdict, NF_ACCEPT);
   const [ch] = s.feeder.feed(c.send(clientHello({ sni: 'Allowed.TEST.', alpn: ['h2', 'http/1.1'] })));
-  t.same(s.sink.verdicts.get(ch!), { verdict: NF_REPEAT, mark: 0x100, order: 3 });
+  t.same(s.sink.verdicts.get(ch!), { verdict: NF_REPEAT, mark: 0x300, order: 3 },
+    'released with the inspect mark: replies bypass, a second hello (after HelloRetryRequest) would be seen');
   const d = s.decisions();
   t.equal(d.length, 1);
   t.match(d[0], { app: 'tls', sni: 'allowed.test', alpn: ['h2', 'http/1.1'], verdict: 'allow', reason: 'default',
     held_packets: 1, dport: 443 });
+  const [fin] = s.feeder.feed(c.send(SECOND_FLIGHT));
+  t.same(s.sink.verdicts.get(fin!)?.mark, 0x100, 'not a hello: the flow is marked to bypass the queue');
+  t.equal(s.decisions().length, 1, 'the end of inspection is not a decision of its own');
   t.equal(s.engine.table.size, 0, 'a bypassed flow leaves the table');
   // A straggler of the decided flow gets the same mark.
   const [late] = s.feeder.feed(c.send('x'));
@@ -213,6 +220,27 @@ t.test('shutdown settles every held packet', async (t) => {
   t.equal(s.engine.heldPackets, 0);
   t.equal(s.engine.table.size, 0);
   t.ok(s.invariant());
+});
+
+t.test('a second ClientHello after HelloRetryRequest is decided too', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send(clientHello({ sni: 'allowed.test' })));
+  const [again] = s.feeder.feed(c.send(Uint8Array.of(0x14, 3, 3, 0, 1, 1)), c.send(clientHello({ sni: 'blocked.test' })));
+  t.same(s.decisions().map((d) => [d.sni, d.verdict]), [['allowed.test', 'allow'], ['blocked.test', 'block']]);
+  t.ok(again !== undefined);
+  t.ok(s.invariant());
+});
+
+t.test('PostgreSQL SSLRequest passes, then the ClientHello behind it is decided', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation({ dport: 5432 });
+  s.feeder.feed(...c.handshake());
+  const [req] = s.feeder.feed(c.send(Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f)));
+  t.equal(s.sink.verdicts.get(req!)?.mark, 0x300, 'the SSLRequest is released');
+  s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' })));
+  t.match(s.decisions(), [{ app: 'tls', sni: 'blocked.test', verdict: 'block' }]);
 });
 
 t.test('unknown protocols are decided as app unknown from their first bytes', async (t) => {

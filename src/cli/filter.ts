@@ -2,7 +2,8 @@
  * One queue's filter: the kernel queue bound to an engine with the config's policy. `run`
  * starts one in the main thread, `run --queues A:B` one per worker thread.
  */
-import { NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, type PacketBatch } from '../capture/queue.js';
+import type { NfQueue } from '../capture/queue.js';
+import { attachQueue } from '../capture/attach.js';
 import { Engine } from '../filter/engine.js';
 import { engineOptionsFromConfig } from '../filter/from-config.js';
 import type { DecideFn, FlowgateEvent } from '../filter/types.js';
@@ -25,29 +26,16 @@ export class QueueFilter {
     private readonly log: Logger, idPrefix = '') {
     this.policy = compilePolicy(config);
     const decide: DecideFn = (info) => this.policy.decide(info);
-    let queue: NfQueue | undefined;
+    const link = attachQueue({ queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true },
+      (err) => log.error('queue error', { queue: queueNum, code: err.code, errno: err.errno, message: err.message }));
     this.engine = new Engine({
       decide,
-      sink: { verdict: (id, v, mark) => queue!.verdict(id, v, mark), sendRaw: (p) => queue!.sendRaw(p) },
+      sink: link.sink,
       options: { ...engineOptionsFromConfig(config), verifyChecksums: true, strictTcp: true, idPrefix },
       onEvent,
     });
     const engine = this.engine;
-    const onBatch = (b: PacketBatch) => {
-      const meta = b.meta;
-      for (let i = 0; i < b.count; i++) {
-        const base = i * META_STRIDE;
-        const off = meta[base + M_OFF]!;
-        engine.handle({
-          id: meta[base + M_ID]!,
-          mark: meta[base + M_MARK]!,
-          data: b.data.subarray(off, off + meta[base + M_LEN]!),
-          skbInfo: meta[base + M_FLAGS]! & 0xff,
-        });
-      }
-    };
-    queue = NfQueue.open({ queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true },
-      onBatch, (err) => log.error('queue error', { queue: queueNum, code: err.code, errno: err.errno, message: err.message }));
+    const queue = link.bind(engine);
     this.queue = queue;
     this.ticker = setInterval(() => engine.tick(), 1000);
   }

@@ -36,8 +36,8 @@ export interface RawPacket {
 
 /** Callbacks for embedders; every one receives the flow handle, completion included. */
 export interface EngineHooks {
-  /** A flow was created. */
-  newFlow?(flow: Flow): void;
+  /** A flow was created. Answering `allow` or `block` decides it at once (its SYN carries the mark). */
+  newFlow?(flow: Flow): 'allow' | 'block' | 'inspect' | void;
   /** A flow left the table; called exactly once per flow. */
   complete?(flow: Flow, why: FlowEndEvent['why']): void;
 }
@@ -54,6 +54,8 @@ export interface EngineInit {
   scheduler?: Scheduler;
   onEvent?: (event: FlowgateEvent) => void;
   hooks?: EngineHooks;
+  /** The analyzer of each flow's client stream (default: TLS/HTTP/unknown detection). */
+  analyzer?: (flow: Flow) => StreamAnalyzer;
 }
 
 interface Unit {
@@ -89,6 +91,7 @@ export class Engine {
   private readonly scheduler: Scheduler;
   private readonly onEvent: (event: FlowgateEvent) => void;
   private readonly hooks: EngineHooks;
+  private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
   private readonly inspections = new Map<Flow, Inspection>();
   private heldBytesTotal = 0;
   private tokens = 0;
@@ -105,6 +108,7 @@ export class Engine {
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.hooks = init.hooks ?? {};
+    this.makeAnalyzer = init.analyzer ?? (() => createAnalyzer(this.options.limits));
     this.table = new FlowTable(this.options.limits.maxFlows);
   }
 
@@ -173,6 +177,7 @@ export class Engine {
         this.verdict(pkt, NF_ACCEPT);
         return;
       }
+      if (this.newFlowVerdict(flow, pkt)) return;
     }
     flow.lastSeen = now;
     this.table.touch(flow);
@@ -226,8 +231,21 @@ export class Engine {
       this.stats.count('evicted');
       this.completeFlow(evicted, 'evicted', this.options.onLimit);
     }
-    this.hooks.newFlow?.(flow);
     return flow;
+  }
+
+  /** Asks the embedder's newFlow hook; true when it decided the flow outright (the packet got its verdict). */
+  private newFlowVerdict(flow: Flow, pkt: RawPacket): boolean {
+    const answer = this.hooks.newFlow?.(flow);
+    if (answer !== 'allow' && answer !== 'block') return false;
+    const m = this.options.marks;
+    const decision: Decision = { verdict: answer, reason: 'newFlow' };
+    flow.counters.decisions++;
+    this.stats.decided(decision, 0);
+    this.emitDecision(flow, { app: 'unknown' }, decision, 0, 0);
+    this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, answer === 'allow' ? m.allow : m.block));
+    this.completeFlow(flow, answer === 'allow' ? 'bypassed' : 'blocked');
+    return true;
   }
 
   private trackServer(flow: Flow, tcp: TcpPacket): void {
@@ -416,14 +434,14 @@ export class Engine {
     if (this.inspections.size >= this.options.limits.maxInspectingFlows) {
       this.stats.count('limit_inspecting_flows');
       flow.phase = 'inspecting';
-      const insp: Inspection = { analyzer: createAnalyzer(this.options.limits), units: [], token: 0, decidingSince: 0 };
+      const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0 };
       this.inspections.set(flow, insp);
       insp.units.push({ start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
         forced: { verdict: this.options.onLimit, reason: 'limit' } });
       return;
     }
     flow.phase = 'inspecting';
-    this.inspections.set(flow, { analyzer: createAnalyzer(this.options.limits), units: [], token: 0, decidingSince: 0 });
+    this.inspections.set(flow, { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0 });
   }
 
   /** Holds a packet; false if a limit forced a verdict instead. */
@@ -542,7 +560,7 @@ export class Engine {
       this.stats.pausedFlows--;
     }
     const now = this.now();
-    if (!unit.silent) {
+    if (!unit.silent && !decision.quiet) {
       flow.counters.decisions++;
       const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
@@ -553,10 +571,13 @@ export class Engine {
       return;
     }
     unit.state = 'allowed';
-    if (unit.opaque) {
+    if (unit.opaque || decision.bypass) {
       this.bypass(flow, insp);
       return;
     }
+    // The analyzer may have more to say now (an embedder's handler resumed with "need more").
+    const more = insp.analyzer.settled?.();
+    if (more !== undefined) for (const ev of more) this.addUnit(flow, insp, ev);
     this.advance(flow, insp);
   }
 
@@ -739,7 +760,11 @@ function toDecision(value: unknown, onError: Verdict): Decision {
   if (typeof value === 'object' && value !== null) {
     const v = value as { verdict?: unknown; reason?: unknown };
     if (v.verdict === 'allow' || v.verdict === 'block') {
-      return { verdict: v.verdict, reason: typeof v.reason === 'string' && v.reason !== '' ? v.reason : 'policy' };
+      const d: Decision = { verdict: v.verdict, reason: typeof v.reason === 'string' && v.reason !== '' ? v.reason : 'policy' };
+      const extra = value as Decision;
+      if (extra.bypass === true) d.bypass = true;
+      if (extra.quiet === true) d.quiet = true;
+      return d;
     }
   }
   return { verdict: onError, reason: 'error' };

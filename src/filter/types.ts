@@ -9,6 +9,10 @@ export type Verdict = 'allow' | 'block';
 export interface Decision {
   verdict: Verdict;
   reason: string;
+  /** Allow and stop inspecting this flow (the rest bypasses the queue) even if more units could follow. */
+  bypass?: boolean;
+  /** Not reported as a decision event (an intermediate "need more data" answer). */
+  quiet?: boolean;
 }
 
 /** What a policy is asked about: the unit found in the stream plus the connection's endpoints. */

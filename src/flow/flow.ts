@@ -13,6 +13,10 @@
  *  5. completed exactly once: FIN/RST seen both ways, idle timeout, eviction, bypass or shutdown.
  */
 import type { StreamReassembler } from '../reassembly/stream.js';
+import { FlowgateError } from '../errors.js';
+
+/** What a paused flow can be resumed with (the filter API): a final verdict, more data, or pass N more bytes. */
+export type ResumeVerdict = 'allow' | 'block' | 'needMore' | { pass: number };
 
 /** Where a flow stands in its lifecycle. */
 export type FlowPhase = 'handshake' | 'inspecting' | 'bypassed' | 'blocked' | 'closed';
@@ -101,6 +105,8 @@ export class Flow {
   };
   /** Free for embedders to attach their own state. */
   userData: unknown;
+  /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
+  resumer?: (verdict: ResumeVerdict) => void;
 
   constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
     server: { addr: string; port: number }, now: number, idPrefix = '') {
@@ -111,6 +117,21 @@ export class Flow {
     this.server = server;
     this.createdAt = now;
     this.lastSeen = now;
+  }
+
+  /**
+   * Resumes a flow paused by a filter handler, from any asynchronous context. Throws
+   * ERR_NOT_PAUSED if the flow is not waiting (never paused, or already resumed) and
+   * ERR_FLOW_COMPLETE once it has completed; never crashes the daemon.
+   */
+  resume(verdict: ResumeVerdict): void {
+    if (this.phase === 'closed' || this.phase === 'bypassed' || this.phase === 'blocked') {
+      throw new FlowgateError('ERR_FLOW_COMPLETE', `flow ${this.id} has completed (${this.phase}); it cannot be resumed`);
+    }
+    const resumer = this.resumer;
+    if (resumer === undefined) throw new FlowgateError('ERR_NOT_PAUSED', `flow ${this.id} is not paused`);
+    this.resumer = undefined;
+    resumer(verdict);
   }
 
   /** True when the packet with this source is client-to-server. */

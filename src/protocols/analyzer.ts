@@ -52,4 +52,6 @@ export interface StreamAnalyzer {
   frontier(): number;
   /** Stream offset before which bytes are no longer needed by the analyzer. */
   consumed(): number;
+  /** Called after one of its units was allowed without ending inspection; may report more. */
+  settled?(): AnalyzerEvent[];
 }

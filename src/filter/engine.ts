@@ -13,7 +13,7 @@ import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
 import { createAnalyzer } from '../protocols/dispatch.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, withMark, type VerdictSink, type VerdictValue } from '../verdict/sink.js';
-import { buildResetToServer } from '../verdict/reset.js';
+import { buildBlockPage, buildResetToServer, buildTlsAlert } from '../verdict/reset.js';
 import { EngineStats } from './stats.js';
 import { engineOptions, type EngineOptions } from './options.js';
 import {
@@ -168,8 +168,10 @@ export class Engine {
       const tomb = this.table.tombstone(tcp.src, tcp.sport, tcp.dst, tcp.dport);
       if (tomb !== undefined) {
         this.stats.count('straggler');
-        if (tomb === 'allow') this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
-        else this.verdict(pkt, NF_DROP);
+        const m = this.options.marks;
+        if (tomb === 'allow') this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.allow));
+        else if (this.options.blockAction === 'drop') this.verdict(pkt, NF_DROP);
+        else this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.block)); // the rules reset the sender
         return;
       }
       flow = this.createFlow(tcp, now);
@@ -640,10 +642,22 @@ export class Engine {
     let firstSeq: number | undefined;
     for (const h of held) if (h.bytes > 0 && (firstSeq === undefined || seqDiff(h.seq, firstSeq) < 0)) firstSeq = h.seq;
     const reset = this.options.blockAction !== 'drop';
+    // What the client is told before the reset: a 403 page on plain HTTP (`page`), a TLS
+    // access_denied alert (`tls_alert`). The page ends the connection with a FIN instead of a reset.
+    const page = this.options.blockAction === 'page' && flow.app === 'http';
+    const alert = this.options.tlsAlert && flow.app === 'tls';
+    if ((page || alert) && this.sink.sendRaw !== undefined) {
+      try {
+        this.sink.sendRaw(page ? buildBlockPage(flow) : buildTlsAlert(flow));
+        this.stats.count(page ? 'block_pages' : 'tls_alerts');
+      } catch {
+        this.stats.count('inject_failed');
+      }
+    }
     for (let i = 0; i < held.length; i++) {
       const h = held[i]!;
       this.unhold(flow, h, now);
-      if (reset && i === held.length - 1) {
+      if (reset && !page && i === held.length - 1) {
         this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.block));
       } else {
         this.send(h.id, NF_DROP);

@@ -14,6 +14,7 @@ export function engineOptionsFromConfig(c: Config): Partial<EngineOptions> {
     onConflict: c.onConflict,
     midstream: c.midstream,
     blockAction: c.blockAction,
+    tlsAlert: c.tlsAlert,
     marks: { ...c.marks },
     limits: {
       maxFlows: c.limits.maxFlows,

@@ -51,6 +51,8 @@ export interface EngineOptions {
   /** Flows whose start was not seen. Default inspect. */
   midstream: 'inspect' | 'allow' | 'block';
   blockAction: BlockAction;
+  /** Send a blocked TLS client an access_denied alert before the reset. Default false. */
+  tlsAlert: boolean;
   marks: MarkConfig;
   limits: EngineLimits;
   timeouts: EngineTimeouts;
@@ -73,6 +75,7 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   onConflict: 'block',
   midstream: 'inspect',
   blockAction: 'reset',
+  tlsAlert: false,
   marks: DEFAULT_MARKS,
   limits: {
     maxFlows: 262144,

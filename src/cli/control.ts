@@ -15,7 +15,7 @@ export type ControlRequest = 'status' | 'flows';
 
 /** Serves answers computed by `answer` on a Unix socket. Resolves once listening. */
 export async function serveControl(socketPath: string,
-  answer: (req: ControlRequest) => unknown): Promise<net.Server> {
+  answer: (req: ControlRequest) => unknown | Promise<unknown>): Promise<net.Server> {
   fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
   try {
     fs.unlinkSync(socketPath); // a stale socket from a killed daemon
@@ -29,15 +29,17 @@ export async function serveControl(socketPath: string,
       const nl = buf.indexOf('\n');
       if (nl < 0 && buf.length < 64) return;
       const req = buf.slice(0, nl < 0 ? undefined : nl).trim();
-      let body: unknown;
-      if (req === 'status' || req === 'flows') {
-        try {
-          body = answer(req);
-        } catch (err) {
-          body = { error: err instanceof Error ? err.message : String(err) };
-        }
-      } else body = { error: `unknown request "${req.slice(0, 20)}"; ask "status" or "flows"` };
-      conn.end(JSON.stringify(body) + '\n');
+      const reply = (body: unknown) => conn.end(JSON.stringify(body) + '\n');
+      const fail = (err: unknown) => reply({ error: err instanceof Error ? err.message : String(err) });
+      if (req !== 'status' && req !== 'flows') {
+        reply({ error: `unknown request "${req.slice(0, 20)}"; ask "status" or "flows"` });
+        return;
+      }
+      try {
+        Promise.resolve(answer(req)).then(reply, fail);
+      } catch (err) {
+        fail(err);
+      }
     });
   });
   const oldMask = process.umask(0o177);

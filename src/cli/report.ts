@@ -2,12 +2,24 @@
 import type { Engine } from '../filter/engine.js';
 import type { NfQueue } from '../capture/queue.js';
 import type { EventWriter } from './events.js';
+import { readFileSync } from 'node:fs';
+import { parseQueueProcStats, QUEUE_PROC_PATH } from '../capture/procstats.js';
+
+/** The kernel's view of one queue (/proc/net/netfilter/nfnetlink_queue); zeros when unreadable. */
+function kernelQueue(queue: number): { waiting: number; queueDropped: number; userDropped: number } {
+  try {
+    const row = parseQueueProcStats(readFileSync(QUEUE_PROC_PATH, 'utf8')).find((r) => r.queue === queue);
+    if (row !== undefined) return { waiting: row.waiting, queueDropped: row.queueDropped, userDropped: row.userDropped };
+  } catch { /* not on Linux, or no permission */ }
+  return { waiting: 0, queueDropped: 0, userDropped: 0 };
+}
 
 /** The daemon's counters: received must equal verdicts plus held, always. */
 export function statusReport(engine: Engine, queue: NfQueue, ctx: {
   queue: number; started: number; config: string | null; events: EventWriter;
 }): Record<string, unknown> {
   const s = engine.stats;
+  const k = kernelQueue(ctx.queue);
   return {
     pid: process.pid,
     queue: ctx.queue,
@@ -16,6 +28,7 @@ export function statusReport(engine: Engine, queue: NfQueue, ctx: {
     received: s.received,
     verdicts: s.verdicts,
     held: s.held,
+    held_bytes: engine.heldBytes,
     accepted: s.accepted,
     dropped: s.dropped,
     repeated: s.repeated,
@@ -26,6 +39,11 @@ export function statusReport(engine: Engine, queue: NfQueue, ctx: {
     by_reason: Object.fromEntries(s.byReason),
     events: Object.fromEntries(s.events),
     kernel: queue.stats(),
+    kernel_waiting: k.waiting,
+    kernel_queue_dropped: k.queueDropped,
+    kernel_user_dropped: k.userDropped,
+    latency_buckets: [...s.latency],
+    latency_sum_ms: s.latencySumMs,
     events_written: ctx.events.written,
     events_dropped: ctx.events.dropped,
     memory_rss: process.memoryUsage.rss(),

@@ -17,6 +17,8 @@ import { DEFAULT_CONTROL_SOCKET, serveControl, type ControlRequest } from './con
 import { describeFlows, statusReport } from './report.js';
 import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { QueueFilter } from './filter.js';
+import { serveMetrics } from './metrics.js';
+import { watchLists } from '../policy/watch.js';
 
 /** What `run` is started with. */
 export interface RunOptions {
@@ -69,6 +71,15 @@ export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions
       log.warn(err.message);
       return undefined;
     });
+  const metrics = config.metrics === null ? undefined
+    : await serveMetrics(config.metrics.host, config.metrics.port,
+      async () => (await daemon.answer('status')) as Record<string, unknown>).catch((err: Error) => {
+      log.error(err.message);
+      return undefined;
+    });
+  if (metrics !== undefined) log.info('serving metrics', { at: `${config.metrics!.host}:${config.metrics!.port}` });
+  // Domain list files are watched: a change reloads the config like SIGHUP does.
+  const lists = opts.config !== undefined ? watchLists(config, () => void reload()) : undefined;
   sdNotify('READY=1\nSTATUS=filtering');
   const wd = watchdogIntervalMs();
   const watchdog = wd !== undefined ? setInterval(() => sdNotify('WATCHDOG=1'), wd) : undefined;
@@ -105,6 +116,8 @@ export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions
       if (watchdog !== undefined) clearInterval(watchdog);
       process.off('SIGHUP', onHup);
       control?.close();
+      metrics?.close();
+      lists?.close();
       daemon.stop().then(() => 0, (err: Error) => {
         log.error(`stop failed: ${err.message}`);
         return 1;

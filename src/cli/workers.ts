@@ -112,6 +112,10 @@ export function mergeCounters(parts: Array<Record<string, unknown>>): Record<str
     for (const [k, v] of Object.entries(p)) {
       if (k === 'pid' || k === 'queue' || k === 'uptime_s' || k === 'memory_rss') continue;
       if (typeof v === 'number') out[k] = ((out[k] as number | undefined) ?? 0) + v;
+      else if (Array.isArray(v) && v.every((x) => typeof x === 'number')) {
+        const acc = (out[k] as number[] | undefined) ?? [];
+        out[k] = v.map((x, i) => x + (acc[i] ?? 0));
+      }
       else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
         out[k] = mergeCounters([(out[k] as Record<string, unknown>) ?? {}, v as Record<string, unknown>]);
       }

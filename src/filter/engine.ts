@@ -122,6 +122,11 @@ export class Engine {
     return this.stats.held;
   }
 
+  /** Payload bytes currently held, over all flows. */
+  get heldBytes(): number {
+    return this.heldBytesTotal;
+  }
+
   /** Flows with a unit being decided or data being gathered. */
   get inspectingFlows(): number {
     return this.inspections.size;

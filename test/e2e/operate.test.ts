@@ -1,0 +1,159 @@
+/**
+ * Issue 6 end to end: metrics, the control socket, the systemd notify protocol and unit file,
+ * several queues on worker threads, and faults (kill -9 with flows paused, a dead decision
+ * source, a full kernel queue, a broken event stream).
+ */
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  checkPrerequisites, createTopology, curl, iptables, readQueueStats, repoRoot, startServers, waitUntil,
+  type Topology,
+} from './harness/index.js';
+import { applyRules, cliArgv, startFlowgate } from './flowgate.js';
+
+checkPrerequisites(['ip', 'iptables', 'curl', 'python3']);
+
+async function fixture(t: Test): Promise<Topology> {
+  const topo = await createTopology();
+  t.teardown(() => topo.destroy());
+  await startServers(topo);
+  return topo;
+}
+
+t.test('metrics on 127.0.0.1 and a control socket of mode 0600', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const fg = await startFlowgate(topo, 'metrics: "127.0.0.1:9475"\nrules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
+  await curl(topo, { url: 'https://allowed.test/' });
+  await curl(topo, { url: 'https://blocked.test/' });
+  const m = await topo.exec('gw', ['curl', '-s', 'http://127.0.0.1:9475/metrics'], { check: true });
+  t.match(m.stdout, /flowgate_packets_received_total \d+/);
+  t.match(m.stdout, /flowgate_decisions_total\{verdict="block",reason="rule"\} 1/);
+  t.match(m.stdout, /flowgate_decisions_total\{verdict="allow",reason="default"\} 1/);
+  t.match(m.stdout, /flowgate_held_packets 0/);
+  t.match(m.stdout, /flowgate_decision_latency_ms_bucket\{le="\+Inf"\} 2/);
+  t.match(m.stdout, /flowgate_kernel_queue_dropped_total\{why="queue_full"\} 0/);
+  t.equal(statSync(fg.socket).mode & 0o777, 0o600, 'control socket is 0600');
+  await fg.stop();
+});
+
+t.test('two queues on two worker threads: flows balanced, counters merged', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo, ['--queues', '0:1']);
+  const socket = join(topo.tmpDir, 'w.sock');
+  const config = join(topo.tmpDir, 'w.yaml');
+  writeFileSync(config, `control: ${socket}\nrules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n`);
+  const proc = topo.spawn('gw', cliArgv('run', '--config', config, '--queues', '0:1'));
+  await proc.waitForLine(/bound queues/, { stream: 'stderr', timeoutMs: 15000 });
+  // The kernel balances by address pair (both directions of a flow land on one queue), so the
+  // client speaks from several addresses.
+  const base = topo.ip4.client.replace(/\.\d+$/, '');
+  const sources = [10, 11, 12, 13, 14, 15, 16, 17].map((i) => `${base}.${i}`);
+  for (const a of sources) await topo.exec('client', ['ip', 'addr', 'add', `${a}/24`, 'dev', topo.ifaces.client], { check: true });
+  const results = await Promise.all(sources.flatMap((a) => [1, 2].map(() =>
+    curl(topo, { url: 'https://allowed.test/', extraArgs: ['--interface', a] }))));
+  t.equal(results.filter((r) => r.httpCode === 200).length, 16);
+  t.equal((await curl(topo, { url: 'https://blocked.test/' })).errorKind, 'reset');
+  const status = JSON.parse((await topo.exec('gw', cliArgv('status', '--socket', socket), { check: true })).stdout);
+  t.equal(status.workers.length, 2, 'two workers');
+  t.equal(status.received, status.verdicts, 'merged: received == verdicts');
+  t.equal(status.held, 0);
+  t.ok(status.workers.every((w: { received: number }) => w.received > 0), 'both queues saw flows');
+  const q = await readQueueStats(topo);
+  t.equal(q.length, 2, 'both queues bound');
+  t.equal((await proc.kill('SIGTERM', 10000)).code, 0);
+});
+
+t.test('systemd: READY=1 on a fake NOTIFY_SOCKET once bound; the unit file verifies', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const dir = mkdtempSync(join(tmpdir(), 'fg-notify-'));
+  t.teardown(() => spawn('rm', ['-rf', dir]));
+  const sock = join(dir, 'notify.sock');
+  // Node has no Unix datagram sockets: a tiny python3 receiver stands in for systemd.
+  const receiver = topo.spawn('gw', ['python3', '-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(${JSON.stringify(sock)})
+print('listening', flush=True)
+while True:
+    print(s.recv(4096).decode().replace('\\n', ' '), flush=True)
+`]);
+  await receiver.waitForLine(/listening/);
+  const config = join(topo.tmpDir, 'n.yaml');
+  writeFileSync(config, `control: ${join(topo.tmpDir, 'n.sock')}\n`);
+  const proc = topo.spawn('gw', ['env', `NOTIFY_SOCKET=${sock}`, 'WATCHDOG_USEC=400000', ...cliArgv('run', '--config', config)]);
+  await receiver.waitForLine(/READY=1/, { timeoutMs: 15000 });
+  t.ok((await readQueueStats(topo)).length === 1, 'the queue is bound when READY=1 arrives');
+  await receiver.waitForLine(/WATCHDOG=1/, { timeoutMs: 3000 });
+  t.pass('watchdog pings');
+  await proc.kill('SIGTERM', 10000);
+  await receiver.waitForLine(/STOPPING=1/, { timeoutMs: 3000 });
+  t.pass('STOPPING=1 on SIGTERM');
+
+  // systemd-analyze verify needs the commands to exist: point them at this checkout.
+  const unit = readFileSync(join(repoRoot(), 'systemd', 'flowgate.service'), 'utf8')
+    .replaceAll('/usr/local/bin/flowgate', join(repoRoot(), 'bin', 'flowgate.js'));
+  writeFileSync(join(dir, 'flowgate.service'), unit);
+  const verify = await topo.exec('gw', ['systemd-analyze', 'verify', join(dir, 'flowgate.service')]);
+  t.equal(verify.stderr.trim(), '', `systemd-analyze verify is clean ${verify.stderr}`);
+  t.equal(verify.code, 0);
+});
+
+t.test('kill -9 with flows paused: bypass keeps traffic flowing; after restart retransmitted data is decided', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const mod = join(topo.tmpDir, 'never.mjs');
+  writeFileSync(mod, 'export function decide() { return new Promise(() => {}); }\n');
+  const fg = await startFlowgate(topo, `decide:\n  module: ${mod}\ndecision_timeout_ms: 30000\n`);
+  const pending = curl(topo, { url: 'http://allowed.test/', maxTimeMs: 15000 });
+  await waitUntil(async () => (await fg.status()).held > 0, { timeoutMs: 5000, what: 'a held packet' });
+  await fg.stop('SIGKILL');
+  const during = await curl(topo, { url: 'https://blocked.test/' });
+  t.equal(during.httpCode, 200, 'no daemon: --queue-bypass lets new flows through');
+  const fg2 = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n', 'again');
+  const res = await pending;
+  t.equal(res.httpCode, 200, 'the request held when the daemon died completes (retransmitted)');
+  t.equal(res.body, 'hello from allowed.test\n', 'nothing allowed was lost');
+  const blocked = await curl(topo, { url: 'https://blocked.test/' });
+  t.equal(blocked.errorKind, 'reset', 'after the restart blocking works again');
+  const s = await fg2.status();
+  t.equal(s.received, s.verdicts);
+  await fg2.stop();
+});
+
+t.test('a full kernel queue with fail_open accepts and counts', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const mod = join(topo.tmpDir, 'never.mjs');
+  writeFileSync(mod, 'export function decide() { return new Promise(() => {}); }\n');
+  const fg = await startFlowgate(topo, `decide:\n  module: ${mod}\ndecision_timeout_ms: 20000\nqueue_maxlen: 3\nfail_open: true\n`);
+  // Held requests fill the queue; the next flows pass because of FAIL_OPEN.
+  const held = [1, 2, 3].map((i) => curl(topo, { url: `http://allowed.test/${i}`, maxTimeMs: 30000 }));
+  await waitUntil(async () => (await readQueueStats(topo))[0]!.waiting >= 3, { timeoutMs: 5000, what: 'a full queue' });
+  const more = await curl(topo, { url: 'http://allowed.test/4', maxTimeMs: 5000 });
+  t.equal(more.httpCode, 200, 'the queue is full: fail-open lets the new flow through');
+  const st = await fg.status();
+  t.equal(st.kernel_queue_dropped, 0, 'nothing dropped');
+  await fg.stop();
+  for (const r of await Promise.all(held)) t.equal(r.httpCode, 200, 'held flows released on shutdown');
+  void iptables;
+});
+
+t.test('a broken event stream (stdout closed) does not stop filtering', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const config = join(topo.tmpDir, 'e.yaml');
+  const socket = join(topo.tmpDir, 'e.sock');
+  writeFileSync(config, `control: ${socket}\nrules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n`);
+  // stdout goes to a pipe whose reader exits at once: every write fails with EPIPE.
+  const proc = topo.spawn('gw', ['sh', '-c', `${cliArgv('run', '--config', config).join(' ')} | true`]);
+  await waitUntil(async () => (await readQueueStats(topo)).length === 1, { timeoutMs: 15000, what: 'queue bound' });
+  for (let i = 0; i < 3; i++) t.equal((await curl(topo, { url: 'https://allowed.test/' })).httpCode, 200);
+  t.equal((await curl(topo, { url: 'https://blocked.test/' })).errorKind, 'reset', 'still blocking');
+  const status = JSON.parse((await topo.exec('gw', cliArgv('status', '--socket', socket), { check: true })).stdout);
+  t.equal(status.received, status.verdicts);
+  await proc.kill('SIGTERM', 10000);
+});

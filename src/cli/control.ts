@@ -7,9 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FlowgateError } from '../errors.js';
 
-/** Default control socket path (CONTRACT.md). */
-export const DEFAULT_CONTROL_SOCKET = '/run/flowgate/control.sock';
-
 /** What the control socket can be asked. */
 export type ControlRequest = 'status' | 'flows';
 

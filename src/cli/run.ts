@@ -13,7 +13,7 @@ import { defaultConfig, loadConfig } from '../policy/config.js';
 import { FlowgateError } from '../errors.js';
 import { EventWriter, type LogFormat } from './events.js';
 import { Logger } from './log.js';
-import { DEFAULT_CONTROL_SOCKET, serveControl, type ControlRequest } from './control.js';
+import { serveControl, type ControlRequest } from './control.js';
 import { describeFlows, statusReport } from './report.js';
 import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { QueueFilter } from './filter.js';
@@ -66,8 +66,9 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
 
 /** Control socket, readiness, watchdog, SIGHUP reload and SIGTERM/SIGINT stop around a daemon. */
 export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions, log: Logger): Promise<number> {
-  const control = await serveControl(config.control ?? DEFAULT_CONTROL_SOCKET, (req) => daemon.answer(req))
-    .catch((err: Error) => {
+  // `control: false` in the config (null here) turns the control socket off.
+  const control = config.control === null ? undefined
+    : await serveControl(config.control, (req) => daemon.answer(req)).catch((err: Error) => {
       log.warn(err.message);
       return undefined;
     });

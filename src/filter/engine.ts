@@ -208,6 +208,15 @@ export class Engine {
       this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
       return;
     }
+    if (flow.bypassPending && flow.tfo?.confirmed === true) {
+      // Allowed on data from its SYN, which the server kept: mark the flow now.
+      const ins = this.inspections.get(flow);
+      if (ins !== undefined) {
+        this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
+        this.completeFlow(flow, 'bypassed');
+        return;
+      }
+    }
     if (!fromClient) {
       this.trackServer(flow, tcp);
       this.verdict(pkt, NF_ACCEPT);
@@ -255,6 +264,31 @@ export class Engine {
     return true;
   }
 
+  /**
+   * The SYN-ACK of a flow whose SYN carried data: if it acknowledges the data, what was
+   * inspected is what the server got; if not, the client will send the data again and that
+   * copy is what counts, so inspection starts over from the first byte.
+   */
+  private settleFastOpen(flow: Flow, ack: number): void {
+    const tfo = flow.tfo!;
+    tfo.confirmed = true;
+    if (seqDiff(ack, tfo.end) >= 0) {
+      this.stats.count('tfo_accepted');
+      return;
+    }
+    this.stats.count('tfo_refused');
+    const insp = this.inspections.get(flow);
+    if (insp?.timer !== undefined) {
+      this.scheduler.clearTimeout(insp.timer);
+      this.stats.pausedFlows--;
+    }
+    this.inspections.delete(flow);
+    // Nothing is held here: a held SYN cannot have been answered.
+    flow.stream = undefined;
+    flow.bypassPending = false;
+    flow.phase = 'handshake';
+  }
+
   private trackServer(flow: Flow, tcp: TcpPacket): void {
     const s = flow.s2c;
     if (tcp.flags & SYN) {
@@ -262,6 +296,7 @@ export class Engine {
       s.wscale = tcp.options.wscale ?? 0;
       s.ttl = tcp.ttl;
       if (flow.tcp === 'syn') flow.tcp = 'established';
+      if (flow.tfo !== undefined && !flow.tfo.confirmed && (tcp.flags & ACK)) this.settleFastOpen(flow, tcp.ack);
     }
     const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & SYN ? 1 : 0) + (tcp.flags & FIN ? 1 : 0));
     if (s.sndNxt === undefined || seqDiff(end, s.sndNxt) > 0) s.sndNxt = end;
@@ -277,18 +312,32 @@ export class Engine {
   private clientPacket(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number): void {
     const c = flow.c2s;
     const len = tcp.payload.length;
-    if (tcp.flags & SYN) {
+    const syn = (tcp.flags & SYN) !== 0;
+    if (syn) {
       if (c.isn === undefined) {
         c.isn = tcp.seq;
         c.wscale = tcp.options.wscale ?? 0;
         c.ttl = tcp.ttl;
         c.md5 = tcp.options.md5 === true;
       }
-      // Data in a SYN (TCP Fast Open) is tentative until the SYN-ACK acknowledges it, and the
-      // client resends it otherwise. Such data is not inspected; it passes with the SYN only
-      // when the server has no cookie for the client, so a real filter sees it again after.
-      this.verdict(pkt, NF_ACCEPT);
-      return;
+      if (len === 0 || tcp.seq !== c.isn) {
+        this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
+        return;
+      }
+      if (flow.stream !== undefined) {
+        // A retransmitted SYN with data: redundant while the first is held, needed once it left;
+        // never with different bytes.
+        const dup = flow.stream.insert(seqAdd(tcp.seq, 1), tcp.payload);
+        const stillHeld = flow.held.some((h) => h.seq === seqAdd(tcp.seq, 1));
+        this.verdict(pkt, dup.kind === 'duplicate' && !stillHeld ? NF_ACCEPT : NF_DROP);
+        return;
+      }
+      // Data in a SYN (TCP Fast Open) is inspected like any stream data, but it is tentative:
+      // only the SYN-ACK tells whether the server took it. Until then the flow is not marked
+      // (the SYN-ACK must reach us), and if the server refused the data the client sends it
+      // again, possibly different, and it is inspected afresh (see trackServer).
+      flow.tfo = { end: seqAdd(tcp.seq, 1 + len), confirmed: false };
+      this.stats.count('tfo_syn_data');
     }
     if (tcp.flags & RST) {
       // An RST carries no stream data the server keeps; a flow it really ends times out as closing.
@@ -303,7 +352,7 @@ export class Engine {
       this.maybeClose(flow, tcp);
       return;
     }
-    if (len > 0) {
+    if (len > 0 && !syn) {
       const bad = this.discardReason(flow, pkt, tcp);
       if (bad !== undefined) {
         this.stats.count(`evasion_${bad}`);
@@ -332,7 +381,9 @@ export class Engine {
       return;
     }
     const stream = flow.stream;
-    const endOffset = stream.offsetOf(seqAdd(tcp.seq, len));
+    // The first data byte of a SYN comes one after its sequence number.
+    const dataSeq = syn ? seqAdd(tcp.seq, 1) : tcp.seq;
+    const endOffset = stream.offsetOf(seqAdd(dataSeq, len));
     if (len > 0 && (tcp.flags & URG) !== 0) {
       // The server takes the urgent byte out of the stream; rather than guess which one, refuse (EVASION.md 10).
       if (this.hold(flow, pkt, tcp, now, endOffset)) {
@@ -341,7 +392,7 @@ export class Engine {
       return;
     }
     const before = stream.offset;
-    const res = len > 0 ? stream.insert(tcp.seq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
+    const res = len > 0 ? stream.insert(dataSeq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
     switch (res.kind) {
       case 'conflict':
         this.stats.count('evasion_conflict');
@@ -384,10 +435,17 @@ export class Engine {
     // Bytes already covered by an allow (a request body) pass at once when nothing waits before them.
     if (endOffset <= this.clearedUntil(flow, inspection) && flow.held.length === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
-    } else if (!this.hold(flow, pkt, tcp, now, endOffset)) {
+    } else if (!this.hold(flow, pkt, tcp, now, endOffset, dataSeq)) {
       return;
     }
     this.advance(flow, inspection);
+    if (syn && flow.held.length > 0 && flow.held[0]!.id === pkt.id && !inspection.units.some((u) => u.state === 'deciding')) {
+      // An incomplete unit in a SYN: the client cannot send the rest before the handshake, so
+      // the SYN goes on; its bytes are still counted and the unit is decided when complete.
+      flow.held.shift();
+      this.unhold(flow, { id: pkt.id, mark: pkt.mark, endOffset, seq: dataSeq, bytes: len, heldAt: now }, now);
+      this.send(pkt.id, NF_ACCEPT);
+    }
   }
 
   /** Why a client data segment would be discarded by the server, or undefined (EVASION.md G4). */
@@ -452,9 +510,9 @@ export class Engine {
   }
 
   /** Holds a packet; false if a limit forced a verdict instead. */
-  private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number): boolean {
+  private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number, seq = tcp.seq): boolean {
     if (pkt.id === this.current) this.currentTaken = true;
-    const entry: HeldPacket = { id: pkt.id, mark: pkt.mark, endOffset, seq: tcp.seq, bytes: tcp.payload.length, heldAt: now };
+    const entry: HeldPacket = { id: pkt.id, mark: pkt.mark, endOffset, seq, bytes: tcp.payload.length, heldAt: now };
     flow.held.push(entry);
     flow.heldBytes += entry.bytes;
     this.heldBytesTotal += entry.bytes;
@@ -604,9 +662,11 @@ export class Engine {
     const m = this.options.marks;
     for (const h of flow.held) {
       if (h.endOffset <= cleared) {
-        // The first release of a flow inspected request by request marks it so replies bypass the queue.
+        // The first release of a flow inspected request by request marks it so replies bypass the
+        // queue (not while data from a SYN is unconfirmed: the SYN-ACK must reach us).
         this.unhold(flow, h, now);
-        this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
+        if (flow.tfo !== undefined && !flow.tfo.confirmed) this.send(h.id, NF_ACCEPT);
+        else this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
       } else keep.push(h);
     }
     flow.held = keep;
@@ -627,6 +687,17 @@ export class Engine {
   private bypass(flow: Flow, insp: Inspection): void {
     const now = this.now();
     const m = this.options.marks;
+    if (flow.tfo !== undefined && !flow.tfo.confirmed) {
+      // Data from a SYN is allowed, but the flow is marked only once the SYN-ACK has shown the
+      // server kept that data: until then its packets must keep coming here.
+      for (const h of flow.held) {
+        this.unhold(flow, h, now);
+        this.send(h.id, NF_ACCEPT);
+      }
+      flow.held = [];
+      flow.bypassPending = true;
+      return;
+    }
     for (const h of flow.held) {
       this.unhold(flow, h, now);
       this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
@@ -668,7 +739,8 @@ export class Engine {
         this.send(h.id, NF_DROP);
       }
     }
-    if (reset && firstSeq !== undefined && this.sink.sendRaw !== undefined) {
+    const serverSawSyn = flow.tfo === undefined || flow.tfo.confirmed;
+    if (reset && serverSawSyn && firstSeq !== undefined && this.sink.sendRaw !== undefined) {
       try {
         this.sink.sendRaw(buildResetToServer(flow, firstSeq));
         this.stats.count('server_resets');

@@ -91,6 +91,10 @@ export class Flow {
   tcp: TcpState = 'syn';
   /** True when the connection's start was not seen. */
   midstream = false;
+  /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
+  tfo?: { end: number; confirmed: boolean };
+  /** Allowed for good, but the mark waits for the SYN-ACK to confirm SYN data. */
+  bypassPending = false;
   readonly c2s: DirectionState = newDirection();
   readonly s2c: DirectionState = newDirection();
   /** Client-to-server byte stream, once data flows. */

@@ -274,3 +274,42 @@ t.test('idle flows time out and settle what they hold', async (t) => {
   t.equal(s.engine.table.size, 0);
   t.match(s.events.find((e) => e.type === 'flow_end'), { why: 'timeout' });
 });
+
+t.test('TCP Fast Open: data in the SYN is inspected; a blocked hello in a SYN is reset', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  const [syn] = s.feeder.feed(c.synWithData(clientHello({ sni: 'blocked.test' })));
+  t.equal(s.sink.verdicts.get(syn!)?.mark, 0x200, 'the SYN itself carries the block mark');
+  t.equal(s.sink.raw.length, 0, 'no RST to a server that never saw the SYN');
+  t.match(s.decisions(), [{ sni: 'blocked.test', verdict: 'block' }]);
+});
+
+t.test('TCP Fast Open: allowed data accepted by the server; the flow is marked after the SYN-ACK', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  const hello = clientHello({ sni: 'allowed.test' });
+  const [syn] = s.feeder.feed(c.synWithData(hello));
+  t.equal(s.sink.verdicts.get(syn!)?.verdict, NF_ACCEPT, 'released unmarked: the SYN-ACK must come here');
+  const [sa] = s.feeder.feed(c.synAck(hello.length));
+  t.equal(s.sink.verdicts.get(sa!)?.verdict, NF_ACCEPT);
+  c.cseq = (c.cseq + hello.length) >>> 0;
+  const [ack] = s.feeder.feed(c.clientAck());
+  t.equal(s.sink.verdicts.get(ack!)?.verdict, NF_ACCEPT);
+  const [fin] = s.feeder.feed(c.send(SECOND_FLIGHT));
+  t.equal(s.sink.verdicts.get(fin!)?.mark, 0x100, 'confirmed, no second hello: now the flow bypasses');
+  t.equal(s.engine.table.size, 0);
+  t.ok(s.invariant());
+});
+
+t.test('TCP Fast Open: data refused by the server is inspected again when resent (and may differ)', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation();
+  const [syn] = s.feeder.feed(c.synWithData(clientHello({ sni: 'allowed.test' })));
+  t.equal(s.sink.verdicts.get(syn!)?.verdict, NF_ACCEPT);
+  s.feeder.feed(c.synAck(0));
+  const [real] = s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' })));
+  t.equal(s.sink.verdicts.get(real!)?.mark, 0x200, 'the resent, different hello is what counts: blocked');
+  t.same(s.decisions().map((d) => [d.sni, d.verdict]), [['allowed.test', 'allow'], ['blocked.test', 'block']]);
+  t.equal(s.engine.stats.events.get('evasion_conflict'), undefined, 'a legitimate resend is not a conflict');
+  t.ok(s.invariant());
+});

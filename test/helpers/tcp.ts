@@ -48,6 +48,28 @@ export class Conversation {
     return [syn, synAck, this.c(ACK, undefined, this.cseq)];
   }
 
+  /** A SYN carrying data (TCP Fast Open); the data takes sequence numbers after the SYN. */
+  synWithData(payload: Uint8Array | string): Uint8Array {
+    const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
+    const syn = buildTcpPacket({ src: this.client, dst: this.server, sport: this.sport, dport: this.dport,
+      seq: this.cseq, flags: SYN, window: 64240, payload: bytes, options: { mss: 1460, fastOpenCookie: Uint8Array.of(1, 2, 3, 4) } });
+    this.cseq = (this.cseq + 1) >>> 0;
+    return syn;
+  }
+
+  /** The server's SYN-ACK, acknowledging `acked` bytes of SYN data (0: the data was refused). */
+  synAck(acked = 0): Uint8Array {
+    const p = buildTcpPacket({ src: this.server, dst: this.client, sport: this.dport, dport: this.sport,
+      seq: this.sseq, ack: (this.cseq + acked) >>> 0, flags: SYN | ACK, window: 65160, options: { mss: 1460 } });
+    this.sseq = (this.sseq + 1) >>> 0;
+    return p;
+  }
+
+  /** A pure ACK from the client. */
+  clientAck(): Uint8Array {
+    return this.c(ACK, undefined, this.cseq);
+  }
+
   /** One client data segment at the current seq (or `at` bytes from it); advances unless told not to. */
   send(payload: Uint8Array | string, o: { at?: number; advance?: boolean; extra?: Extra } = {}): Uint8Array {
     const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;

@@ -4,7 +4,8 @@
  * now or when its flow's decision settles. `run` and `replay` differ only in the source and sink.
  */
 import { decodeIp } from '../packet/decode.js';
-import { tcpChecksumOk } from '../packet/checksum.js';
+import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
+import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
 import { Flow, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
@@ -17,7 +18,7 @@ import { buildBlockPage, buildResetToServer, buildTlsAlert } from '../verdict/re
 import { EngineStats } from './stats.js';
 import { engineOptions, type EngineOptions } from './options.js';
 import {
-  realScheduler, type DecideFn, type Decision, type DecisionEvent, type DecisionInfo, type FlowEndEvent,
+  realScheduler, type DecideFn, type Decision, type DecisionInfo, type FlowEndEvent,
   type FlowgateEvent, type Scheduler, type Verdict,
 } from './types.js';
 
@@ -218,9 +219,8 @@ export class Engine {
       }
     }
     if (!fromClient) {
-      this.trackServer(flow, tcp);
+      if (trackServer(flow, tcp)) this.settleFastOpen(flow, tcp.ack);
       this.verdict(pkt, NF_ACCEPT);
-      this.maybeClose(flow, tcp);
       return;
     }
     this.clientPacket(flow, pkt, tcp, now);
@@ -258,7 +258,7 @@ export class Engine {
     const decision: Decision = { verdict: answer, reason: 'newFlow' };
     flow.counters.decisions++;
     this.stats.decided(decision, 0);
-    this.emitDecision(flow, { app: 'unknown' }, decision, 0, 0);
+    this.onEvent(decisionEvent(flow, { app: 'unknown' }, decision, 0, 0, this.wallClock()));
     this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, answer === 'allow' ? m.allow : m.block));
     this.completeFlow(flow, answer === 'allow' ? 'bypassed' : 'blocked');
     return true;
@@ -287,26 +287,6 @@ export class Engine {
     flow.stream = undefined;
     flow.bypassPending = false;
     flow.phase = 'handshake';
-  }
-
-  private trackServer(flow: Flow, tcp: TcpPacket): void {
-    const s = flow.s2c;
-    if (tcp.flags & SYN) {
-      s.isn = tcp.seq;
-      s.wscale = tcp.options.wscale ?? 0;
-      s.ttl = tcp.ttl;
-      if (flow.tcp === 'syn') flow.tcp = 'established';
-      if (flow.tfo !== undefined && !flow.tfo.confirmed && (tcp.flags & ACK)) this.settleFastOpen(flow, tcp.ack);
-    }
-    const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & SYN ? 1 : 0) + (tcp.flags & FIN ? 1 : 0));
-    if (s.sndNxt === undefined || seqDiff(end, s.sndNxt) > 0) s.sndNxt = end;
-    if (tcp.flags & ACK) {
-      if (s.lastAck === undefined || seqDiff(tcp.ack, s.lastAck) > 0) s.lastAck = tcp.ack;
-      const scale = tcp.flags & SYN ? 0 : s.wscale;
-      s.window = tcp.window << scale;
-      if (s.window > s.maxWindow) s.maxWindow = s.window;
-    }
-    if (tcp.options.tsVal !== undefined) s.tsVal = tcp.options.tsVal;
   }
 
   private clientPacket(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number): void {
@@ -347,20 +327,25 @@ export class Engine {
     }
     if (len === 0 && (!(tcp.flags & FIN) || flow.held.length === 0)) {
       // Pure ACKs, and a FIN with nothing held in front of it, pass at once.
-      this.trackClientAck(flow, tcp);
+      trackClient(flow, tcp);
       this.verdict(pkt, NF_ACCEPT);
-      this.maybeClose(flow, tcp);
+      noteClose(flow, tcp);
       return;
     }
     if (len > 0 && !syn) {
-      const bad = this.discardReason(flow, pkt, tcp);
+      const bad = discardReason(flow, tcp, {
+        verifyChecksum: this.options.verifyChecksums && (pkt.skbInfo & SKB_CSUM_NOTREADY) === 0,
+        strict: this.options.strictTcp,
+        // Once a flow is inspected request by request its replies bypass flowgate: their window is unknown.
+        serverObserved: flow.counters.decisions === 0,
+      });
       if (bad !== undefined) {
         this.stats.count(`evasion_${bad}`);
         this.verdict(pkt, NF_DROP);
         return;
       }
     }
-    this.trackClientAck(flow, tcp);
+    trackClient(flow, tcp);
     if (flow.stream === undefined) {
       flow.stream = new StreamReassembler(c.isn !== undefined ? seqAdd(c.isn, 1) : tcp.seq, {
         maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
@@ -426,7 +411,7 @@ export class Engine {
     if (res.added > 0) {
       for (const ev of inspection.analyzer.feed(stream.view(before), before)) this.addUnit(flow, inspection, ev);
     }
-    this.maybeClose(flow, tcp);
+    noteClose(flow, tcp);
     if (flow.c2s.finSeen && res.buffered === 0 && inspection.analyzer.frontier() < stream.offset) {
       // The client closed in the middle of a unit: it will never be complete.
       this.addUnit(flow, inspection, { kind: 'invalid', start: inspection.analyzer.frontier(), reason: 'truncated',
@@ -446,53 +431,6 @@ export class Engine {
       this.unhold(flow, { id: pkt.id, mark: pkt.mark, endOffset, seq: dataSeq, bytes: len, heldAt: now }, now);
       this.send(pkt.id, NF_ACCEPT);
     }
-  }
-
-  /** Why a client data segment would be discarded by the server, or undefined (EVASION.md G4). */
-  private discardReason(flow: Flow, pkt: RawPacket, tcp: TcpPacket): string | undefined {
-    const c = flow.c2s;
-    const s = flow.s2c;
-    if (this.options.verifyChecksums && (pkt.skbInfo & SKB_CSUM_NOTREADY) === 0 && !tcpChecksumOk(tcp)) {
-      return 'bad_checksum';
-    }
-    if (!this.options.strictTcp) return undefined;
-    if (!(tcp.flags & ACK)) return 'no_ack';
-    if (tcp.hopByHopCount > 1 || tcp.hopByHopMisplaced === true) return 'ipv6_hbh';
-    if (tcp.options.md5 && !c.md5) return 'md5';
-    if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';
-    if (c.tsVal !== undefined && tcp.options.tsVal !== undefined && seqDiff(tcp.options.tsVal, c.tsVal) < 0) return 'paws';
-    if (s.lastAck !== undefined) {
-      const wnd = Math.max(s.maxWindow, 65535);
-      const end = seqAdd(tcp.seq, tcp.payload.length);
-      if (seqDiff(tcp.seq, seqAdd(s.lastAck, wnd)) >= 0) return 'out_of_window';
-      if (seqDiff(end, seqAdd(s.lastAck, -Math.max(c.maxWindow, 65535) >>> 0)) < 0) return 'out_of_window';
-    }
-    // Server packets stop reaching flowgate once a flow is inspected request by request: then its
-    // send window is unknown and the ACK cannot be judged.
-    if (s.sndNxt !== undefined && !this.repliesBypass(flow)) {
-      if (seqDiff(tcp.ack, s.sndNxt) > 0) return 'bad_ack';
-      if (c.lastAck !== undefined && seqDiff(tcp.ack, seqAdd(c.lastAck, -Math.max(c.maxWindow, 65535) >>> 0)) < 0) return 'bad_ack';
-    }
-    return undefined;
-  }
-
-  /** True when the server's packets no longer reach flowgate (a flow inspected request by request). */
-  private repliesBypass(flow: Flow): boolean {
-    return flow.counters.decisions > 0;
-  }
-
-  private trackClientAck(flow: Flow, tcp: TcpPacket): void {
-    const c = flow.c2s;
-    if (tcp.flags & ACK) {
-      if (c.lastAck === undefined || seqDiff(tcp.ack, c.lastAck) > 0) c.lastAck = tcp.ack;
-      c.window = tcp.window << c.wscale;
-      if (c.window > c.maxWindow) c.maxWindow = c.window;
-    }
-    if (tcp.options.tsVal !== undefined && (c.tsVal === undefined || seqDiff(tcp.options.tsVal, c.tsVal) > 0)) {
-      c.tsVal = tcp.options.tsVal;
-    }
-    const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & FIN ? 1 : 0));
-    if (c.sndNxt === undefined || seqDiff(end, c.sndNxt) > 0) c.sndNxt = end;
   }
 
   private beginInspection(flow: Flow): void {
@@ -629,7 +567,7 @@ export class Engine {
       flow.counters.decisions++;
       const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
-      this.emitDecision(flow, unit.info, decision, flow.held.length, heldMs);
+      this.onEvent(decisionEvent(flow, unit.info, decision, flow.held.length, heldMs, this.wallClock()));
     }
     if (decision.verdict === 'block') {
       this.block(flow, insp);
@@ -751,13 +689,6 @@ export class Engine {
     this.completeFlow(flow, 'blocked', reset ? 'block' : 'drop');
   }
 
-  private maybeClose(flow: Flow, tcp: TcpPacket): void {
-    if (tcp.flags & (FIN | RST)) {
-      if (tcp.flags & FIN) (flow.isFromClient(tcp.src, tcp.sport) ? flow.c2s : flow.s2c).finSeen = true;
-      flow.tcp = 'closing';
-    }
-  }
-
   /** Removes a flow, settling anything it still holds; calls `complete` exactly once. */
   private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop'): void {
     const insp = this.inspections.get(flow);
@@ -785,26 +716,7 @@ export class Engine {
     this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : undefined);
     this.hooks.complete?.(flow, why);
     if (why === 'blocked' || why === 'bypassed') return;
-    this.onEvent(this.flowEnd(flow, why));
-  }
-
-  private flowEnd(flow: Flow, why: FlowEndEvent['why']): FlowEndEvent {
-    const c = flow.counters;
-    return {
-      type: 'flow_end', ts: this.wallClock(), flow: flow.id, src: flow.client.addr, sport: flow.client.port,
-      dst: flow.server.addr, dport: flow.server.port, ...(flow.app ? { app: flow.app } : {}), why,
-      packets_in: c.packetsIn, packets_out: c.packetsOut, bytes_in: c.bytesIn, bytes_out: c.bytesOut,
-      held_packets: c.heldPackets, held_ms: round2(c.heldMs), decisions: c.decisions,
-    };
-  }
-
-  private emitDecision(flow: Flow, info: UnitInfo, d: Decision, heldPackets: number, heldMs: number): void {
-    const event: DecisionEvent = {
-      type: 'decision', ts: this.wallClock(), flow: flow.id, src: flow.client.addr, sport: flow.client.port,
-      dst: flow.server.addr, dport: flow.server.port, ...info, app: info.app, verdict: d.verdict, reason: d.reason,
-      held_packets: heldPackets, held_ms: round2(heldMs),
-    };
-    this.onEvent(event);
+    this.onEvent(flowEndEvent(flow, why, this.wallClock()));
   }
 
   /** Sweeps idle flows; call about once a second with the current time. */
@@ -861,6 +773,3 @@ function toDecision(value: unknown, onError: Verdict): Decision {
   return { verdict: onError, reason: 'error' };
 }
 
-function round2(ms: number): number {
-  return Math.round(ms * 100) / 100;
-}

@@ -1,0 +1,94 @@
+/**
+ * TCP bookkeeping per direction, and what a server would discard (EVASION.md G4): segments it
+ * drops are dropped here too, uninspected, so the filter never judges bytes the server never reads.
+ */
+import { tcpChecksumOk } from '../packet/checksum.js';
+import { ACK, FIN, RST, SYN, type TcpPacket } from '../packet/types.js';
+import { seqAdd, seqDiff } from '../reassembly/seq.js';
+import type { Flow } from './flow.js';
+
+/** Smallest window assumed when judging sequence and acknowledgement numbers, bytes. */
+const MIN_WINDOW = 65535;
+
+/** Notes a server packet; true when it is the SYN-ACK answering a SYN that carried data. */
+export function trackServer(flow: Flow, tcp: TcpPacket): boolean {
+  const s = flow.s2c;
+  let fastOpenAnswer = false;
+  if (tcp.flags & SYN) {
+    s.isn = tcp.seq;
+    s.wscale = tcp.options.wscale ?? 0;
+    s.ttl = tcp.ttl;
+    if (flow.tcp === 'syn') flow.tcp = 'established';
+    fastOpenAnswer = flow.tfo !== undefined && !flow.tfo.confirmed && (tcp.flags & ACK) !== 0;
+  }
+  const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & SYN ? 1 : 0) + (tcp.flags & FIN ? 1 : 0));
+  if (s.sndNxt === undefined || seqDiff(end, s.sndNxt) > 0) s.sndNxt = end;
+  if (tcp.flags & ACK) {
+    if (s.lastAck === undefined || seqDiff(tcp.ack, s.lastAck) > 0) s.lastAck = tcp.ack;
+    s.window = tcp.window << (tcp.flags & SYN ? 0 : s.wscale);
+    if (s.window > s.maxWindow) s.maxWindow = s.window;
+  }
+  if (tcp.options.tsVal !== undefined) s.tsVal = tcp.options.tsVal;
+  noteClose(flow, tcp);
+  return fastOpenAnswer;
+}
+
+/** Notes a client packet the server will keep: its ACK, window, timestamp and highest sequence. */
+export function trackClient(flow: Flow, tcp: TcpPacket): void {
+  const c = flow.c2s;
+  if (tcp.flags & ACK) {
+    if (c.lastAck === undefined || seqDiff(tcp.ack, c.lastAck) > 0) c.lastAck = tcp.ack;
+    c.window = tcp.window << c.wscale;
+    if (c.window > c.maxWindow) c.maxWindow = c.window;
+  }
+  if (tcp.options.tsVal !== undefined && (c.tsVal === undefined || seqDiff(tcp.options.tsVal, c.tsVal) > 0)) {
+    c.tsVal = tcp.options.tsVal;
+  }
+  const end = seqAdd(tcp.seq, tcp.payload.length + (tcp.flags & FIN ? 1 : 0));
+  if (c.sndNxt === undefined || seqDiff(end, c.sndNxt) > 0) c.sndNxt = end;
+}
+
+/** Marks a direction's FIN and the connection as closing on FIN or RST. */
+export function noteClose(flow: Flow, tcp: TcpPacket): void {
+  if (tcp.flags & (FIN | RST)) {
+    if (tcp.flags & FIN) (flow.isFromClient(tcp.src, tcp.sport) ? flow.c2s : flow.s2c).finSeen = true;
+    flow.tcp = 'closing';
+  }
+}
+
+/** Which checks apply to a segment. */
+export interface DiscardChecks {
+  /** The checksum is computed and the engine verifies checksums. */
+  verifyChecksum: boolean;
+  /** Window, ACK, PAWS, TTL, MD5 and header checks. */
+  strict: boolean;
+  /** Server packets still reach flowgate, so the server's send window is known. */
+  serverObserved: boolean;
+}
+
+/** Why the server would discard this client data segment, or undefined if it would keep it. */
+export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks): string | undefined {
+  const c = flow.c2s;
+  const s = flow.s2c;
+  if (checks.verifyChecksum && !tcpChecksumOk(tcp)) return 'bad_checksum';
+  if (!checks.strict) return undefined;
+  if (!(tcp.flags & ACK)) return 'no_ack';
+  if (tcp.hopByHopCount > 1 || tcp.hopByHopMisplaced === true) return 'ipv6_hbh';
+  if (tcp.options.md5 && !c.md5) return 'md5';
+  // A copy sent to expire before the server (zapret's fake with a low TTL) has a lower TTL than the handshake.
+  if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';
+  if (c.tsVal !== undefined && tcp.options.tsVal !== undefined && seqDiff(tcp.options.tsVal, c.tsVal) < 0) return 'paws';
+  if (s.lastAck !== undefined) {
+    const end = seqAdd(tcp.seq, tcp.payload.length);
+    if (seqDiff(tcp.seq, seqAdd(s.lastAck, Math.max(s.maxWindow, MIN_WINDOW))) >= 0) return 'out_of_window';
+    if (seqDiff(end, seqAdd(s.lastAck, -Math.max(c.maxWindow, MIN_WINDOW) >>> 0)) < 0) return 'out_of_window';
+  }
+  if (checks.serverObserved && s.sndNxt !== undefined) {
+    // RFC 5961 section 5.2: an ACK of data never sent, or far older than the window, is dropped.
+    if (seqDiff(tcp.ack, s.sndNxt) > 0) return 'bad_ack';
+    if (c.lastAck !== undefined && seqDiff(tcp.ack, seqAdd(c.lastAck, -Math.max(c.maxWindow, MIN_WINDOW) >>> 0)) < 0) {
+      return 'bad_ack';
+    }
+  }
+  return undefined;
+}

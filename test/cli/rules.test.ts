@@ -1,0 +1,77 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_RULES, chainRules, parseQueues, printRules, restoreSnippet } from '../../src/cli/rules.js';
+
+const root = join(fileURLToPath(import.meta.url), '..', '..', '..', ...(import.meta.url.includes('/dist/') ? ['..'] : []));
+const cli = join(root, 'bin', 'flowgate.js');
+
+t.test('the gateway snippet: connmark bypass before the queue, mark save and verdicts after', async (t) => {
+  const text = restoreSnippet(DEFAULT_RULES, 4);
+  const lines = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE'));
+  t.match(lines[0], /--ctstate INVALID -j DROP/);
+  t.match(lines[1], /connmark --mark 0x100\/0x300 -j ACCEPT/);
+  t.match(lines[2], /connmark --mark 0x200\/0x300 -j REJECT --reject-with tcp-reset/);
+  t.match(lines[3], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
+  t.match(lines[4], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
+  t.match(lines[5], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  t.match(text, /-I FORWARD 1 -p tcp -j FLOWGATE/);
+  t.match(printRules({ ...DEFAULT_RULES, queues: [0, 3] }), /--queue-balance 0:3/);
+  const host = chainRules({ ...DEFAULT_RULES, mode: 'host' }, 6).map((r) => r.join(' '));
+  t.same(host.slice(0, 2), ['-i lo -j RETURN', '-o lo -j RETURN'], 'host mode never diverts loopback');
+  const quic = chainRules({ ...DEFAULT_RULES, rejectQuic: true }, 6)[0]!.join(' ');
+  t.equal(quic, '-p udp --dport 443 -j REJECT --reject-with icmp6-port-unreachable');
+  const marks = restoreSnippet({ ...DEFAULT_RULES, marks: { mask: 0xf000, allow: 0x1000, block: 0x2000, inspect: 0x3000 } }, 4);
+  t.match(marks, /connmark --mark 0x1000\/0xf000 -j ACCEPT/, 'marks are configurable');
+});
+
+t.test('queue arguments', async (t) => {
+  t.same(parseQueues(), [0, 0]);
+  t.same(parseQueues('7'), [7, 7]);
+  t.same(parseQueues(undefined, '2:5'), [2, 5]);
+  t.throws(() => parseQueues('1', '1:2'), { code: 'ERR_USAGE' });
+  t.throws(() => parseQueues(undefined, '5:2'), { code: 'ERR_USAGE' });
+  t.throws(() => parseQueues('70000'), { code: 'ERR_USAGE' });
+});
+
+t.test('apply is idempotent and remove restores the tables exactly (in a private namespace)', async (t) => {
+  const ns = `fgrules-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => execFileSync('ip', ['netns', 'del', ns]));
+  const inNs = (...argv: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8' });
+  // Some rules of the operator's own, which must survive untouched.
+  inNs('iptables', '-A', 'FORWARD', '-s', '192.0.2.0/24', '-j', 'ACCEPT');
+  inNs('ip6tables', '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT');
+  const save = () => inNs('iptables-save').replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '')
+    + inNs('ip6tables-save').replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '');
+  const before = save();
+  for (const mode of ['gateway', 'host']) {
+    inNs(process.execPath, cli, 'rules', 'apply', '--mode', mode);
+    const once = save();
+    inNs(process.execPath, cli, 'rules', 'apply', '--mode', mode);
+    t.equal(save(), once, `${mode}: applying twice changes nothing`);
+    t.match(once, mode === 'gateway' ? /-A FORWARD -p tcp -j FLOWGATE/ : /-A OUTPUT -p tcp -j FLOWGATE_HOST/);
+  }
+  inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'gateway');
+  inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'host');
+  t.equal(save(), before, 'remove restores the tables exactly');
+  inNs(process.execPath, cli, 'rules', 'remove');
+  t.equal(save(), before, 'removing again is harmless');
+});
+
+t.test('bad usage: one clear line, exit 2', async (t) => {
+  for (const args of [['rules', 'bogus'], ['rules', '--queue', 'x'], ['run', '--queue', '1', '--queues', '1:2'], ['nosuch']]) {
+    let code = 0;
+    let stderr = '';
+    try {
+      execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      const e = err as { status: number; stderr: string };
+      code = e.status;
+      stderr = e.stderr;
+    }
+    t.equal(code, 2, `${args.join(' ')}: exit 2`);
+    t.notMatch(stderr, /\n\s+at /, 'no stack trace');
+  }
+});

@@ -167,7 +167,8 @@ export async function replayFiles(files: string[], o: ReplayOptions): Promise<nu
       } catch (err) {
         progress?.(file, 1, 1, true);
         if (err instanceof CaptureError) {
-          process.stderr.write(`flowgate: ${file}: ${err.message}\n`);
+          // The message names the file already.
+          process.stderr.write(`flowgate: ${err.message}\n`);
           code = 1;
           continue;
         }

@@ -170,8 +170,17 @@ export class Engine {
     const tcp = decoded.packet;
     const now = this.now();
     let flow = this.table.get(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+    const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
+    if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn
+      && flow.isFromClient(tcp.src, tcp.sport)) {
+      // A new connection on the same four-tuple (the client reused its port): the old flow is over.
+      this.stats.count('port_reuse');
+      this.completeFlow(flow, 'closed', 'drop');
+      flow = undefined;
+    }
     if (flow === undefined) {
-      const tomb = this.table.tombstone(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+      // A SYN opens a new connection even where a decided one just ended on the same ports.
+      const tomb = freshSyn ? undefined : this.table.tombstone(tcp.src, tcp.sport, tcp.dst, tcp.dport);
       if (tomb !== undefined) {
         this.stats.count('straggler');
         const m = this.options.marks;

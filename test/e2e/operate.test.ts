@@ -157,3 +157,27 @@ t.test('a broken event stream (stdout closed) does not stop filtering', async (t
   t.equal(status.received, status.verdicts);
   await proc.kill('SIGTERM', 10000);
 });
+
+t.test('a flood of new connections: allowed traffic keeps working, blocked stays blocked, every packet settled', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
+  const server = topo.addrs(4).server;
+  const flood = topo.exec('client', ['wrk', '-t', '2', '-c', '200', '-d', '4s', '-H', 'Connection: close',
+    '-H', 'Host: allowed.test', `http://${server}/`], { timeoutMs: 30000 });
+  await new Promise((r) => setTimeout(r, 1000));
+  const during = await curl(topo, { url: 'https://allowed.test/' });
+  t.equal(during.httpCode, 200, 'an allowed request gets through during the flood');
+  const blocked = await curl(topo, { url: 'https://blocked.test/' });
+  t.equal(blocked.errorKind, 'reset', 'a blocked one is still reset');
+  const out = (await flood).stdout;
+  const reqs = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  t.ok(reqs > 500, `the flood made ${reqs} requests`);
+  t.notMatch(out, /Non-2xx/, 'no allowed request failed');
+  const s = await waitUntil(async () => {
+    const st = await fg.status();
+    return st.held === 0 && st.received === st.verdicts ? st : undefined;
+  }, { timeoutMs: 10000, what: 'settled' });
+  t.ok(s, 'received == verdicts, nothing held after the flood');
+  await fg.stop();
+});

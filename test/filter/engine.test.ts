@@ -313,3 +313,24 @@ t.test('TCP Fast Open: data refused by the server is inspected again when resent
   t.equal(s.engine.stats.events.get('evasion_conflict'), undefined, 'a legitimate resend is not a conflict');
   t.ok(s.invariant());
 });
+
+t.test('a new SYN on the same ports starts a new flow (port reuse), also after a decided flow', async (t) => {
+  const s = setup(byName('blocked.test'));
+  const c = new Conversation({ dport: 80, sport: 40001 });
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send('GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n'));
+  s.feeder.feed(c.clientFin());
+  const again = new Conversation({ dport: 80, sport: 40001, cisn: 900000 });
+  const [syn] = s.feeder.feed(...again.handshake());
+  t.equal(s.sink.verdicts.get(syn!)?.verdict, NF_ACCEPT);
+  const [req] = s.feeder.feed(again.send('GET / HTTP/1.1\r\nHost: blocked.test\r\n\r\n'));
+  t.equal(s.sink.verdicts.get(req!)?.mark, 0x200, 'the new connection is inspected from its own start');
+  t.equal(s.engine.stats.events.get('port_reuse'), 1);
+  const tls = new Conversation({ sport: 40002 });
+  s.feeder.feed(...tls.handshake(), tls.send(clientHello({ sni: 'allowed.test' })), tls.send(SECOND_FLIGHT));
+  const tls2 = new Conversation({ sport: 40002, cisn: 700000 });
+  s.feeder.feed(...tls2.handshake());
+  const [ch] = s.feeder.feed(tls2.send(clientHello({ sni: 'blocked.test' })));
+  t.equal(s.sink.verdicts.get(ch!)?.mark, 0x200, 'a tombstone does not swallow a new connection');
+  t.ok(s.invariant());
+});

@@ -124,8 +124,10 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
     results.push(await measure(topo, 'no queue'));
 
-    const queueAll = ['-I', 'FORWARD', '1', '-p', 'tcp', '-j', 'NFQUEUE', '--queue-num', '0', '--queue-bypass'];
-    await run(topo, 'gw', ['iptables', ...queueAll]);
+    // Every TCP packet queued, except those flowgate sends back with NF_REPEAT and a mark (they
+    // would loop); no connmark bypass, so decided flows keep coming to the filter.
+    const queueAll = ['-p', 'tcp', '-m', 'mark', '--mark', '0x0/0x300', '-j', 'NFQUEUE', '--queue-num', '0', '--queue-bypass'];
+    await run(topo, 'gw', ['iptables', '-I', 'FORWARD', '1', ...queueAll]);
     results.push(await withFilter(topo, [join(root, 'bench', 'c-accept', 'accept'), '0'], /^$/,
       (pid) => measure(topo, 'C loop, every packet queued', pid)));
 
@@ -133,7 +135,7 @@ async function main(): Promise<void> {
     writeFileSync(cfg, `control: ${join(topo.tmpDir, 'b.sock')}\nrules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n`);
     results.push(await withFilter(topo, cliArgv('run', '--config', cfg), /bound queue/,
       (pid) => measure(topo, 'flowgate, every packet queued', pid)));
-    await run(topo, 'gw', ['iptables', '-D', 'FORWARD', '-p', 'tcp', '-j', 'NFQUEUE', '--queue-num', '0', '--queue-bypass']);
+    await run(topo, 'gw', ['iptables', '-D', 'FORWARD', ...queueAll]);
 
     await applyRules(topo);
     results.push(await withFilter(topo, cliArgv('run', '--config', cfg), /bound queue/,

@@ -40,16 +40,25 @@ export class EventWriter {
       else this.queue.push(line);
       return;
     }
-    this.written++;
-    if (!this.out.write(line)) this.blocked = true;
+    this.push(line);
+  }
+
+  /**
+   * One write. stdout writes to a file are synchronous and throw when the disk is full: that
+   * event is counted as dropped and the next one tried again (space may come back).
+   */
+  private push(line: string): void {
+    try {
+      if (!this.out.write(line)) this.blocked = true;
+      this.written++;
+    } catch {
+      this.dropped++;
+    }
   }
 
   private drain(): void {
     this.blocked = false;
-    while (this.queue.length > 0 && !this.blocked) {
-      this.written++;
-      if (!this.out.write(this.queue.shift()!)) this.blocked = true;
-    }
+    while (this.queue.length > 0 && !this.blocked && !this.broken) this.push(this.queue.shift()!);
   }
 }
 

@@ -4,7 +4,7 @@
  * source, a full kernel queue, a broken event stream).
  */
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -181,3 +181,29 @@ t.test('a flood of new connections: allowed traffic keeps working, blocked stays
   t.ok(s, 'received == verdicts, nothing held after the flood');
   await fg.stop();
 });
+
+t.test('the event log\'s disk is full: filtering goes on, lost events are counted', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const dir = mkdtempSync(join(tmpdir(), 'fg-full-'));
+  execFile('mount', ['-t', 'tmpfs', '-o', 'size=8k', 'tmpfs', dir]);
+  t.teardown(() => {
+    execFile('umount', [dir]);
+    spawn('rm', ['-rf', dir]);
+  });
+  const config = join(topo.tmpDir, 'full.yaml');
+  const socket = join(topo.tmpDir, 'full.sock');
+  writeFileSync(config, `control: ${socket}\nrules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n`);
+  const proc = topo.spawn('gw', ['sh', '-c', `exec ${cliArgv('run', '--config', config).join(' ')} > ${dir}/events.log`]);
+  await waitUntil(async () => (await readQueueStats(topo)).length === 1, { timeoutMs: 15000, what: 'queue bound' });
+  for (let i = 0; i < 40; i++) t.equal((await curl(topo, { url: 'http://allowed.test/' })).httpCode, 200);
+  t.equal((await curl(topo, { url: 'https://blocked.test/' })).errorKind, 'reset', 'still blocking with the disk full');
+  const status = JSON.parse((await topo.exec('gw', cliArgv('status', '--socket', socket), { check: true })).stdout);
+  t.equal(status.received, status.verdicts, 'every packet settled');
+  t.ok(status.events_dropped > 0, `events that did not fit were counted (${status.events_dropped})`);
+  t.equal((await proc.kill('SIGTERM', 10000)).code, 0, 'exit 0');
+});
+
+function execFile(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: 'ignore' });
+}

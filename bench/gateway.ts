@@ -140,6 +140,15 @@ async function main(): Promise<void> {
     await applyRules(topo);
     results.push(await withFilter(topo, cliArgv('run', '--config', cfg), /bound queue/,
       (pid) => measure(topo, 'flowgate, default rules', pid)));
+    // Two queues, one worker thread each (issue 6). The kernel balances by address pair: with the
+    // one client address of this path every flow lands on the same queue, so this row shows the
+    // cost of the worker pool, not a gain (see RESULTS.md).
+    await run(topo, 'gw', [...cliArgv('rules', 'remove')]);
+    await run(topo, 'gw', [...cliArgv('rules', 'apply', '--queues', '0:1')]);
+    results.push(await withFilter(topo, cliArgv('run', '--config', cfg, '--queues', '0:1'), /bound queues/,
+      (pid) => measure(topo, 'flowgate, default rules, 2 queues', pid)));
+    await run(topo, 'gw', [...cliArgv('rules', 'remove')]);
+    await applyRules(topo);
     const mod = join(topo.tmpDir, 'slow.mjs');
     writeFileSync(mod, 'export async function decide() { await new Promise((r) => setTimeout(r, 50)); return "allow"; }\n');
     const slow = join(topo.tmpDir, 'slow.yaml');

@@ -69,11 +69,11 @@ function parseTimes(): string[] {
 
 function main(): void {
   const inputs = readdirSync(pcaps).filter((f) => /\.pcap$/.test(f)).map((f) => join(pcaps, f));
-  const one = join(tmp, 'one.pcap');
-  execFileSync('mergecap', ['-a', '-F', 'pcap', '-w', one, ...inputs.filter((f) => !f.includes('quic'))]);
+  const one = join(tmp, 'one.pcapng');
+  execFileSync('mergecap', ['-a', '-F', 'pcapng', '-w', one, ...inputs.filter((f) => !f.includes('quic'))]);
   const copies = Math.max(1, Math.ceil((targetMb * 2 ** 20) / statSync(one).size));
-  const big = join(tmp, 'big.pcap');
-  execFileSync('mergecap', ['-a', '-F', 'pcap', '-w', big, ...Array(copies).fill(one)]);
+  const big = join(tmp, 'big.pcapng');
+  execFileSync('mergecap', ['-a', '-F', 'pcapng', '-w', big, ...Array(copies).fill(one)]);
   const mb = statSync(big).size / 2 ** 20;
   process.stderr.write(`bench: ${mb.toFixed(0)} MB capture (${copies} copies)\n`);
   const fg = time([process.execPath, join(root, 'bin', 'flowgate.js'), 'replay', big]);

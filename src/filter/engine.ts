@@ -169,7 +169,8 @@ export class Engine {
     }
     const tcp = decoded.packet;
     const now = this.now();
-    let flow = this.table.get(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+    const key = this.table.keyOf(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+    let flow = this.table.get(key);
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
     if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn
       && flow.isFromClient(tcp.src, tcp.sport)) {
@@ -180,7 +181,7 @@ export class Engine {
     }
     if (flow === undefined) {
       // A SYN opens a new connection even where a decided one just ended on the same ports.
-      const tomb = freshSyn ? undefined : this.table.tombstone(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+      const tomb = freshSyn ? undefined : this.table.tombstone(key);
       if (tomb !== undefined) {
         this.stats.count('straggler');
         const m = this.options.marks;
@@ -189,7 +190,7 @@ export class Engine {
         else this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.block)); // the rules reset the sender
         return;
       }
-      flow = this.createFlow(tcp, now);
+      flow = this.createFlow(tcp, now, key);
       if (flow === undefined) {
         this.verdict(pkt, NF_ACCEPT);
         return;
@@ -235,7 +236,7 @@ export class Engine {
     this.clientPacket(flow, pkt, tcp, now);
   }
 
-  private createFlow(tcp: TcpPacket, now: number): Flow | undefined {
+  private createFlow(tcp: TcpPacket, now: number, key: string): Flow | undefined {
     const syn = (tcp.flags & (SYN | ACK)) === SYN;
     const synAck = (tcp.flags & (SYN | ACK)) === (SYN | ACK);
     if (!syn && tcp.payload.length === 0) return undefined; // a bare ACK/FIN/RST of a connection we never knew: not ours
@@ -244,7 +245,7 @@ export class Engine {
     const clientIsSrc = !synAck;
     const client = clientIsSrc ? { addr: tcp.src, port: tcp.sport } : { addr: tcp.dst, port: tcp.dport };
     const server = clientIsSrc ? { addr: tcp.dst, port: tcp.dport } : { addr: tcp.src, port: tcp.sport };
-    const flow = new Flow(this.table.keyOf(tcp.src, tcp.sport, tcp.dst, tcp.dport), tcp.family, client, server, now,
+    const flow = new Flow(key, tcp.family, client, server, now,
       this.options.idPrefix);
     if (!syn && !synAck) {
       flow.midstream = true;
@@ -309,7 +310,11 @@ export class Engine {
         c.ttl = tcp.ttl;
         c.md5 = tcp.options.md5 === true;
       }
-      if (len === 0 || tcp.seq !== c.isn) {
+      // Only the client's first SYN, before any SYN-ACK, can carry real data (TCP Fast Open); a
+      // SYN with data later, or a SYN-ACK from the client, is a fake the server discards.
+      const fastOpen = (tcp.flags & ACK) === 0 && tcp.seq === c.isn && flow.s2c.isn === undefined;
+      if (len === 0 || !fastOpen) {
+        if (len > 0) this.stats.count('evasion_syn_data');
         this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
         return;
       }

@@ -39,14 +39,14 @@ export class FlowTable {
     return flowKey(src, sport, dst, dport);
   }
 
-  /** The live flow of a packet, if any. */
-  get(src: string, sport: number, dst: string, dport: number): Flow | undefined {
-    return this.flows.get(flowKey(src, sport, dst, dport));
+  /** The live flow with this key (see keyOf), if any. */
+  get(key: string): Flow | undefined {
+    return this.flows.get(key);
   }
 
-  /** How a recently removed flow was decided, if it was. */
-  tombstone(src: string, sport: number, dst: string, dport: number): 'allow' | 'block' | undefined {
-    return this.tombs.get(flowKey(src, sport, dst, dport))?.verdict;
+  /** How a recently removed flow with this key was decided, if it was. */
+  tombstone(key: string): 'allow' | 'block' | undefined {
+    return this.tombs.get(key)?.verdict;
   }
 
   /**

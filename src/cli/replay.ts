@@ -172,8 +172,12 @@ export async function replayFiles(files: string[], o: ReplayOptions): Promise<nu
           code = 1;
           continue;
         }
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          process.stderr.write(`flowgate: ${file}: no such file\n`);
+        const sys = err as NodeJS.ErrnoException;
+        if (typeof sys.code === 'string' && typeof sys.syscall === 'string') {
+          // The file cannot be read (missing, a folder, no permission): say so and go on with the next.
+          const why = sys.code === 'ENOENT' ? 'no such file' : sys.code === 'EISDIR' ? 'is a directory'
+            : sys.code === 'EACCES' ? 'permission denied' : sys.message;
+          process.stderr.write(`flowgate: ${file}: ${why}\n`);
           code = 1;
           continue;
         }

@@ -99,11 +99,16 @@ function pidOf(p: { pid?: number }): number {
 async function withFilter<T>(topo: Topology, argv: string[], ready: RegExp, body: (pid: number) => Promise<T>): Promise<T> {
   const proc = topo.spawn('gw', argv);
   await proc.waitForLine(ready, { timeoutMs: 20000, stream: 'both' }).catch(() => undefined);
-  await waitUntil(async () => (await readQueueStats(topo)).length > 0, { timeoutMs: 20000, what: 'queue bound' });
+  await waitUntil(async () => (await readQueueStats(topo)).length > 0, { timeoutMs: 20000, what: 'queue bound' })
+    .catch((err: Error) => {
+      throw new Error(`${argv.join(' ')} did not bind the queue: ${err.message}\n${proc.tail()}`);
+    });
   try {
     return await body(pidOf(proc));
   } finally {
     await proc.kill('SIGTERM', 10000);
+    // The next filter binds the same queue: wait until the kernel has let go of it.
+    await waitUntil(async () => (await readQueueStats(topo)).length === 0, { timeoutMs: 10000, what: 'queue unbound' });
   }
 }
 

@@ -104,14 +104,18 @@ static int bind_queue(int fd, uint16_t queue, uint32_t maxlen, int gso, int fail
 static uint32_t scan(const char *buf, size_t len) {
 	uint32_t max_id = 0;
 	size_t off = 0;
-	while (len - off >= NLMSG_HDRLEN) {
+	/* Compare by adding, never by subtracting: offsets may pass the end by the alignment
+	 * padding, and size_t subtraction would wrap around. */
+	while (off + NLMSG_HDRLEN <= len) {
 		struct nlmsghdr nlh;
 		memcpy(&nlh, buf + off, sizeof nlh);
 		if (nlh.nlmsg_len < NLMSG_HDRLEN || nlh.nlmsg_len > len - off) break;
 		if (nlh.nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
 			size_t a = off + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
 			size_t end = off + nlh.nlmsg_len;
-			while (end - a >= NLA_HDRLEN) {
+			/* The kernel sets nlmsg_len to the unpadded end of NFQA_PAYLOAD, the last
+			 * attribute, so a += NLA_ALIGN(...) can land up to 3 bytes past end. */
+			while (a + NLA_HDRLEN <= end) {
 				struct nlattr nla;
 				memcpy(&nla, buf + a, sizeof nla);
 				if (nla.nla_len < NLA_HDRLEN || nla.nla_len > end - a) break;

@@ -1,0 +1,113 @@
+/**
+ * The workloads, run from the client namespace against the server namespace: bulk
+ * throughput (iperf3, one stream), new connections per second (wrk, `Connection: close`) and
+ * time to first byte (curl, sequential). Each returns numbers, or throws with the tool's
+ * output when the tool failed outright.
+ */
+import type { Topology } from '../../test/e2e/harness/index.js';
+
+/** The names clients use; the client namespace resolves them to the server (see hosts.ts). */
+export const HOST = 'allowed.test';
+
+/** Result of one iperf3 run. */
+export interface Bulk {
+  /** Received by the server, Gbit/s. */
+  gbps: number;
+  /** TCP retransmissions the sender counted. */
+  retransmits: number;
+}
+
+/** Starts `iperf3 -s` in the server namespace (stopped when the topology is destroyed). */
+export async function startIperfServer(topo: Topology): Promise<void> {
+  const proc = topo.spawn('server', ['iperf3', '-s', '--forceflush']);
+  await proc.waitForLine(/Server listening/, { timeoutMs: 10_000 });
+}
+
+/** One iperf3 stream from client to server for `seconds`. */
+export async function bulk(topo: Topology, seconds: number): Promise<Bulk> {
+  const server = topo.addrs(4).server;
+  const res = await topo.exec('client', ['iperf3', '-c', server, '-t', String(seconds), '-J'], { timeoutMs: (seconds + 20) * 1000 });
+  let json: { end?: { sum_received?: { bits_per_second?: number }; sum_sent?: { retransmits?: number } }; error?: string };
+  try {
+    json = JSON.parse(res.stdout);
+  } catch {
+    throw new Error(`iperf3 printed no JSON (exit ${res.code}): ${res.stderr.trim().slice(0, 300)}`);
+  }
+  if (json.error !== undefined || json.end?.sum_received?.bits_per_second === undefined) {
+    throw new Error(`iperf3 failed: ${json.error ?? 'no result'}`);
+  }
+  return { gbps: json.end.sum_received.bits_per_second / 1e9, retransmits: json.end.sum_sent?.retransmits ?? 0 };
+}
+
+/** Result of one wrk run. */
+export interface Rate {
+  /** Completed requests per second; with `Connection: close` each is a new connection. */
+  perSecond: number;
+  requests: number;
+  /** wrk's socket error counts (connect, read, write, timeout), summed; responses not 2xx/3xx. */
+  socketErrors: number;
+  non2xx: number;
+}
+
+/** Parses wrk's summary. */
+export function parseWrk(out: string): Rate {
+  const rate = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  if (rate === null) throw new Error(`wrk printed no rate: ${out.trim().slice(0, 300)}`);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const socketErrors = se === null ? 0 : se.slice(1, 5).reduce((a, x) => a + Number(x), 0);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  return { perSecond: Number(rate[1]), requests, socketErrors, non2xx };
+}
+
+/** Workload shape of the connection-rate runs. */
+export const WRK_THREADS = 2;
+export const WRK_CONNECTIONS = 8;
+
+/** New connections per second to `scheme://allowed.test/` for `seconds` (wrk, Connection: close). */
+export async function connRate(topo: Topology, scheme: 'http' | 'https', seconds: number): Promise<Rate> {
+  const res = await topo.exec('client', ['wrk', '-t', String(WRK_THREADS), '-c', String(WRK_CONNECTIONS),
+    '-d', `${seconds}s`, '--timeout', '5s', '-H', 'Connection: close', `${scheme}://${HOST}/`], { timeoutMs: (seconds + 30) * 1000 });
+  if (res.code !== 0) throw new Error(`wrk exited ${res.code}: ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
+  return parseWrk(res.stdout);
+}
+
+/** Time to first byte over sequential requests. */
+export interface Ttfb {
+  medianMs: number;
+  p99Ms: number;
+  /** Requests that answered 200. */
+  n: number;
+  /** Requests that did not. */
+  failed: number;
+}
+
+/** The q-quantile (0..1) of sorted values, nearest rank. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/**
+ * `count` sequential curl requests to `scheme://allowed.test/`, each a new connection;
+ * `time_starttransfer` of each (for HTTPS it includes the TLS handshake).
+ */
+export async function ttfb(topo: Topology, scheme: 'http' | 'https', count: number): Promise<Ttfb> {
+  const port = scheme === 'https' ? 443 : 80;
+  const server = topo.addrs(4).server;
+  // One shell in the client namespace runs the loop: no `ip netns exec` per request.
+  const script = `i=0; while [ $i -lt ${count} ]; do i=$((i+1)); `
+    + `curl -sk -o /dev/null --max-time 5 --resolve ${HOST}:${port}:${server} `
+    + `-w '%{http_code} %{time_starttransfer}\\n' ${scheme}://${HOST}/; done`;
+  const res = await topo.exec('client', ['sh', '-c', script], { timeoutMs: count * 6000 + 10_000 });
+  const times: number[] = [];
+  let failed = 0;
+  for (const line of res.stdout.split('\n')) {
+    const [code, t] = line.trim().split(' ');
+    if (code === undefined || code === '') continue;
+    if (code === '200') times.push(Number(t) * 1000);
+    else failed++;
+  }
+  times.sort((a, b) => a - b);
+  return { medianMs: quantile(times, 0.5), p99Ms: quantile(times, 0.99), n: times.length, failed };
+}

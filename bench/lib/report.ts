@@ -1,0 +1,314 @@
+/**
+ * bench/RESULTS.md: the machine, the command, one table per metric with absolute numbers and
+ * ratios to "no queue" and to the C loop, the issue targets marked met or missed, the paused
+ * flows test and the profiles. The gateway benchmark owns the part of RESULTS.md between its
+ * two marker comments and leaves the rest of the file (other benchmarks' sections) alone.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Bulk, Rate, Ttfb } from './measure.js';
+import type { PausedResult } from './paused.js';
+import type { Machine } from './procfs.js';
+import type { ProfileSummary } from './profile.js';
+
+/** Everything measured for one configuration. */
+export interface ConfigResult {
+  key: string;
+  title: string;
+  /** What the gateway's rules were. */
+  rules: string;
+  /** Why it was not measured (e.g. the npm binding did not build). */
+  skipped?: string;
+  bulk?: Bulk;
+  http?: Rate;
+  https?: Rate;
+  ttfbHttp?: Ttfb;
+  ttfbHttps?: Ttfb;
+  /** Errors of individual workloads, by workload. */
+  errors: Record<string, string>;
+  /** Filter CPU seconds per phase (undefined without a filter process). */
+  cpu?: { bulk?: number; http?: number; https?: number; ttfb?: number };
+  peakRssMb?: number;
+  queue?: { queueDropped: number; userDropped: number; lastId: number };
+  /** Checks and counters worth showing (flowgate's received/verdicts, the C loop's counts). */
+  notes: string[];
+  /** flowgate: `held_ms` of its decision events (first held packet -> decision), by app. */
+  heldMs?: Array<{ app: string; n: number; medianMs: number; p99Ms: number; maxMs: number }>;
+}
+
+/** A whole run. */
+export interface BenchReport {
+  started: Date;
+  durationS: number;
+  command: string;
+  machine: Machine;
+  settings: { seconds: number; ttfbRequests: number; flows: number; wrk: string };
+  npm: { ok: boolean; detail: string };
+  /** /proc/loadavg (1, 5, 15 min) before the first configuration. */
+  loadBefore?: string;
+  configs: ConfigResult[];
+  paused?: PausedResult;
+  pausedError?: string;
+  profiles: ProfileSummary[];
+  /** Problems found on the way (daemon bugs, workarounds). */
+  findings: string[];
+}
+
+/** A target from the issues. */
+export interface Target {
+  issue: string;
+  what: string;
+  /** The measured value, formatted; undefined when it could not be measured. */
+  measured?: string;
+  met?: boolean;
+  /** The configuration and workload to profile when missed. */
+  profile?: { config: string; workload: 'bulk' | 'http' | 'https' };
+}
+
+const fmt = (x: number | undefined, digits: number) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
+const ratio = (x: number | undefined, ref: number | undefined) =>
+  x === undefined || ref === undefined || !Number.isFinite(x) || !Number.isFinite(ref) || ref === 0 ? undefined : x / ref;
+const by = (r: BenchReport, key: string) => r.configs.find((c) => c.key === key && c.skipped === undefined);
+
+/** The targets of issues 2 and 7, evaluated. */
+export function evaluateTargets(r: BenchReport): Target[] {
+  const none = by(r, 'none');
+  const def = by(r, 'fg-default');
+  const every = by(r, 'fg-every');
+  const c = by(r, 'c');
+  const npm = by(r, 'npm');
+  const t: Target[] = [];
+  const rel = (issue: string, what: string, x: number | undefined, ref: number | undefined, min: number,
+    profile?: Target['profile']) => {
+    const q = ratio(x, ref);
+    t.push({ issue, what, measured: q === undefined ? undefined : `${q.toFixed(3)}x`, met: q === undefined ? undefined : q >= min, profile });
+  };
+  const added = (issue: string, what: string, x: number | undefined, ref: number | undefined, maxMs: number) => {
+    const d = x === undefined || ref === undefined ? undefined : x - ref;
+    t.push({ issue, what, measured: d === undefined || !Number.isFinite(d) ? undefined : `${d >= 0 ? '+' : ''}${d.toFixed(3)} ms`,
+      met: d === undefined || !Number.isFinite(d) ? undefined : d < maxMs, profile: { config: 'fg-default', workload: 'https' } });
+  };
+  rel('2', 'default rules: bulk >= 0.95x no filter', def?.bulk?.gbps, none?.bulk?.gbps, 0.95, { config: 'fg-default', workload: 'bulk' });
+  rel('2', 'default rules: new HTTPS conn/s >= 0.85x no filter', def?.https?.perSecond, none?.https?.perSecond, 0.85,
+    { config: 'fg-default', workload: 'https' });
+  added('2', 'default rules: added median TTFB < 1 ms (HTTP)', def?.ttfbHttp?.medianMs, none?.ttfbHttp?.medianMs, 1);
+  added('2', 'default rules: added median TTFB < 1 ms (HTTPS)', def?.ttfbHttps?.medianMs, none?.ttfbHttps?.medianMs, 1);
+  rel('7', 'default rules: bulk >= 0.97x no queue', def?.bulk?.gbps, none?.bulk?.gbps, 0.97, { config: 'fg-default', workload: 'bulk' });
+  rel('7', 'default rules: new HTTPS conn/s >= 0.9x no queue', def?.https?.perSecond, none?.https?.perSecond, 0.9,
+    { config: 'fg-default', workload: 'https' });
+  rel('7', 'default rules: new HTTP conn/s >= 0.8x no queue', def?.http?.perSecond, none?.http?.perSecond, 0.8,
+    { config: 'fg-default', workload: 'http' });
+  added('7', 'default rules: added median TTFB < 0.3 ms (HTTP)', def?.ttfbHttp?.medianMs, none?.ttfbHttp?.medianMs, 0.3);
+  added('7', 'default rules: added median TTFB < 0.3 ms (HTTPS)', def?.ttfbHttps?.medianMs, none?.ttfbHttps?.medianMs, 0.3);
+  rel('7', 'every packet queued: flowgate bulk >= 0.8x the C loop', every?.bulk?.gbps, c?.bulk?.gbps, 0.8,
+    { config: 'fg-every', workload: 'bulk' });
+  rel('7', 'every packet queued: flowgate bulk >= 10x the npm binding', every?.bulk?.gbps, npm?.bulk?.gbps, 10,
+    { config: 'fg-every', workload: 'bulk' });
+  const p = r.paused;
+  const pausedOk = p !== undefined && p.paused >= p.flows && p.responses === p.flows && p.heldAfter === 0;
+  t.push({
+    issue: '7',
+    what: `${r.settings.flows.toLocaleString('en-US')} paused flows: RSS < 200 MB (all paused, all released)`,
+    measured: p === undefined ? undefined : `RSS ${fmt(p.rssPausedMb * 1.048576, 1)} MB (${fmt(p.rssPausedMb, 1)} MiB), `
+      + `peak ${fmt(p.peakRssMb * 1.048576, 1)} MB; `
+      + `${p.paused} paused, ${p.responses} answered, held after ${p.heldAfter}`,
+    met: p === undefined ? undefined : p.rssPausedMb * 1.048576 < 200 && pausedOk,
+  });
+  return t;
+}
+
+function metricTable(r: BenchReport, title: string, unit: string, get: (c: ConfigResult) => number | undefined, digits: number,
+  extra?: { head: string; cell: (c: ConfigResult) => string }): string {
+  const base = by(r, 'none');
+  const cl = by(r, 'c');
+  const head = `| configuration | ${unit} | x no queue | x C loop |${extra ? ` ${extra.head} |` : ''}`;
+  const extraCols = extra ? extra.head.split('|').length : 0;
+  const sep = `| --- | ---: | ---: | ---: |${' --- |'.repeat(extraCols)}`;
+  const rows = r.configs.map((c) => {
+    if (c.skipped !== undefined) return `| ${c.title} | not run: ${c.skipped} | | |${' |'.repeat(extraCols)}`;
+    const v = get(c);
+    const q0 = ratio(v, base ? get(base) : undefined);
+    const qc = ratio(v, cl ? get(cl) : undefined);
+    return `| ${c.title} | ${fmt(v, digits)} | ${fmt(q0, 2)} | ${fmt(qc, 2)} |${extra ? ` ${extra.cell(c)} |` : ''}`;
+  });
+  return `### ${title}\n\n${head}\n${sep}\n${rows.join('\n')}\n`;
+}
+
+function errorsOf(c: ConfigResult, ...keys: string[]): string {
+  return keys.map((k) => c.errors[k]).filter((e) => e !== undefined).join('; ');
+}
+
+function rateExtra(get: (c: ConfigResult) => Rate | undefined, errKey: string) {
+  return {
+    head: 'connections | errors',
+    cell: (c: ConfigResult) => {
+      const x = get(c);
+      if (x === undefined) return `- | ${errorsOf(c, errKey) || '-'}`;
+      return `${x.requests} | ${x.socketErrors + x.non2xx}${c.errors[errKey] ? ` (${c.errors[errKey]})` : ''}`;
+    },
+  };
+}
+
+function ttfbTable(r: BenchReport, scheme: 'HTTP' | 'HTTPS', get: (c: ConfigResult) => Ttfb | undefined): string {
+  const base = by(r, 'none');
+  const b = base ? get(base) : undefined;
+  const rows = r.configs.map((c) => {
+    if (c.skipped !== undefined) return `| ${c.title} | not run | | | | |`;
+    const x = get(c);
+    if (x === undefined) return `| ${c.title} | - | - | - | - | ${errorsOf(c, 'ttfb') || '-'} |`;
+    const added = b === undefined ? undefined : x.medianMs - b.medianMs;
+    return `| ${c.title} | ${fmt(x.medianMs, 3)} | ${added === undefined ? '-' : `${added >= 0 ? '+' : ''}${added.toFixed(3)}`} | `
+      + `${fmt(x.p99Ms, 3)} | ${fmt(ratio(x.medianMs, b?.medianMs), 2)} | ${x.n} ok, ${x.failed} failed |`;
+  });
+  return `### Time to first byte, ${scheme} (curl, ${r.settings.ttfbRequests} sequential new connections, ms)\n\n`
+    + '| configuration | median | added vs no queue | p99 | x no queue | requests |\n'
+    + '| --- | ---: | ---: | ---: | ---: | --- |\n' + rows.join('\n') + '\n';
+}
+
+function costTable(r: BenchReport): string {
+  const s = r.settings.seconds;
+  const rows = r.configs.filter((c) => c.skipped === undefined && c.cpu !== undefined).map((c) => {
+    const cpu = c.cpu!;
+    const gb = c.bulk ? (c.bulk.gbps * s) / 8 : undefined;
+    const perGb = gb && cpu.bulk !== undefined ? (1000 * cpu.bulk) / gb : undefined;
+    const perK = (x: number | undefined, rate: Rate | undefined) => (x !== undefined && rate && rate.requests > 0 ? (1000 * x) / (rate.requests / 1000) : undefined);
+    return `| ${c.title} | ${fmt(cpu.bulk, 2)} | ${fmt(perGb, 0)} | ${fmt(cpu.http, 2)} | ${fmt(perK(cpu.http, c.http), 0)} | `
+      + `${fmt(cpu.https, 2)} | ${fmt(perK(cpu.https, c.https), 0)} | ${fmt(cpu.ttfb, 2)} | ${fmt(c.peakRssMb, 1)} |`;
+  });
+  return '### Filter process: CPU time (utime+stime from /proc/PID/stat) and peak RSS (VmHWM)\n\n'
+    + '| configuration | bulk CPU s | CPU ms per GB | HTTP CPU s | CPU ms per 1000 conns | HTTPS CPU s | CPU ms per 1000 conns '
+    + '| TTFB runs CPU s | peak RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n' + rows.join('\n') + '\n';
+}
+
+function heldTable(r: BenchReport): string {
+  const rows = r.configs.filter((c) => c.heldMs !== undefined).flatMap((c) => c.heldMs!.map((h) =>
+    `| ${c.title} | ${h.app} | ${h.n} | ${fmt(h.medianMs, 3)} | ${fmt(h.p99Ms, 3)} | ${fmt(h.maxMs, 1)} |`));
+  if (rows.length === 0) return '';
+  return '### flowgate: how long packets waited for their decision (`held_ms` of the decision events, all workloads)\n\n'
+    + '| configuration | app | decisions | median ms | p99 ms | max ms |\n| --- | --- | ---: | ---: | ---: | ---: |\n'
+    + rows.join('\n') + '\n';
+}
+
+function queueTable(r: BenchReport): string {
+  const rows = r.configs.filter((c) => c.skipped === undefined && c.queue !== undefined).map((c) =>
+    `| ${c.title} | ${c.queue!.lastId} | ${c.queue!.queueDropped} | ${c.queue!.userDropped} |`);
+  return '### Kernel queue (/proc/net/netfilter/nfnetlink_queue in gw, at the end of each configuration)\n\n'
+    + '| configuration | packets queued (last id) | queue dropped | user dropped |\n| --- | ---: | ---: | ---: |\n'
+    + rows.join('\n') + '\n';
+}
+
+function pausedSection(r: BenchReport): string {
+  if (r.paused === undefined) return `## ${r.settings.flows} paused flows\n\nNot measured: ${r.pausedError ?? 'skipped'}\n`;
+  const p = r.paused;
+  const rows: Array<[string, string]> = [
+    ['connections opened (errors)', `${p.connected} (${p.connectErrors}) in ${p.connectMs} ms`],
+    ['flows paused at once (`paused_flows`, max seen)', String(p.paused)],
+    ['packets held (flowgate / kernel queue waiting)', `${p.held} / ${p.kernelWaiting}`],
+    ['bytes held', String(p.heldBytes)],
+    ['flowgate RSS with all paused (VmRSS)', `${fmt(p.rssPausedMb, 1)} MiB`],
+    ['flowgate peak RSS over the test (VmHWM)', `${fmt(p.peakRssMb, 1)} MiB`],
+    ['release -> last response', p.releaseMs === null ? '-' : `${Math.round(p.releaseMs)} ms`],
+    ['responses received / client errors', `${p.responses} / ${p.clientErrors}${Object.keys(p.clientCodes).length ? ` ${JSON.stringify(p.clientCodes)}` : ''}`],
+    ['after release: held, received == verdicts, kernel waiting', `${p.heldAfter}, ${p.receivedEqualsVerdicts}, ${p.kernelWaitingAfter}`],
+    ['kernel queue dropped / user dropped', `${p.queueDropped} / ${p.userDropped}`],
+    ['decisions by reason', JSON.stringify(p.byReason)],
+  ];
+  return `## ${p.flows.toLocaleString('en-US')} paused flows\n\n`
+    + 'Default rules; a policy module holds every decision until a release file appears '
+    + '(`decision_timeout_ms: 120000`); a Node client opens the connections (256 handshakes at a time) and sends one '
+    + 'HTTP request on each; a Node server answers them.\n\n'
+    + `| | |\n| --- | --- |\n${rows.map(([a, b]) => `| ${a} | ${b} |`).join('\n')}\n`
+    + (p.notes.length ? `\nNotes: ${p.notes.join('; ')}\n` : '');
+}
+
+function profileSection(r: BenchReport): string {
+  if (r.profiles.length === 0) return '';
+  const parts = r.profiles.map((p) => {
+    const list = (xs: Array<{ name: string; pct: number }> | undefined) =>
+      (xs ?? []).map((x) => `| ${x.pct.toFixed(1)}% | \`${x.name.replace(/\|/g, '\\|')}\` |`).join('\n');
+    let s = `### ${p.title}\n\n`;
+    if (p.error) s += `Problem: ${p.error}\n\n`;
+    s += `V8 CPU profile of the daemon${p.windowed ? ' during the workload' : ' (whole run: the workload window was not found)'}: `
+      + `main thread idle ${p.idlePct}% of the time. Busy time by part:\n\n| share of busy | part |\n| ---: | --- |\n${list(p.byArea)}\n\n`;
+    s += `Hottest functions (self time, share of busy):\n\n| share | function |\n| ---: | --- |\n${list(p.top)}\n`;
+    if (p.perfByProcess) s += `\nperf, whole machine, by process (share of all samples, idle included):\n\n| share | pid:command |\n| ---: | --- |\n${list(p.perfByProcess)}\n`;
+    if (p.perfDaemonDso) s += `\nperf, the daemon's samples only, by DSO (kernel time here is mostly the packet's onward path run inside the verdict syscall):\n\n| share | dso |\n| ---: | --- |\n${list(p.perfDaemonDso)}\n`;
+    if (p.perfDaemon) s += `\nperf, the daemon's samples only, hottest symbols:\n\n| share | dso, symbol |\n| ---: | --- |\n${list(p.perfDaemon)}\n`;
+    return s;
+  });
+  return `## Profiles of missed targets\n\n${parts.join('\n')}`;
+}
+
+/** The Markdown of one run. */
+export function renderReport(r: BenchReport, targets: Target[], analysis: string[]): string {
+  const m = r.machine;
+  const c = (get: (x: ConfigResult) => Rate | undefined, key: string) => rateExtra(get, key);
+  const lines = [
+    `# Gateway benchmark (issues 2 and 7)`,
+    '',
+    `Run ${r.started.toISOString()}, ${Math.round(r.durationS)} s, with \`${r.command}\` as root.`,
+    '',
+    `Machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, kernel \`${m.kernel}\`, Node ${m.node}. `
+      + `Load average before the run: ${r.loadBefore ?? '?'}. `
+      + 'One run on a shared machine: differences of a few percent are noise (compare the two "no queue" rows).',
+    '',
+    `Path: client - gateway - server network namespaces joined by veth pairs (offloads on), built by the e2e harness. `
+      + `Servers: nginx (2 workers) on 80/443 and iperf3 in the server namespace. Per configuration: iperf3 one stream for `
+      + `${r.settings.seconds} s; wrk \`${r.settings.wrk}\` for ${r.settings.seconds} s against http://allowed.test/ and `
+      + `https://allowed.test/ (the client namespace resolves the name, so SNI and Host carry it); `
+      + `${r.settings.ttfbRequests} sequential curl requests each for HTTP and HTTPS.`,
+    '',
+    '## Configurations',
+    '',
+    '| configuration | gateway rules and filter |',
+    '| --- | --- |',
+    ...r.configs.map((x) => `| ${x.title} | ${x.rules} |`),
+    '',
+    `npm \`nfqueue@0.3.2\`: ${r.npm.detail}`,
+    '',
+    '## Targets',
+    '',
+    '| issue | target | measured | result |',
+    '| --- | --- | --- | --- |',
+    ...targets.map((t) => `| ${t.issue} | ${t.what} | ${t.measured ?? 'not measured'} | ${t.met === undefined ? '-' : t.met ? 'met' : '**missed**'} |`),
+    '',
+    ...(analysis.length ? ['## What dominates where targets are missed', '', ...analysis, ''] : []),
+    '## Results',
+    '',
+    metricTable(r, 'Bulk throughput (iperf3, one stream)', 'Gbit/s', (x) => x.bulk?.gbps, 2, {
+      head: 'retransmits', cell: (x) => (x.bulk ? String(x.bulk.retransmits) : errorsOf(x, 'bulk') || '-'),
+    }),
+    metricTable(r, 'New HTTP connections per second (wrk, Connection: close)', 'conn/s', (x) => x.http?.perSecond, 0,
+      c((x) => x.http, 'http')),
+    metricTable(r, 'New HTTPS connections per second (wrk, Connection: close)', 'conn/s', (x) => x.https?.perSecond, 0,
+      c((x) => x.https, 'https')),
+    ttfbTable(r, 'HTTP', (x) => x.ttfbHttp),
+    ttfbTable(r, 'HTTPS', (x) => x.ttfbHttps),
+    costTable(r),
+    heldTable(r),
+    queueTable(r),
+    '### Checks and counters',
+    '',
+    ...r.configs.filter((x) => x.notes.length > 0).map((x) => `- ${x.title}: ${x.notes.join('; ')}`),
+    '',
+    pausedSection(r),
+    profileSection(r),
+    ...(r.findings.length ? ['## Findings', '', ...r.findings.map((f) => `- ${f}`), ''] : []),
+  ];
+  return lines.join('\n');
+}
+
+const BEGIN = '<!-- gateway benchmark (bench/run.ts): begin -->';
+const END = '<!-- gateway benchmark (bench/run.ts): end -->';
+
+/** Replaces this benchmark's part of `file` (between the markers), keeping everything else. */
+export function writeResults(file: string, markdown: string): void {
+  const block = `${BEGIN}\n${markdown.trimEnd()}\n${END}\n`;
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const a = old.indexOf(BEGIN);
+  const b = old.indexOf(END);
+  let next: string;
+  if (a >= 0 && b > a) next = old.slice(0, a) + block + old.slice(b + END.length).replace(/^\n/, '');
+  else if (old.trim() === '') next = block;
+  else next = `${block}\n${old}`;
+  writeFileSync(file, next);
+}

@@ -1,6 +1,7 @@
 /** Types shared by the engine, the policy adapters and embedders. */
 import type { UnitInfo } from '../protocols/analyzer.js';
 import type { Flow } from '../flow/flow.js';
+import type { FlowInfo } from '../policy/types.js';
 
 /** A flow's fate. */
 export type Verdict = 'allow' | 'block';
@@ -16,13 +17,7 @@ export interface Decision {
 }
 
 /** What a policy is asked about: the unit found in the stream plus the connection's endpoints. */
-export interface DecisionInfo extends UnitInfo {
-  flow: string;
-  src: string;
-  sport: number;
-  dst: string;
-  dport: number;
-}
+export type DecisionInfo = FlowInfo;
 
 /**
  * A policy as a function: answer synchronously or with a Promise, with a verdict or a Decision.

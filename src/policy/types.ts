@@ -3,18 +3,19 @@
  * answers (Decision). Shared by rules, decision sources and the engine that calls them.
  */
 
+import type { UnitInfo } from '../protocols/analyzer.js';
+
 /** A verdict on a flow or request. */
 export type Verdict = 'allow' | 'block';
 
 /** The application protocol the engine recognised on a flow. */
-export type AppKind = 'tls' | 'http' | 'unknown';
+export type AppKind = UnitInfo['app'];
 
 /**
- * What the policy is asked about: one TLS flow (after its ClientHello), one HTTP request, or a
- * flow carrying neither. Names are expected as the protocol stage reports them (normalised by
- * src/protocols/names.ts); the policy lowercases and strips a trailing dot again anyway.
+ * What the policy is asked about: the unit the analyzers found (see UnitInfo) and the
+ * connection's endpoints. The policy lowercases names and strips a trailing dot again anyway.
  */
-export interface FlowInfo {
+export interface FlowInfo extends UnitInfo {
   /** Flow id as the events print it. */
   flow: string;
   src: string;
@@ -22,25 +23,6 @@ export interface FlowInfo {
   dst: string;
   /** Destination port: what `ports` matches. */
   dport: number;
-  app: AppKind;
-  /** TLS ClientHello server name; null when the hello carried none. */
-  sni?: string | null;
-  /** ALPN protocol ids offered by the client, in order; null when the extension was absent. */
-  alpn?: string[] | null;
-  ja3?: string;
-  ja4?: string;
-  /** The hello carried an encrypted_client_hello extension (0xfe0d): `sni` is the outer name. */
-  ech?: boolean;
-  /**
-   * HTTP host the request is for: the absolute-form or CONNECT target's host when there is
-   * one, the Host header otherwise; null when the request named none.
-   */
-  host?: string | null;
-  method?: string;
-  /** HTTP request path, possibly with its query (the policy strips the query). */
-  path?: string;
-  /** HTTP request target as sent (origin-, absolute- or authority-form). */
-  target?: string;
 }
 
 /**

@@ -3,17 +3,29 @@
  * reassembled stream into units to decide (a ClientHello, each HTTP request head).
  */
 
-/** What the policy learns about one unit of a flow. */
+/**
+ * What the policy learns about one unit of a flow: a TLS flow (its ClientHello), one HTTP
+ * request, or a flow carrying neither. Names are normalised by names.ts.
+ */
 export interface UnitInfo {
   app: 'tls' | 'http' | 'unknown';
+  /** TLS ClientHello server name; null when the hello carried none. */
   sni?: string | null;
+  /** ALPN protocol ids offered by the client, in order; null when the extension was absent. */
   alpn?: string[] | null;
   ja3?: string;
   ja4?: string;
+  /** The hello carried an encrypted_client_hello extension (0xfe0d): `sni` is the outer name. */
   ech?: boolean;
+  /**
+   * HTTP host the request is for: the absolute-form or CONNECT target's host when there is
+   * one, the Host header otherwise; null when the request named none.
+   */
   host?: string | null;
   method?: string;
+  /** HTTP request path, possibly with its query (the policy strips the query). */
   path?: string;
+  /** HTTP request target as sent (origin-, absolute- or authority-form). */
   target?: string;
 }
 

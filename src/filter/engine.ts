@@ -432,8 +432,11 @@ export class Engine {
         info: { app: flow.app ?? 'unknown' } });
     }
     // Bytes already covered by an allow (a request body) pass at once when nothing waits before them.
-    if (endOffset <= this.clearedUntil(flow, inspection) && flow.held.length === 0 && res.buffered === 0) {
+    const cleared = this.clearedUntil(flow, inspection);
+    if (endOffset <= cleared && flow.held.length === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
+      // A request body streams through: keep only what the analyzer still needs.
+      stream.release(Math.min(cleared, inspection.analyzer.consumed()));
     } else if (!this.hold(flow, pkt, tcp, now, endOffset, dataSeq)) {
       return;
     }

@@ -78,7 +78,9 @@ export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks)
   // A copy sent to expire before the server (zapret's fake with a low TTL) has a lower TTL than the handshake.
   if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';
   if (c.tsVal !== undefined && tcp.options.tsVal !== undefined && seqDiff(tcp.options.tsVal, c.tsVal) < 0) return 'paws';
-  if (s.lastAck !== undefined) {
+  // The server's window and ACKs are known only while its packets still reach flowgate (not
+  // once a flow is inspected request by request: then a large upload would look out of window).
+  if (checks.serverObserved && s.lastAck !== undefined) {
     const end = seqAdd(tcp.seq, tcp.payload.length);
     if (seqDiff(tcp.seq, seqAdd(s.lastAck, Math.max(s.maxWindow, MIN_WINDOW))) >= 0) return 'out_of_window';
     if (seqDiff(end, seqAdd(s.lastAck, -Math.max(c.maxWindow, MIN_WINDOW) >>> 0)) < 0) return 'out_of_window';

@@ -334,3 +334,24 @@ t.test('a new SYN on the same ports starts a new flow (port reuse), also after a
   t.equal(s.sink.verdicts.get(ch!)?.mark, 0x200, 'a tombstone does not swallow a new connection');
   t.ok(s.invariant());
 });
+
+t.test('a large upload on a flow inspected request by request streams through (no window guess, bounded memory)', async (t) => {
+  const s = setup(() => 'allow');
+  const c = new Conversation({ dport: 80 });
+  s.feeder.feed(...c.handshake());
+  const size = 2 * 1024 * 1024;
+  s.feeder.feed(c.send(`POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: ${size}\r\n\r\n`));
+  const chunk = new Uint8Array(1448).fill(0x61);
+  let passed = 0;
+  let sent = 0;
+  for (; sent + chunk.length <= size; sent += chunk.length) {
+    const [id] = s.feeder.feed(c.send(chunk));
+    if (s.sink.verdicts.get(id!)?.verdict === NF_ACCEPT) passed++;
+  }
+  const [last] = s.feeder.feed(c.send(new Uint8Array(size - sent).fill(0x61)));
+  t.equal(s.sink.verdicts.get(last!)?.verdict, NF_ACCEPT);
+  t.equal(passed, Math.floor(size / 1448), 'every body packet passed at once, none held');
+  t.same(Object.fromEntries(s.engine.stats.events), {}, 'no limit, no evasion counter');
+  s.feeder.feed(c.send('GET /next HTTP/1.1\r\nHost: b.test\r\n\r\n'));
+  t.same(s.decisions().map((d) => d.path), ['/up', '/next'], 'the next request is decided');
+});

@@ -56,15 +56,25 @@ export class VirtualScheduler implements Scheduler {
     return ran;
   }
 
-  /** Runs every remaining timer, in order. */
-  flush(): number {
-    let ran = 0;
-    while (this.timers.some((t) => t.live)) {
-      const next = Math.min(...this.timers.filter((t) => t.live).map((t) => t.at));
-      ran += this.advance(next);
-    }
-    return ran;
+  /** Capture time of the earliest pending timer; Infinity when there is none. */
+  nextAt(): number {
+    let at = Infinity;
+    for (const t of this.timers) if (t.live && t.at < at) at = t.at;
+    return at;
   }
+}
+
+/**
+ * Runs the timers due up to `until` (all of them for Infinity), earliest first, and lets the
+ * promise callbacks each one starts settle before the next: a policy answer due before a
+ * decision timeout wins over it, as it would in real time.
+ */
+async function runTimers(sched: VirtualScheduler, until: number): Promise<void> {
+  for (let at = sched.nextAt(); at !== Infinity && at <= until; at = sched.nextAt()) {
+    sched.advance(at);
+    await settleMicrotasks();
+  }
+  if (until !== Infinity) sched.advance(until);
 }
 
 /** Counts verdicts like a kernel would see them. */
@@ -103,7 +113,7 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     sink: new CountingSink(),
     scheduler: sched,
     now: () => sched.now,
-    wallClock: () => new Date(wall).toISOString(),
+    wallClock: () => new Date(sched.now).toISOString(),
     options: { ...options, verifyChecksums: false, idPrefix: '' },
     onEvent: (e) => {
       if (e.type === 'decision') onDecision({ ...e, file, frame });
@@ -114,14 +124,17 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
   let lastTick = 0;
   for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
     for (const rec of batch) {
-      frame = rec.index;
       wall = rec.tsMicros / 1000;
       const ip = ipFromFrame(rec.linktype, rec.data);
       if (ip === null) {
+        frame = rec.index;
         skipped++;
         continue;
       }
-      if (sched.advance(wall) > 0) await settleMicrotasks();
+      // Decisions due before this frame settle first (reported with the frame before it).
+      if (sched.nextAt() <= wall) await runTimers(sched, wall);
+      else sched.advance(wall);
+      frame = rec.index;
       if (wall - lastTick >= 1000) {
         engine.tick(wall);
         lastTick = wall;
@@ -132,10 +145,7 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     await settleMicrotasks();
   }
   // The capture ended: let pending decisions finish (or time out), then settle what is left.
-  for (let i = 0; i < 3; i++) {
-    sched.flush();
-    await settleMicrotasks();
-  }
+  await runTimers(sched, Infinity);
   engine.shutdown('allow');
   return { frames: frame, packets, skipped, stats: engine.stats };
 }
@@ -154,6 +164,11 @@ export async function replayFiles(files: string[], o: ReplayOptions): Promise<nu
     `${'SERVER'.padEnd(22)} NAME / REQUEST  (REASON)\n`);
   const progress = process.stderr.isTTY ? progressBar() : undefined;
   let code = 0;
+  // A reader that went away (`| head`) ends the replay quietly, as it does for other tools.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') process.stderr.write(`flowgate: cannot write the output: ${err.message}\n`);
+    process.exit(err.code === 'EPIPE' ? code : 1);
+  });
   try {
     for (const file of files) {
       try {

@@ -334,9 +334,12 @@ function analyse(ps: ProfileSummary[]): string[] {
     const fns = p.top.slice(0, 5).map((f) => `\`${f.name}\` ${f.pct}%`).join(', ');
     const comms = p.perfByProcess?.slice(0, 5).map((c) => `${c.name} ${c.pct}%`).join(', ');
     const dso = p.perfDaemonDso?.slice(0, 4).map((c) => `${c.name} ${c.pct}%`).join(', ');
-    return `- **${p.title}**: the daemon was idle ${p.idlePct}% of its profile; its busy time went to ${areas || '-'}; `
+    const idle = p.idlePct >= 95
+      ? ' The daemon is hardly involved here (decided flows bypass the queue): compare with the conntrack-only row, which pays the same kernel cost.'
+      : '';
+    return `- **${p.title}**: the daemon's main thread was idle ${p.idlePct}% of the workload; its busy time went to ${areas || '-'}; `
       + `hottest functions ${fns || '-'}.${comms ? ` Whole machine (perf, by process): ${comms}.` : ''}`
-      + `${dso ? ` The daemon's own samples by DSO: ${dso}.` : ''}${p.error ? ` (${p.error})` : ''}`;
+      + `${dso ? ` The daemon's own samples by DSO: ${dso}.` : ''}${idle}${p.error ? ` (${p.error})` : ''}`;
   });
 }
 

@@ -76,6 +76,8 @@ export async function connRate(topo: Topology, scheme: 'http' | 'https', seconds
 export interface Ttfb {
   medianMs: number;
   p99Ms: number;
+  /** Median of curl's time_connect: the TCP handshake (SYN, SYN-ACK). */
+  connectMedianMs: number;
   /** Requests that answered 200. */
   n: number;
   /** Requests that did not. */
@@ -98,16 +100,22 @@ export async function ttfb(topo: Topology, scheme: 'http' | 'https', count: numb
   // One shell in the client namespace runs the loop: no `ip netns exec` per request.
   const script = `i=0; while [ $i -lt ${count} ]; do i=$((i+1)); `
     + `curl -sk -o /dev/null --max-time 5 --resolve ${HOST}:${port}:${server} `
-    + `-w '%{http_code} %{time_starttransfer}\\n' ${scheme}://${HOST}/; done`;
+    + `-w '%{http_code} %{time_starttransfer} %{time_connect}\\n' ${scheme}://${HOST}/; done`;
   const res = await topo.exec('client', ['sh', '-c', script], { timeoutMs: count * 6000 + 10_000 });
   const times: number[] = [];
+  const connects: number[] = [];
   let failed = 0;
   for (const line of res.stdout.split('\n')) {
-    const [code, t] = line.trim().split(' ');
+    const [code, t, c] = line.trim().split(' ');
     if (code === undefined || code === '') continue;
-    if (code === '200') times.push(Number(t) * 1000);
-    else failed++;
+    if (code === '200') {
+      times.push(Number(t) * 1000);
+      connects.push(Number(c) * 1000);
+    } else {
+      failed++;
+    }
   }
   times.sort((a, b) => a - b);
-  return { medianMs: quantile(times, 0.5), p99Ms: quantile(times, 0.99), n: times.length, failed };
+  connects.sort((a, b) => a - b);
+  return { medianMs: quantile(times, 0.5), p99Ms: quantile(times, 0.99), connectMedianMs: quantile(connects, 0.5), n: times.length, failed };
 }

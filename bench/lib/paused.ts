@@ -33,7 +33,8 @@ export interface PausedResult {
   held: number;
   kernelWaiting: number;
   heldBytes: number;
-  /** flowgate's resident memory with every flow paused, and its peak, MiB. */
+  /** flowgate's resident memory before the connections, with every flow paused, and its peak, MiB. */
+  rssStartMb: number;
   rssPausedMb: number;
   peakRssMb: number;
   /** Release file created -> last response, ms. */
@@ -92,6 +93,7 @@ export async function pausedFlows(topo: Topology, flows: number): Promise<Paused
   const fg = await startFlowgateDaemon(topo, `default: allow\ndecision_timeout_ms: 120000\ndecide:\n  module: ${mod}\n`,
     { name: 'paused' });
   const status = fg.status!;
+  const rssStart = memoryMb(fg.pid)?.now ?? NaN;
   try {
     log(`opening ${flows} connections`);
     const client = topo.spawn('client', ['sh', '-c', `ulimit -n "$(ulimit -Hn)" && exec ${node} ${join(scripts, 'many-flows.mjs')} `
@@ -141,6 +143,7 @@ export async function pausedFlows(topo: Topology, flows: number): Promise<Paused
       held: Number(last.held ?? 0),
       kernelWaiting: q[0]?.waiting ?? 0,
       heldBytes: Number(last.held_bytes ?? 0),
+      rssStartMb: rssStart,
       rssPausedMb: mem?.now ?? NaN,
       peakRssMb: peak?.peak ?? mem?.peak ?? NaN,
       releaseMs,

@@ -152,16 +152,19 @@ function ttfbTable(r: BenchReport, scheme: 'HTTP' | 'HTTPS', get: (c: ConfigResu
   const base = by(r, 'none');
   const b = base ? get(base) : undefined;
   const rows = r.configs.map((c) => {
-    if (c.skipped !== undefined) return `| ${c.title} | not run | | | | |`;
+    if (c.skipped !== undefined) return `| ${c.title} | not run | | | | | | |`;
     const x = get(c);
-    if (x === undefined) return `| ${c.title} | - | - | - | - | ${errorsOf(c, 'ttfb') || '-'} |`;
+    if (x === undefined) return `| ${c.title} | - | - | - | - | - | - | ${errorsOf(c, 'ttfb') || '-'} |`;
+    const signed = (d: number | undefined) => (d === undefined || !Number.isFinite(d) ? '-' : `${d >= 0 ? '+' : ''}${d.toFixed(3)}`);
     const added = b === undefined ? undefined : x.medianMs - b.medianMs;
-    return `| ${c.title} | ${fmt(x.medianMs, 3)} | ${added === undefined ? '-' : `${added >= 0 ? '+' : ''}${added.toFixed(3)}`} | `
-      + `${fmt(x.p99Ms, 3)} | ${fmt(ratio(x.medianMs, b?.medianMs), 2)} | ${x.n} ok, ${x.failed} failed |`;
+    const addedConnect = b === undefined ? undefined : x.connectMedianMs - b.connectMedianMs;
+    return `| ${c.title} | ${fmt(x.medianMs, 3)} | ${signed(added)} | ${fmt(x.p99Ms, 3)} | ${fmt(ratio(x.medianMs, b?.medianMs), 2)} | `
+      + `${fmt(x.connectMedianMs, 3)} | ${signed(addedConnect)} | ${x.n} ok, ${x.failed} failed |`;
   });
   return `### Time to first byte, ${scheme} (curl, ${r.settings.ttfbRequests} sequential new connections, ms)\n\n`
-    + '| configuration | median | added vs no queue | p99 | x no queue | requests |\n'
-    + '| --- | ---: | ---: | ---: | ---: | --- |\n' + rows.join('\n') + '\n';
+    + '`connect` is curl\'s time_connect (the TCP handshake: SYN and SYN-ACK each cross the gateway once).\n\n'
+    + '| configuration | median | added vs no queue | p99 | x no queue | connect median | connect added | requests |\n'
+    + '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n' + rows.join('\n') + '\n';
 }
 
 function costTable(r: BenchReport): string {
@@ -204,7 +207,9 @@ function pausedSection(r: BenchReport): string {
     ['flows paused at once (`paused_flows`, max seen)', String(p.paused)],
     ['packets held (flowgate / kernel queue waiting)', `${p.held} / ${p.kernelWaiting}`],
     ['bytes held', String(p.heldBytes)],
-    ['flowgate RSS with all paused (VmRSS)', `${fmt(p.rssPausedMb, 1)} MiB`],
+    ['flowgate RSS before the connections (VmRSS)', `${fmt(p.rssStartMb, 1)} MiB`],
+    ['flowgate RSS with all paused (VmRSS)', `${fmt(p.rssPausedMb, 1)} MiB (${fmt(p.rssPausedMb * 1.048576, 1)} MB); `
+      + `${fmt(((p.rssPausedMb - p.rssStartMb) * 1048576) / Math.max(1, p.paused), 0)} bytes per paused flow over the start`],
     ['flowgate peak RSS over the test (VmHWM)', `${fmt(p.peakRssMb, 1)} MiB`],
     ['release -> last response', p.releaseMs === null ? '-' : `${Math.round(p.releaseMs)} ms`],
     ['responses received / client errors', `${p.responses} / ${p.clientErrors}${Object.keys(p.clientCodes).length ? ` ${JSON.stringify(p.clientCodes)}` : ''}`],

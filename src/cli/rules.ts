@@ -57,6 +57,7 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.block), ...reset],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.inspect), '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'ACCEPT'],
+    ...pureAckRules(family),
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(0), '-j', 'NFQUEUE', ...queue, '--queue-bypass'],
     ['-p', 'tcp', '-j', 'CONNMARK', '--save-mark', '--nfmask', hex(m.mask), '--ctmask', hex(m.mask)],
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
@@ -70,6 +71,27 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
   if (o.rejectQuic) {
     const unreachable = family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable';
     rules.unshift(['-p', 'udp', '--dport', '443', '-j', 'REJECT', '--reject-with', unreachable]);
+  }
+  return rules;
+}
+
+/**
+ * Bare ACKs (no payload; SYN, FIN, RST and URG clear) carry nothing to inspect, and each trip
+ * through the queue costs a wake-up of the daemon, so they never enter it. Neither iptables nor
+ * u32 can subtract header lengths from the packet length, so there is one exact rule per TCP
+ * header length (data offset 5-15 words): the IP length must equal the headers' length. IPv4
+ * packets with IP options and IPv6 packets with extension headers do not match and are queued
+ * as before.
+ */
+export function pureAckRules(family: 4 | 6): string[][] {
+  const rules: string[][] = [];
+  for (let doff = 5; doff <= 15; doff++) {
+    // Offsets: IPv4 byte 0 version/IHL, bytes 2-3 total length, TCP at 20; IPv6 bytes 4-5
+    // payload length and byte 6 next header, TCP at 40. TCP byte 12 holds the data offset, 13 the flags.
+    const [ip, tcp] = family === 4
+      ? [`0>>24=0x45&&0&0xffff=${20 + 4 * doff}`, 32]
+      : [`4>>8=${hex(((4 * doff) << 8) | 6)}`, 52];
+    rules.push(['-p', 'tcp', '-m', 'u32', '--u32', `${ip}&&${tcp}>>28=${doff}&&${tcp}>>16&0x37=0x10`, '-j', 'ACCEPT']);
   }
   return rules;
 }

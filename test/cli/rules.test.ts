@@ -14,8 +14,15 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.match(lines[1], /connmark --mark 0x100\/0x300 -j ACCEPT/);
   t.match(lines[2], /connmark --mark 0x200\/0x300 -j REJECT --reject-with tcp-reset/);
   t.match(lines[3], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
-  t.match(lines[4], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
-  t.match(lines[5], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  const acks = lines.slice(4, 15);
+  t.equal(acks.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
+    'bare ACKs skip the queue: one rule per TCP header length');
+  t.match(lines[4], /0&0xffff=40&&32>>28=5&&/);
+  t.match(lines[14], /0&0xffff=80&&32>>28=15&&/);
+  t.match(lines[15], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
+  t.match(lines[16], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  const v6 = restoreSnippet(DEFAULT_RULES, 6);
+  t.match(v6, /-m u32 --u32 4>>8=0x1406&&52>>28=5&&52>>16&0x37=0x10 -j ACCEPT/, 'IPv6: payload length and next header TCP');
   t.match(text, /-I FORWARD 1 -p tcp -j FLOWGATE/);
   t.match(printRules({ ...DEFAULT_RULES, queues: [0, 3] }), /--queue-balance 0:3/);
   const host = chainRules({ ...DEFAULT_RULES, mode: 'host' }, 6).map((r) => r.join(' '));

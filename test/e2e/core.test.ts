@@ -78,6 +78,12 @@ t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async 
   t.ok(fg.decisions().some((d) => d.app === 'http' && d.host === 'allowed.test' && d.method === 'GET' && d.path === '/'));
   t.ok(fg.decisions().some((d) => d.app === 'tls' && d.sni === 'allowed.test' && d.verdict === 'allow'));
   await assertSettled(t, topo, fg);
+  for (const cmd of ['iptables', 'ip6tables']) {
+    // Bare ACKs (the handshake's third packet, ACKs of responses) skip the queue by the u32 rules.
+    const listing = (await topo.exec('gw', [cmd, '-w', '-L', 'FLOWGATE', '-v', '-x', '-n'], { check: true })).stdout;
+    const acks = listing.split('\n').filter((l) => l.includes('u32')).reduce((n, l) => n + Number(l.trim().split(/\s+/)[0]), 0);
+    t.ok(acks > 0, `${cmd}: ${acks} bare ACKs went past the queue`);
+  }
   t.equal(await fg.stop(), 0, 'SIGTERM: exit 0');
 });
 

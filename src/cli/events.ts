@@ -1,7 +1,8 @@
 /**
  * The event stream on stdout: one JSON object per line (CONTRACT.md "Events"), or a short human
- * line with `--log-format pretty`. Writing never blocks the packet path: when stdout is slow,
- * events queue up to a cap and the excess is counted as dropped.
+ * line with `--log-format pretty`. Writing never blocks the packet path: the lines of one turn
+ * of the event loop leave in one write (one system call, not one per decision), and when stdout
+ * is slow, events queue up to a cap and the excess is counted as dropped.
  */
 import type { Writable } from 'node:stream';
 import type { FlowgateEvent } from '../filter/types.js';
@@ -19,6 +20,10 @@ export class EventWriter {
   private queue: string[] = [];
   private blocked = false;
   private broken = false;
+  /** Lines of this turn of the event loop, written together by flush(). */
+  private batch = '';
+  private batchLines = 0;
+  private flushScheduled = false;
 
   constructor(private readonly out: Writable, private readonly format: LogFormat = 'json') {
     out.on('drain', () => this.drain());
@@ -40,25 +45,41 @@ export class EventWriter {
       else this.queue.push(line);
       return;
     }
-    this.push(line);
+    this.batch += line;
+    this.batchLines++;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Writes the lines gathered in this turn of the event loop now (also called before exit). */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.batchLines === 0) return;
+    const text = this.batch;
+    const lines = this.batchLines;
+    this.batch = '';
+    this.batchLines = 0;
+    this.push(text, lines);
   }
 
   /**
-   * One write. stdout writes to a file are synchronous and throw when the disk is full: that
-   * event is counted as dropped and the next one tried again (space may come back).
+   * One write of `lines` events. stdout writes to a file are synchronous and throw when the disk
+   * is full: those events are counted as dropped and the next ones tried again (space may come back).
    */
-  private push(line: string): void {
+  private push(text: string, lines: number): void {
     try {
-      if (!this.out.write(line)) this.blocked = true;
-      this.written++;
+      if (!this.out.write(text)) this.blocked = true;
+      this.written += lines;
     } catch {
-      this.dropped++;
+      this.dropped += lines;
     }
   }
 
   private drain(): void {
     this.blocked = false;
-    while (this.queue.length > 0 && !this.blocked && !this.broken) this.push(this.queue.shift()!);
+    while (this.queue.length > 0 && !this.blocked && !this.broken) this.push(this.queue.shift()!, 1);
   }
 }
 

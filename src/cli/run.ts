@@ -60,7 +60,10 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       ? statusReport(filter.engine, filter.queue, { queue: queueNum, started, config: config.file, events })
       : describeFlows(filter.engine),
     reload: (next) => filter.reload(next),
-    stop: () => filter.stop(),
+    stop: async () => {
+      await filter.stop();
+      events.flush();
+    },
   }, config, opts, log);
 }
 

@@ -101,6 +101,7 @@ export async function runWorkers(o: WorkersOptions): Promise<number> {
     stop: async () => {
       for (const w of workers) w.postMessage({ kind: 'stop' } satisfies ToWorker);
       await Promise.all(stopped);
+      events.flush();
     },
   }, config, opts, log);
 }

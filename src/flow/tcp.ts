@@ -74,6 +74,7 @@ export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks)
   if (!checks.strict) return undefined;
   if (!(tcp.flags & ACK)) return 'no_ack';
   if (tcp.hopByHopCount > 1 || tcp.hopByHopMisplaced === true) return 'ipv6_hbh';
+  if (tcp.discardedByReceiver === true) return 'ipv6_ext';
   if (tcp.options.md5 && !c.md5) return 'md5';
   // A copy sent to expire before the server (zapret's fake with a low TTL) has a lower TTL than the handshake.
   if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';

@@ -192,7 +192,11 @@ export class Engine {
       }
       flow = this.createFlow(tcp, now, key);
       if (flow === undefined) {
-        this.verdict(pkt, NF_ACCEPT);
+        // Servers put no data in a SYN-ACK: one opening a connection is a client's fake, which a
+        // server in LISTEN answers with an RST (EVASION.md 14). It must not pass, nor name the client.
+        const fake = (tcp.flags & (SYN | ACK)) === (SYN | ACK) && tcp.payload.length > 0;
+        if (fake) this.stats.count('evasion_syn_data');
+        this.verdict(pkt, fake ? NF_DROP : NF_ACCEPT);
         return;
       }
       if (this.newFlowVerdict(flow, pkt)) return;
@@ -238,16 +242,16 @@ export class Engine {
 
   private createFlow(tcp: TcpPacket, now: number, key: string): Flow | undefined {
     const syn = (tcp.flags & (SYN | ACK)) === SYN;
-    const synAck = (tcp.flags & (SYN | ACK)) === (SYN | ACK);
     if (!syn && tcp.payload.length === 0) return undefined; // a bare ACK/FIN/RST of a connection we never knew: not ours
     if (tcp.flags & RST) return undefined;
-    // The SYN sender is the client; a SYN-ACK's sender is the server; otherwise the first data sender.
-    const clientIsSrc = !synAck;
-    const client = clientIsSrc ? { addr: tcp.src, port: tcp.sport } : { addr: tcp.dst, port: tcp.dport };
-    const server = clientIsSrc ? { addr: tcp.dst, port: tcp.dport } : { addr: tcp.src, port: tcp.sport };
+    // A SYN-ACK opens nothing: its sender is not known to be the server (a client can send one first).
+    if ((tcp.flags & (SYN | ACK)) === (SYN | ACK)) return undefined;
+    // The SYN sender is the client; otherwise the first data sender.
+    const client = { addr: tcp.src, port: tcp.sport };
+    const server = { addr: tcp.dst, port: tcp.dport };
     const flow = new Flow(key, tcp.family, client, server, now,
       this.options.idPrefix);
-    if (!syn && !synAck) {
+    if (!syn) {
       flow.midstream = true;
       flow.tcp = 'established';
       this.stats.count('midstream');

@@ -281,7 +281,9 @@ export class Engine {
   /**
    * The SYN-ACK of a flow whose SYN carried data: if it acknowledges the data, what was
    * inspected is what the server got; if not, the client will send the data again and that
-   * copy is what counts, so inspection starts over from the first byte.
+   * copy is what counts, so inspection starts over from the first byte. If it acknowledges part
+   * of it (RFC 7413 4.2), the server kept those bytes and the client resends the rest, possibly
+   * different: inspection starts over from the kept part.
    */
   private settleFastOpen(flow: Flow, ack: number): void {
     const tfo = flow.tfo!;
@@ -290,7 +292,13 @@ export class Engine {
       this.stats.count('tfo_accepted');
       return;
     }
-    this.stats.count('tfo_refused');
+    const first = seqAdd(flow.c2s.isn!, 1);
+    const kept = seqDiff(ack, first);
+    // The stream keeps its first bytes until the SYN-ACK (see releaseTo): copy the kept part.
+    const old = flow.stream;
+    const prefix = kept > 0 && old !== undefined && old.retainedFrom === 0 && old.offset >= kept
+      ? old.view(0).slice(0, kept) : undefined;
+    this.stats.count(kept > 0 ? 'tfo_partial' : 'tfo_refused');
     const insp = this.inspections.get(flow);
     if (insp?.timer !== undefined) {
       this.scheduler.clearTimeout(insp.timer);
@@ -301,6 +309,33 @@ export class Engine {
     flow.stream = undefined;
     flow.bypassPending = false;
     flow.phase = 'handshake';
+    if (kept <= 0) return;
+    tfo.end = ack;
+    this.openStream(flow, first);
+    const again = this.inspections.get(flow)!;
+    if (prefix === undefined) {
+      // Not retained (cannot happen while releaseTo keeps it): what the server kept is unknown.
+      this.force(flow, { verdict: this.options.onAmbiguous, reason: 'ambiguous:tfo' }, { app: flow.app ?? 'unknown' });
+      return;
+    }
+    flow.stream!.insert(first, prefix);
+    for (const ev of again.analyzer.feed(flow.stream!.view(0), 0)) this.addUnit(flow, again, ev);
+    this.advance(flow, again);
+  }
+
+  /** Starts reassembling and inspecting the client stream at `firstSeq`. */
+  private openStream(flow: Flow, firstSeq: number): void {
+    flow.stream = new StreamReassembler(firstSeq, {
+      maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
+      maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
+    });
+    this.beginInspection(flow);
+  }
+
+  /** Lets the stream forget bytes before `offset`, except data from a SYN the server has not confirmed yet. */
+  private releaseTo(flow: Flow, offset: number): void {
+    if (flow.tfo !== undefined && !flow.tfo.confirmed) return;
+    flow.stream?.release(offset);
   }
 
   private clientPacket(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number): void {
@@ -365,13 +400,9 @@ export class Engine {
     }
     trackClient(flow, tcp);
     if (flow.stream === undefined) {
-      flow.stream = new StreamReassembler(c.isn !== undefined ? seqAdd(c.isn, 1) : tcp.seq, {
-        maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
-        maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
-      });
       if (c.isn === undefined) flow.midstream = true;
       flow.tcp = 'established';
-      this.beginInspection(flow);
+      this.openStream(flow, c.isn !== undefined ? seqAdd(c.isn, 1) : tcp.seq);
       if (flow.midstream && this.options.midstream !== 'inspect') {
         this.hold(flow, pkt, tcp, now, Infinity);
         this.force(flow, { verdict: this.options.midstream, reason: 'midstream' }, { app: 'unknown' });
@@ -379,11 +410,11 @@ export class Engine {
       }
     }
     const inspection = this.inspections.get(flow);
-    if (inspection === undefined) {
+    const stream = flow.stream;
+    if (inspection === undefined || stream === undefined) {
       this.verdict(pkt, NF_ACCEPT);
       return;
     }
-    const stream = flow.stream;
     // The first data byte of a SYN comes one after its sequence number.
     const dataSeq = syn ? seqAdd(tcp.seq, 1) : tcp.seq;
     const endOffset = stream.offsetOf(seqAdd(dataSeq, len));
@@ -440,7 +471,7 @@ export class Engine {
     if (endOffset <= cleared && flow.held.length === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
       // A request body streams through: keep only what the analyzer still needs.
-      stream.release(Math.min(cleared, inspection.analyzer.consumed()));
+      this.releaseTo(flow, Math.min(cleared, inspection.analyzer.consumed()));
     } else if (!this.hold(flow, pkt, tcp, now, endOffset, dataSeq)) {
       return;
     }
@@ -630,8 +661,7 @@ export class Engine {
     }
     flow.held = keep;
     // Units before the frontier are done; forget their bytes.
-    const stream = flow.stream;
-    if (stream !== undefined) stream.release(Math.min(cleared, insp.analyzer.consumed()));
+    this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()));
     insp.units = insp.units.filter((u) => u.state !== 'allowed');
   }
 

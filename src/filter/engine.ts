@@ -78,6 +78,14 @@ interface Inspection {
   timer?: unknown;
   decidingSince: number;
   advancing?: boolean;
+  /**
+   * A copy of the last bytes released from the stream after a decision (at most the largest
+   * unit, see releaseTo), from stream offset `releasedFrom`: a later copy of that range is
+   * compared with it (G3). `releasedLen` bytes of `released` are valid.
+   */
+  released?: Uint8Array;
+  releasedFrom: number;
+  releasedLen: number;
 }
 
 /** The packet path. One instance per queue. */
@@ -332,10 +340,38 @@ export class Engine {
     this.beginInspection(flow);
   }
 
-  /** Lets the stream forget bytes before `offset`, except data from a SYN the server has not confirmed yet. */
-  private releaseTo(flow: Flow, offset: number): void {
+  /**
+   * Lets the stream forget bytes before `offset`, except data from a SYN the server has not
+   * confirmed yet. With `keep`, the bytes let go after a decision are first copied into it
+   * (their last max(max_hello_bytes, max_request_head_bytes)), so a later copy of the unit just
+   * decided can still be compared; a request body streaming through is not copied.
+   */
+  private releaseTo(flow: Flow, offset: number, keep?: Inspection): void {
     if (flow.tfo !== undefined && !flow.tfo.confirmed) return;
-    flow.stream?.release(offset);
+    const stream = flow.stream;
+    if (stream === undefined) return;
+    const from = stream.retainedFrom;
+    const to = Math.min(offset, stream.offset);
+    if (keep !== undefined && to > from) {
+      const cap = Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes);
+      const start = Math.max(from, to - cap);
+      const n = to - start;
+      if (keep.released === undefined || keep.released.length < n) keep.released = new Uint8Array(Math.max(n, 2048));
+      keep.released.set(stream.view(start).subarray(0, n));
+      keep.releasedFrom = start;
+      keep.releasedLen = n;
+    }
+    stream.release(offset);
+  }
+
+  /** Stream offset of the first byte of `data` (at `start`) that differs from the copy kept by releaseTo, or -1. */
+  private releasedConflict(insp: Inspection, start: number, data: Uint8Array): number {
+    const kept = insp.released;
+    if (kept === undefined) return -1;
+    const lo = Math.max(start, insp.releasedFrom);
+    const hi = Math.min(start + data.length, insp.releasedFrom + insp.releasedLen);
+    for (let i = lo; i < hi; i++) if (data[i - start] !== kept[i - insp.releasedFrom]) return i;
+    return -1;
   }
 
   private clientPacket(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number): void {
@@ -426,7 +462,11 @@ export class Engine {
       return;
     }
     const before = stream.offset;
-    const res = len > 0 ? stream.insert(dataSeq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
+    // Bytes the stream no longer keeps are compared with the copy of the last unit released (G3).
+    const startOffset = endOffset - len;
+    const differs = len > 0 && startOffset < stream.retainedFrom ? this.releasedConflict(inspection, startOffset, tcp.payload) : -1;
+    const res = differs >= 0 ? { kind: 'conflict' as const, seq: stream.seqAt(differs) }
+      : len > 0 ? stream.insert(dataSeq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
     switch (res.kind) {
       case 'conflict':
         this.stats.count('evasion_conflict');
@@ -489,14 +529,14 @@ export class Engine {
     if (this.inspections.size >= this.options.limits.maxInspectingFlows) {
       this.stats.count('limit_inspecting_flows');
       flow.phase = 'inspecting';
-      const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0 };
+      const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 };
       this.inspections.set(flow, insp);
       insp.units.push({ start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
         forced: { verdict: this.options.onLimit, reason: 'limit' } });
       return;
     }
     flow.phase = 'inspecting';
-    this.inspections.set(flow, { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0 });
+    this.inspections.set(flow, { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 });
   }
 
   /** Holds a packet; false if a limit forced a verdict instead. */
@@ -661,7 +701,7 @@ export class Engine {
     }
     flow.held = keep;
     // Units before the frontier are done; forget their bytes.
-    this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()));
+    this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
     insp.units = insp.units.filter((u) => u.state !== 'allowed');
   }
 

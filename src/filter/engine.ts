@@ -571,6 +571,14 @@ export class Engine {
       return;
     }
     flow.app = ev.info.app;
+    if (ev.kind === 'unit' && ev.info.app === 'unknown' && flow.midstream && ev.start === 0) {
+      // The first data of a flow whose start was not seen, and it begins no message: it may be
+      // the second part of one whose first part comes later, below where flowgate thinks the
+      // stream starts. A decision on it alone could pass half a message: refuse (EVASION.md 14).
+      insp.units.push({ start: ev.start, info: ev.info, opaque: true, state: 'waiting',
+        forced: { verdict: this.options.onAmbiguous, reason: 'ambiguous:midstream' } });
+      return;
+    }
     if (ev.kind === 'unit') {
       insp.units.push({ start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
       return;

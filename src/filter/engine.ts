@@ -86,6 +86,8 @@ interface Inspection {
   released?: Uint8Array;
   releasedFrom: number;
   releasedLen: number;
+  /** Counted in `busyFlows`: holds packets or waits for an asynchronous decision. */
+  busy?: boolean;
 }
 
 /** The packet path. One instance per queue. */
@@ -103,6 +105,8 @@ export class Engine {
   private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
   private readonly inspections = new Map<Flow, Inspection>();
   private heldBytesTotal = 0;
+  /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
+  private busyFlows = 0;
   private tokens = 0;
   /** The packet being handled and whether it was given a verdict or held. */
   private current = -1;
@@ -246,6 +250,7 @@ export class Engine {
       return;
     }
     this.clientPacket(flow, pkt, tcp, now);
+    this.noteBusy(flow);
   }
 
   private createFlow(tcp: TcpPacket, now: number, key: string): Flow | undefined {
@@ -307,12 +312,7 @@ export class Engine {
     const prefix = kept > 0 && old !== undefined && old.retainedFrom === 0 && old.offset >= kept
       ? old.view(0).slice(0, kept) : undefined;
     this.stats.count(kept > 0 ? 'tfo_partial' : 'tfo_refused');
-    const insp = this.inspections.get(flow);
-    if (insp?.timer !== undefined) {
-      this.scheduler.clearTimeout(insp.timer);
-      this.stats.pausedFlows--;
-    }
-    this.inspections.delete(flow);
+    this.endInspection(flow);
     // Nothing is held here: a held SYN cannot have been answered.
     flow.stream = undefined;
     flow.bypassPending = false;
@@ -329,6 +329,33 @@ export class Engine {
     flow.stream!.insert(first, prefix);
     for (const ev of again.analyzer.feed(flow.stream!.view(0), 0)) this.addUnit(flow, again, ev);
     this.advance(flow, again);
+    this.noteBusy(flow);
+  }
+
+  /** Forgets a flow's inspection, cancelling a decision in flight. */
+  private endInspection(flow: Flow): void {
+    const insp = this.inspections.get(flow);
+    if (insp === undefined) return;
+    if (insp.timer !== undefined) {
+      this.scheduler.clearTimeout(insp.timer);
+      insp.timer = undefined;
+      this.stats.pausedFlows--;
+    }
+    if (insp.busy === true) {
+      insp.busy = false;
+      this.busyFlows--;
+    }
+    this.inspections.delete(flow);
+  }
+
+  /** Keeps `busyFlows` current after a flow's packets or decisions changed. */
+  private noteBusy(flow: Flow): void {
+    const insp = this.inspections.get(flow);
+    if (insp === undefined) return;
+    const busy = flow.held.length > 0 || insp.timer !== undefined;
+    if (busy === (insp.busy === true)) return;
+    insp.busy = busy;
+    this.busyFlows += busy ? 1 : -1;
   }
 
   /** Starts reassembling and inspecting the client stream at `firstSeq`. */
@@ -526,7 +553,7 @@ export class Engine {
   }
 
   private beginInspection(flow: Flow): void {
-    if (this.inspections.size >= this.options.limits.maxInspectingFlows) {
+    if (this.busyFlows >= this.options.limits.maxInspectingFlows) {
       this.stats.count('limit_inspecting_flows');
       flow.phase = 'inspecting';
       const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 };
@@ -676,12 +703,14 @@ export class Engine {
     unit.state = 'allowed';
     if (unit.opaque || decision.bypass) {
       this.bypass(flow, insp);
+      this.noteBusy(flow); // still inspected while data from a SYN waits for the SYN-ACK
       return;
     }
     // The analyzer may have more to say now (an embedder's handler resumed with "need more").
     const more = insp.analyzer.settled?.();
     if (more !== undefined) for (const ev of more) this.addUnit(flow, insp, ev);
     this.advance(flow, insp);
+    this.noteBusy(flow);
   }
 
   /** Stream offset up to which every byte is covered by an allow. */
@@ -788,16 +817,12 @@ export class Engine {
     this.completeFlow(flow, 'blocked', reset ? 'block' : 'drop');
   }
 
-  /** Removes a flow, settling anything it still holds; calls `complete` exactly once. */
-  private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop'): void {
-    const insp = this.inspections.get(flow);
-    if (insp !== undefined) {
-      if (insp.timer !== undefined) {
-        this.scheduler.clearTimeout(insp.timer);
-        this.stats.pausedFlows--;
-      }
-      this.inspections.delete(flow);
-    }
+  /**
+   * Removes a flow, settling anything it still holds; calls `complete` exactly once. Decided
+   * flows leave a tombstone with their verdict; others leave `remember`, if given.
+   */
+  private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop', remember?: Verdict): void {
+    this.endInspection(flow);
     if (flow.held.length > 0) {
       // Only reached for timeouts, eviction and shutdown: the verdict was passed in as `tomb`.
       const now = this.now();
@@ -812,7 +837,7 @@ export class Engine {
     }
     flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
     flow.stream = undefined;
-    this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : undefined);
+    this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : remember);
     this.hooks.complete?.(flow, why);
     if (why === 'blocked' || why === 'bypassed') return;
     this.onEvent(flowEndEvent(flow, why, this.wallClock()));
@@ -829,10 +854,26 @@ export class Engine {
         : flow.tcp === 'syn' ? t.synS : flow.tcp === 'closing' ? t.closingS : t.establishedS) * 1000;
       if (idle >= limit) {
         this.stats.count('timeout_flows');
-        this.completeFlow(flow, 'timeout', this.options.onTimeout);
+        const insp = this.inspections.get(flow);
+        if (insp !== undefined && insp.timer === undefined && this.incomplete(flow, insp)) {
+          // A client that stopped in the middle of a message (G2): not a slow policy, so not
+          // on_timeout but the limit verdict, remembered for the rest of the flow (the message
+          // completed later must not pass under a fresh midstream flow).
+          this.stats.count('limit_incomplete');
+          this.completeFlow(flow, 'timeout', this.options.onLimit, this.options.onLimit);
+        } else {
+          this.completeFlow(flow, 'timeout', this.options.onTimeout);
+        }
       }
     }
     this.table.expireTombstones(now);
+  }
+
+  /** True when the flow holds packets or part of a unit with no decision asked for. */
+  private incomplete(flow: Flow, insp: Inspection): boolean {
+    if (flow.held.length > 0) return true;
+    const stream = flow.stream;
+    return stream !== undefined && insp.analyzer.frontier() < stream.offset;
   }
 
   /** Settles every held packet with `verdict` and empties the table (SIGTERM). */

@@ -78,6 +78,16 @@ interface Inspection {
   timer?: unknown;
   decidingSince: number;
   advancing?: boolean;
+  /**
+   * A copy of the last bytes released from the stream after a decision (at most the largest
+   * unit, see releaseTo), from stream offset `releasedFrom`: a later copy of that range is
+   * compared with it (G3). `releasedLen` bytes of `released` are valid.
+   */
+  released?: Uint8Array;
+  releasedFrom: number;
+  releasedLen: number;
+  /** Counted in `busyFlows`: holds packets or waits for an asynchronous decision. */
+  busy?: boolean;
 }
 
 /** The packet path. One instance per queue. */
@@ -95,6 +105,8 @@ export class Engine {
   private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
   private readonly inspections = new Map<Flow, Inspection>();
   private heldBytesTotal = 0;
+  /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
+  private busyFlows = 0;
   private tokens = 0;
   /** The packet being handled and whether it was given a verdict or held. */
   private current = -1;
@@ -192,7 +204,11 @@ export class Engine {
       }
       flow = this.createFlow(tcp, now, key);
       if (flow === undefined) {
-        this.verdict(pkt, NF_ACCEPT);
+        // Servers put no data in a SYN-ACK: one opening a connection is a client's fake, which a
+        // server in LISTEN answers with an RST (EVASION.md 14). It must not pass, nor name the client.
+        const fake = (tcp.flags & (SYN | ACK)) === (SYN | ACK) && tcp.payload.length > 0;
+        if (fake) this.stats.count('evasion_syn_data');
+        this.verdict(pkt, fake ? NF_DROP : NF_ACCEPT);
         return;
       }
       if (this.newFlowVerdict(flow, pkt)) return;
@@ -234,20 +250,21 @@ export class Engine {
       return;
     }
     this.clientPacket(flow, pkt, tcp, now);
+    this.noteBusy(flow);
   }
 
   private createFlow(tcp: TcpPacket, now: number, key: string): Flow | undefined {
     const syn = (tcp.flags & (SYN | ACK)) === SYN;
-    const synAck = (tcp.flags & (SYN | ACK)) === (SYN | ACK);
     if (!syn && tcp.payload.length === 0) return undefined; // a bare ACK/FIN/RST of a connection we never knew: not ours
     if (tcp.flags & RST) return undefined;
-    // The SYN sender is the client; a SYN-ACK's sender is the server; otherwise the first data sender.
-    const clientIsSrc = !synAck;
-    const client = clientIsSrc ? { addr: tcp.src, port: tcp.sport } : { addr: tcp.dst, port: tcp.dport };
-    const server = clientIsSrc ? { addr: tcp.dst, port: tcp.dport } : { addr: tcp.src, port: tcp.sport };
+    // A SYN-ACK opens nothing: its sender is not known to be the server (a client can send one first).
+    if ((tcp.flags & (SYN | ACK)) === (SYN | ACK)) return undefined;
+    // The SYN sender is the client; otherwise the first data sender.
+    const client = { addr: tcp.src, port: tcp.sport };
+    const server = { addr: tcp.dst, port: tcp.dport };
     const flow = new Flow(key, tcp.family, client, server, now,
       this.options.idPrefix);
-    if (!syn && !synAck) {
+    if (!syn) {
       flow.midstream = true;
       flow.tcp = 'established';
       this.stats.count('midstream');
@@ -277,7 +294,9 @@ export class Engine {
   /**
    * The SYN-ACK of a flow whose SYN carried data: if it acknowledges the data, what was
    * inspected is what the server got; if not, the client will send the data again and that
-   * copy is what counts, so inspection starts over from the first byte.
+   * copy is what counts, so inspection starts over from the first byte. If it acknowledges part
+   * of it (RFC 7413 4.2), the server kept those bytes and the client resends the rest, possibly
+   * different: inspection starts over from the kept part.
    */
   private settleFastOpen(flow: Flow, ack: number): void {
     const tfo = flow.tfo!;
@@ -286,17 +305,100 @@ export class Engine {
       this.stats.count('tfo_accepted');
       return;
     }
-    this.stats.count('tfo_refused');
-    const insp = this.inspections.get(flow);
-    if (insp?.timer !== undefined) {
-      this.scheduler.clearTimeout(insp.timer);
-      this.stats.pausedFlows--;
-    }
-    this.inspections.delete(flow);
+    const first = seqAdd(flow.c2s.isn!, 1);
+    const kept = seqDiff(ack, first);
+    // The stream keeps its first bytes until the SYN-ACK (see releaseTo): copy the kept part.
+    const old = flow.stream;
+    const prefix = kept > 0 && old !== undefined && old.retainedFrom === 0 && old.offset >= kept
+      ? old.view(0).slice(0, kept) : undefined;
+    this.stats.count(kept > 0 ? 'tfo_partial' : 'tfo_refused');
+    this.endInspection(flow);
     // Nothing is held here: a held SYN cannot have been answered.
     flow.stream = undefined;
     flow.bypassPending = false;
     flow.phase = 'handshake';
+    if (kept <= 0) return;
+    tfo.end = ack;
+    this.openStream(flow, first);
+    const again = this.inspections.get(flow)!;
+    if (prefix === undefined) {
+      // Not retained (cannot happen while releaseTo keeps it): what the server kept is unknown.
+      this.force(flow, { verdict: this.options.onAmbiguous, reason: 'ambiguous:tfo' }, { app: flow.app ?? 'unknown' });
+      return;
+    }
+    flow.stream!.insert(first, prefix);
+    for (const ev of again.analyzer.feed(flow.stream!.view(0), 0)) this.addUnit(flow, again, ev);
+    this.advance(flow, again);
+    this.noteBusy(flow);
+  }
+
+  /** Forgets a flow's inspection, cancelling a decision in flight. */
+  private endInspection(flow: Flow): void {
+    const insp = this.inspections.get(flow);
+    if (insp === undefined) return;
+    if (insp.timer !== undefined) {
+      this.scheduler.clearTimeout(insp.timer);
+      insp.timer = undefined;
+      this.stats.pausedFlows--;
+    }
+    if (insp.busy === true) {
+      insp.busy = false;
+      this.busyFlows--;
+    }
+    this.inspections.delete(flow);
+  }
+
+  /** Keeps `busyFlows` current after a flow's packets or decisions changed. */
+  private noteBusy(flow: Flow): void {
+    const insp = this.inspections.get(flow);
+    if (insp === undefined) return;
+    const busy = flow.held.length > 0 || insp.timer !== undefined;
+    if (busy === (insp.busy === true)) return;
+    insp.busy = busy;
+    this.busyFlows += busy ? 1 : -1;
+  }
+
+  /** Starts reassembling and inspecting the client stream at `firstSeq`. */
+  private openStream(flow: Flow, firstSeq: number): void {
+    flow.stream = new StreamReassembler(firstSeq, {
+      maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
+      maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
+    });
+    this.beginInspection(flow);
+  }
+
+  /**
+   * Lets the stream forget bytes before `offset`, except data from a SYN the server has not
+   * confirmed yet. With `keep`, the bytes let go after a decision are first copied into it
+   * (their last max(max_hello_bytes, max_request_head_bytes)), so a later copy of the unit just
+   * decided can still be compared; a request body streaming through is not copied.
+   */
+  private releaseTo(flow: Flow, offset: number, keep?: Inspection): void {
+    if (flow.tfo !== undefined && !flow.tfo.confirmed) return;
+    const stream = flow.stream;
+    if (stream === undefined) return;
+    const from = stream.retainedFrom;
+    const to = Math.min(offset, stream.offset);
+    if (keep !== undefined && to > from) {
+      const cap = Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes);
+      const start = Math.max(from, to - cap);
+      const n = to - start;
+      if (keep.released === undefined || keep.released.length < n) keep.released = new Uint8Array(Math.max(n, 2048));
+      keep.released.set(stream.view(start).subarray(0, n));
+      keep.releasedFrom = start;
+      keep.releasedLen = n;
+    }
+    stream.release(offset);
+  }
+
+  /** Stream offset of the first byte of `data` (at `start`) that differs from the copy kept by releaseTo, or -1. */
+  private releasedConflict(insp: Inspection, start: number, data: Uint8Array): number {
+    const kept = insp.released;
+    if (kept === undefined) return -1;
+    const lo = Math.max(start, insp.releasedFrom);
+    const hi = Math.min(start + data.length, insp.releasedFrom + insp.releasedLen);
+    for (let i = lo; i < hi; i++) if (data[i - start] !== kept[i - insp.releasedFrom]) return i;
+    return -1;
   }
 
   private clientPacket(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number): void {
@@ -361,13 +463,9 @@ export class Engine {
     }
     trackClient(flow, tcp);
     if (flow.stream === undefined) {
-      flow.stream = new StreamReassembler(c.isn !== undefined ? seqAdd(c.isn, 1) : tcp.seq, {
-        maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
-        maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
-      });
       if (c.isn === undefined) flow.midstream = true;
       flow.tcp = 'established';
-      this.beginInspection(flow);
+      this.openStream(flow, c.isn !== undefined ? seqAdd(c.isn, 1) : tcp.seq);
       if (flow.midstream && this.options.midstream !== 'inspect') {
         this.hold(flow, pkt, tcp, now, Infinity);
         this.force(flow, { verdict: this.options.midstream, reason: 'midstream' }, { app: 'unknown' });
@@ -375,11 +473,11 @@ export class Engine {
       }
     }
     const inspection = this.inspections.get(flow);
-    if (inspection === undefined) {
+    const stream = flow.stream;
+    if (inspection === undefined || stream === undefined) {
       this.verdict(pkt, NF_ACCEPT);
       return;
     }
-    const stream = flow.stream;
     // The first data byte of a SYN comes one after its sequence number.
     const dataSeq = syn ? seqAdd(tcp.seq, 1) : tcp.seq;
     const endOffset = stream.offsetOf(seqAdd(dataSeq, len));
@@ -391,7 +489,11 @@ export class Engine {
       return;
     }
     const before = stream.offset;
-    const res = len > 0 ? stream.insert(dataSeq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
+    // Bytes the stream no longer keeps are compared with the copy of the last unit released (G3).
+    const startOffset = endOffset - len;
+    const differs = len > 0 && startOffset < stream.retainedFrom ? this.releasedConflict(inspection, startOffset, tcp.payload) : -1;
+    const res = differs >= 0 ? { kind: 'conflict' as const, seq: stream.seqAt(differs) }
+      : len > 0 ? stream.insert(dataSeq, tcp.payload) : { kind: 'ok' as const, added: 0, buffered: 0, old: 0 };
     switch (res.kind) {
       case 'conflict':
         this.stats.count('evasion_conflict');
@@ -436,7 +538,7 @@ export class Engine {
     if (endOffset <= cleared && flow.held.length === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
       // A request body streams through: keep only what the analyzer still needs.
-      stream.release(Math.min(cleared, inspection.analyzer.consumed()));
+      this.releaseTo(flow, Math.min(cleared, inspection.analyzer.consumed()));
     } else if (!this.hold(flow, pkt, tcp, now, endOffset, dataSeq)) {
       return;
     }
@@ -451,17 +553,17 @@ export class Engine {
   }
 
   private beginInspection(flow: Flow): void {
-    if (this.inspections.size >= this.options.limits.maxInspectingFlows) {
+    if (this.busyFlows >= this.options.limits.maxInspectingFlows) {
       this.stats.count('limit_inspecting_flows');
       flow.phase = 'inspecting';
-      const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0 };
+      const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 };
       this.inspections.set(flow, insp);
       insp.units.push({ start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
         forced: { verdict: this.options.onLimit, reason: 'limit' } });
       return;
     }
     flow.phase = 'inspecting';
-    this.inspections.set(flow, { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0 });
+    this.inspections.set(flow, { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 });
   }
 
   /** Holds a packet; false if a limit forced a verdict instead. */
@@ -496,6 +598,14 @@ export class Engine {
       return;
     }
     flow.app = ev.info.app;
+    if (ev.kind === 'unit' && ev.info.app === 'unknown' && flow.midstream && ev.start === 0) {
+      // The first data of a flow whose start was not seen, and it begins no message: it may be
+      // the second part of one whose first part comes later, below where flowgate thinks the
+      // stream starts. A decision on it alone could pass half a message: refuse (EVASION.md 14).
+      insp.units.push({ start: ev.start, info: ev.info, opaque: true, state: 'waiting',
+        forced: { verdict: this.options.onAmbiguous, reason: 'ambiguous:midstream' } });
+      return;
+    }
     if (ev.kind === 'unit') {
       insp.units.push({ start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
       return;
@@ -593,12 +703,14 @@ export class Engine {
     unit.state = 'allowed';
     if (unit.opaque || decision.bypass) {
       this.bypass(flow, insp);
+      this.noteBusy(flow); // still inspected while data from a SYN waits for the SYN-ACK
       return;
     }
     // The analyzer may have more to say now (an embedder's handler resumed with "need more").
     const more = insp.analyzer.settled?.();
     if (more !== undefined) for (const ev of more) this.addUnit(flow, insp, ev);
     this.advance(flow, insp);
+    this.noteBusy(flow);
   }
 
   /** Stream offset up to which every byte is covered by an allow. */
@@ -626,8 +738,7 @@ export class Engine {
     }
     flow.held = keep;
     // Units before the frontier are done; forget their bytes.
-    const stream = flow.stream;
-    if (stream !== undefined) stream.release(Math.min(cleared, insp.analyzer.consumed()));
+    this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
     insp.units = insp.units.filter((u) => u.state !== 'allowed');
   }
 
@@ -706,16 +817,12 @@ export class Engine {
     this.completeFlow(flow, 'blocked', reset ? 'block' : 'drop');
   }
 
-  /** Removes a flow, settling anything it still holds; calls `complete` exactly once. */
-  private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop'): void {
-    const insp = this.inspections.get(flow);
-    if (insp !== undefined) {
-      if (insp.timer !== undefined) {
-        this.scheduler.clearTimeout(insp.timer);
-        this.stats.pausedFlows--;
-      }
-      this.inspections.delete(flow);
-    }
+  /**
+   * Removes a flow, settling anything it still holds; calls `complete` exactly once. Decided
+   * flows leave a tombstone with their verdict; others leave `remember`, if given.
+   */
+  private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop', remember?: Verdict): void {
+    this.endInspection(flow);
     if (flow.held.length > 0) {
       // Only reached for timeouts, eviction and shutdown: the verdict was passed in as `tomb`.
       const now = this.now();
@@ -730,7 +837,7 @@ export class Engine {
     }
     flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
     flow.stream = undefined;
-    this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : undefined);
+    this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : remember);
     this.hooks.complete?.(flow, why);
     if (why === 'blocked' || why === 'bypassed') return;
     this.onEvent(flowEndEvent(flow, why, this.wallClock()));
@@ -747,10 +854,26 @@ export class Engine {
         : flow.tcp === 'syn' ? t.synS : flow.tcp === 'closing' ? t.closingS : t.establishedS) * 1000;
       if (idle >= limit) {
         this.stats.count('timeout_flows');
-        this.completeFlow(flow, 'timeout', this.options.onTimeout);
+        const insp = this.inspections.get(flow);
+        if (insp !== undefined && insp.timer === undefined && this.incomplete(flow, insp)) {
+          // A client that stopped in the middle of a message (G2): not a slow policy, so not
+          // on_timeout but the limit verdict, remembered for the rest of the flow (the message
+          // completed later must not pass under a fresh midstream flow).
+          this.stats.count('limit_incomplete');
+          this.completeFlow(flow, 'timeout', this.options.onLimit, this.options.onLimit);
+        } else {
+          this.completeFlow(flow, 'timeout', this.options.onTimeout);
+        }
       }
     }
     this.table.expireTombstones(now);
+  }
+
+  /** True when the flow holds packets or part of a unit with no decision asked for. */
+  private incomplete(flow: Flow, insp: Inspection): boolean {
+    if (flow.held.length > 0) return true;
+    const stream = flow.stream;
+    return stream !== undefined && insp.analyzer.frontier() < stream.offset;
   }
 
   /** Settles every held packet with `verdict` and empties the table (SIGTERM). */

@@ -74,6 +74,7 @@ export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks)
   if (!checks.strict) return undefined;
   if (!(tcp.flags & ACK)) return 'no_ack';
   if (tcp.hopByHopCount > 1 || tcp.hopByHopMisplaced === true) return 'ipv6_hbh';
+  if (tcp.discardedByReceiver === true) return 'ipv6_ext';
   if (tcp.options.md5 && !c.md5) return 'md5';
   // A copy sent to expire before the server (zapret's fake with a low TTL) has a lower TTL than the handshake.
   if (c.ttl !== undefined && tcp.ttl < c.ttl) return 'ttl';
@@ -85,12 +86,18 @@ export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks)
     if (seqDiff(tcp.seq, seqAdd(s.lastAck, Math.max(s.maxWindow, MIN_WINDOW))) >= 0) return 'out_of_window';
     if (seqDiff(end, seqAdd(s.lastAck, -Math.max(c.maxWindow, MIN_WINDOW) >>> 0)) < 0) return 'out_of_window';
   }
-  if (checks.serverObserved && s.sndNxt !== undefined) {
-    // RFC 5961 section 5.2: an ACK of data never sent, or far older than the window, is dropped.
-    if (seqDiff(tcp.ack, s.sndNxt) > 0) return 'bad_ack';
-    if (c.lastAck !== undefined && seqDiff(tcp.ack, seqAdd(c.lastAck, -Math.max(c.maxWindow, MIN_WINDOW) >>> 0)) < 0) {
-      return 'bad_ack';
-    }
+  // RFC 5961 section 5.2 as Linux applies it (tcp_ack): an ACK older than SND.UNA - MAX.SND.WND
+  // makes the server drop the segment, where SND.UNA is the highest ACK the client sent and
+  // MAX.SND.WND the largest window the server got from the client, bounded by the bytes the
+  // client has acknowledged so far (so early in a connection any ACK below SND.UNA is too old,
+  // however large a window the client advertises). Only client packets and the server's ISN are
+  // needed: this holds after the server's packets stop reaching flowgate.
+  if (c.lastAck !== undefined) {
+    const acked = s.isn !== undefined ? seqDiff(c.lastAck, seqAdd(s.isn, 1)) : Infinity;
+    const slack = Math.max(0, Math.min(s.isn !== undefined ? c.maxWindow : Math.max(c.maxWindow, MIN_WINDOW), acked));
+    if (seqDiff(tcp.ack, seqAdd(c.lastAck, -slack >>> 0)) < 0) return 'bad_ack';
   }
+  // An ACK of data the server never sent.
+  if (checks.serverObserved && s.sndNxt !== undefined && seqDiff(tcp.ack, s.sndNxt) > 0) return 'bad_ack';
   return undefined;
 }

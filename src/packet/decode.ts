@@ -63,6 +63,7 @@ function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
   let ext = 0;
   let hbh = 0;
   let hbhMisplaced = false;
+  let discard = false;
   for (;;) {
     if (next === PROTO_TCP) break;
     let len: number;
@@ -78,6 +79,13 @@ function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
         if (next === 0) {
           hbh++;
           if (ext > 0) hbhMisplaced = true;
+          if (off + len <= end && !optionsKept(buf, off + 2, off + len, HBH_KNOWN)) discard = true;
+        } else if (next === 60) {
+          if (off + len <= end && !optionsKept(buf, off + 2, off + len, DEST_KNOWN)) discard = true;
+        } else if (next !== 43) {
+          // Mobility, HIP and shim6 have no protocol handler in Linux: the receiver answers a
+          // parameter problem and drops the packet, so the TCP segment behind never reaches a socket.
+          discard = true;
         }
         break;
       case 51: // authentication header: length in 4-octet units, minus 2
@@ -102,7 +110,48 @@ function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
     next = buf[off];
     off += len;
   }
-  return decodeTcp(buf, 6, off, end, buf[7], ext, hbh, hbhMisplaced, formatIpv6(buf, 8), formatIpv6(buf, 24));
+  return decodeTcp(buf, 6, off, end, buf[7], ext, hbh, hbhMisplaced, formatIpv6(buf, 8), formatIpv6(buf, 24), discard);
+}
+
+/** Hop-by-hop option types Linux handles: Pad1, PadN, router alert, CALIPSO, IOAM, jumbo payload. */
+const HBH_KNOWN = [0x00, 0x01, 0x05, 0x07, 0x31, 0xc2];
+/** Destination option types Linux handles: Pad1, PadN, home address (Mobile IPv6). */
+const DEST_KNOWN = [0x00, 0x01, 0xc9];
+
+/** Options other than padding a header may carry before Linux drops the packet (`max_{hbh,dst}_opts_number`). */
+const MAX_OPTIONS = 8;
+
+/**
+ * False when the receiver drops the packet for the options in `buf[start..end)` (RFC 8200 4.2,
+ * Linux `ip6_parse_tlv`): an unknown option whose two high type bits say discard (01, 10, 11),
+ * more than 7 bytes of padding in a row or PadN with non-zero bytes (RFC 4942 2.1.9.5), more
+ * than {@link MAX_OPTIONS} options, or an option overrunning the header.
+ */
+function optionsKept(buf: Uint8Array, start: number, end: number, known: number[]): boolean {
+  let pad = 0;
+  let count = 0;
+  for (let i = start; i < end;) {
+    const type = buf[i]!;
+    if (type === 0) {
+      i++;
+      if (++pad > 7) return false;
+      continue;
+    }
+    if (i + 1 >= end) return false;
+    const optLen = buf[i + 1]! + 2;
+    if (i + optLen > end) return false;
+    if (type === 1) {
+      pad += optLen;
+      if (pad > 7) return false;
+      for (let j = i + 2; j < i + optLen; j++) if (buf[j] !== 0) return false;
+    } else {
+      pad = 0;
+      if (++count > MAX_OPTIONS) return false;
+      if (!known.includes(type) && (type >> 6) !== 0) return false;
+    }
+    i += optLen;
+  }
+  return true;
 }
 
 function decodeTcp(
@@ -116,6 +165,7 @@ function decodeTcp(
   hopByHopMisplaced: boolean,
   src: string,
   dst: string,
+  discarded = false,
 ): DecodeResult {
   if (off + 20 > end) return invalid('TCP header truncated');
   const dataOffset = (buf[off + 12] >> 4) * 4;
@@ -142,6 +192,7 @@ function decodeTcp(
       extHeaders,
       hopByHopCount,
       hopByHopMisplaced,
+      discardedByReceiver: discarded,
     },
   };
 }

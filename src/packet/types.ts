@@ -61,6 +61,12 @@ export interface TcpPacket {
    * Always set by the decoder.
    */
   hopByHopMisplaced?: boolean;
+  /**
+   * An IPv6 extension header in front of TCP makes the receiver drop the packet: an option it
+   * must discard for (RFC 8200 4.2), or a mobility, HIP or shim6 header Linux has no handler for.
+   * Always set by the decoder.
+   */
+  discardedByReceiver?: boolean;
 }
 
 /** Result of decoding one IP packet. Decoders never throw on bad input. */

@@ -163,6 +163,25 @@ t.test('IPv6 extension header chains', async (t) => {
   t.equal(tcp(decodeIp(buildTcpPacket({ ...v6, extHeaders: new Array<number>(16).fill(60) }))).extHeaders, 16);
 });
 
+t.test('IPv6 extension headers the receiver drops the packet for', async (t) => {
+  const kept = (spec: Partial<TcpPacketSpec>, edit?: (p: Uint8Array) => void) => {
+    const p = buildTcpPacket({ ...v6, ...spec });
+    edit?.(p);
+    return tcp(decodeIp(p)).discardedByReceiver;
+  };
+  t.equal(kept({}), false, 'no extension header');
+  t.equal(kept({ hopByHop: 1, extHeaders: [43, 44], destOpts: true }), false, 'padding-only options, routing, fragment');
+  for (const type of [135, 139, 140]) t.equal(kept({ extHeaders: [type] }), true, `next header ${type} has no handler`);
+  // The builder writes PadN (type 1, length 4) at offset 42 of the first header.
+  for (const [type, want] of [[0x3e, false], [0x7e, true], [0xbe, true], [0xfe, true], [0xc9, false]] as const) {
+    t.equal(kept({ destOpts: true }, (p) => { p[42] = type; }), want, `destination option 0x${type.toString(16)}`);
+  }
+  t.equal(kept({ hopByHop: 1 }, (p) => { p[42] = 0x05; p[43] = 2; p[46] = 1; p[47] = 0; }), false, 'router alert then PadN');
+  t.equal(kept({ hopByHop: 1 }, (p) => { p[42] = 0x4f; }), true, 'unknown hop-by-hop option, action discard');
+  t.equal(kept({ destOpts: true }, (p) => { p[45] = 7; }), true, 'PadN with a non-zero byte');
+  t.equal(kept({ destOpts: true }, (p) => { p[43] = 9; }), true, 'option overrunning the header');
+});
+
 t.test('non-TCP', async (t) => {
   const udp4 = buildTcpPacket(v4);
   udp4[9] = 17;

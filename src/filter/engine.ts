@@ -450,7 +450,8 @@ export class Engine {
         break;
     }
     if (res.added > 0) {
-      for (const ev of inspection.analyzer.feed(stream.view(before), before)) this.addUnit(flow, inspection, ev);
+      // The stream keeps what the analyzer has not consumed: it reads a partial hello there, uncopied.
+      for (const ev of inspection.analyzer.feed(stream.view(before), before, stream.view())) this.addUnit(flow, inspection, ev);
     }
     noteClose(flow, tcp);
     if (flow.c2s.finSeen && res.buffered === 0 && inspection.analyzer.frontier() < stream.offset) {

@@ -82,7 +82,7 @@ class FlowAnalyzer implements StreamAnalyzer {
     return Number.isFinite(this.unitStart) ? this.unitStart : this.end;
   }
 
-  feed(bytes: Uint8Array, offset: number): AnalyzerEvent[] {
+  feed(bytes: Uint8Array, offset: number, retained?: Uint8Array): AnalyzerEvent[] {
     this.end = offset + bytes.length;
     const out: AnalyzerEvent[] = [];
     if (this.mode === 'detect') {
@@ -95,7 +95,7 @@ class FlowAnalyzer implements StreamAnalyzer {
         this.unitStart = start + PG_SSL_REQUEST.length;
         this.sniff = EMPTY;
         const rest = all.subarray(PG_SSL_REQUEST.length);
-        if (rest.length > 0) out.push(...this.feed(rest, this.unitStart));
+        if (rest.length > 0) out.push(...this.feed(rest, this.unitStart, retained));
         return out;
       }
       if (all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
@@ -127,13 +127,14 @@ class FlowAnalyzer implements StreamAnalyzer {
       this.feedAfterHello(bytes, out);
     } else if (this.mode === 'tls' && this.hellos > 0 && !this.tunnelled) {
       this.feedSecondHello(bytes, out);
-    } else if (this.mode === 'tls') this.feedTls(bytes, offset, out);
-    else if (this.mode === 'http') this.feedHttp(bytes, offset, out);
+    } else if (this.mode === 'tls') this.feedTls(bytes, offset, out, retained);
+    else if (this.mode === 'http') this.feedHttp(bytes, offset, out, retained);
     return out;
   }
 
-  private feedTls(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
-    const res = this.tls!.feed(bytes);
+  /** `retained` (see StreamAnalyzer.feed) ends where `bytes` ends: the reader reads a partial hello there, uncopied. */
+  private feedTls(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
+    const res = this.tls!.feed(bytes, retained);
     const start = this.unitStart;
     switch (res.kind) {
       case 'needMore':
@@ -223,7 +224,7 @@ class FlowAnalyzer implements StreamAnalyzer {
     } else out.push({ kind: 'end', start: this.unitStart });
   }
 
-  private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
+  private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
     for (const ev of this.http!.feed(bytes)) {
       switch (ev.kind) {
         case 'request':
@@ -263,7 +264,7 @@ class FlowAnalyzer implements StreamAnalyzer {
               if (rest[0] !== TLS_HANDSHAKE) {
                 this.mode = 'done';
                 out.push({ kind: 'unit', start: ev.offset, info: { app: 'unknown' }, opaque: true });
-              } else this.feedTls(rest, ev.offset, out);
+              } else this.feedTls(rest, ev.offset, out, retained);
             }
           }
           return;

@@ -13,6 +13,10 @@
  *     change_cipher_spec and application_data (0-RTT) records between hellos, and answers done
  *     again with offsets still counted from step 1.
  *  invalid and notTls are final: every later feed() repeats them until reset().
+ *
+ * A caller that keeps the stream's bytes itself (the engine's reassembler does, until the hello is
+ * decided) passes them as `history` with every chunk: then a hello spread over chunks is read in
+ * place there instead of being copied, as long as it sits in one record.
  */
 import { FlowgateError } from '../../errors.js';
 import { parseClientHelloBody } from './hello.js';
@@ -72,6 +76,8 @@ export class ClientHelloReader {
   private helloLength = -1;
   private body: Uint8Array | null = null;
   private bodyFill = 0;
+  /** Reader offset of the first body byte while the body is left in the caller's history (not copied); -1 otherwise. */
+  private bodyAt = -1;
   /** Records that carried bytes of the hello being read, and the version of the first one. */
   private helloRecords = 0;
   private helloRecordVersion = 0;
@@ -100,10 +106,15 @@ export class ClientHelloReader {
     this.resetHello();
   }
 
-  /** Reads the next chunk of the stream; never throws on any input. */
-  feed(chunk: Uint8Array): TlsResult {
+  /**
+   * Reads the next chunk of the stream; never throws on any input. `history`, if given, holds the
+   * stream bytes up to the end of `chunk` (a view valid for this call), reaching back at least to
+   * where this reader started; give it with every chunk or with none.
+   */
+  feed(chunk: Uint8Array, history?: Uint8Array): TlsResult {
     if (this.final !== null) return this.final;
     this.unread = 0;
+    const chunkEnd = this.offset + chunk.length;
     let i = 0;
     while (i < chunk.length) {
       if (this.recordRemaining === 0) {
@@ -139,8 +150,25 @@ export class ClientHelloReader {
       if (this.bodyFill === 0 && take === wanted) {
         return this.complete(chunk.subarray(start, i), chunk.length - i); // whole body in view: no copy
       }
-      this.appendBody(chunk.subarray(start, i));
-      if (this.bodyFill === this.helloLength) return this.complete(this.body!.subarray(0, this.bodyFill), chunk.length - i);
+      if (this.bodyAt >= 0 || (this.bodyFill === 0 && history !== undefined)) {
+        if (this.bodyFill === 0) this.bodyAt = this.offset - take;
+        if (history !== undefined && this.offset - take === this.bodyAt + this.bodyFill) {
+          this.bodyFill += take; // still one run of bytes in the caller's history
+        } else {
+          // The body goes on in another record: from here on it is copied, starting with what it has.
+          const sofar = this.inHistory(history, chunkEnd);
+          if (sofar === null) return this.fail(invalid('hello bytes no longer in the history given'));
+          this.bodyAt = -1;
+          this.bodyFill = 0;
+          this.appendBody(sofar);
+          this.appendBody(chunk.subarray(start, i));
+        }
+      } else this.appendBody(chunk.subarray(start, i));
+      if (this.bodyFill === this.helloLength) {
+        const body = this.bodyAt >= 0 ? this.inHistory(history, chunkEnd) : this.body!.subarray(0, this.bodyFill);
+        if (body === null) return this.fail(invalid('hello bytes no longer in the history given'));
+        return this.complete(body, chunk.length - i);
+      }
     }
     return NEED_MORE;
   }
@@ -207,6 +235,13 @@ export class ClientHelloReader {
     this.helloRecords++;
   }
 
+  /** The body bytes gathered so far, read from `history` (which ends at reader offset `end`). */
+  private inHistory(history: Uint8Array | undefined, end: number): Uint8Array | null {
+    if (history === undefined) return null;
+    const from = history.length - (end - this.bodyAt);
+    return from < 0 ? null : history.subarray(from, from + this.bodyFill);
+  }
+
   private appendBody(bytes: Uint8Array): void {
     const needed = this.bodyFill + bytes.length;
     if (this.body === null || this.body.length < needed) {
@@ -241,6 +276,7 @@ export class ClientHelloReader {
     this.helloLength = -1;
     this.body = null;
     this.bodyFill = 0;
+    this.bodyAt = -1;
     this.helloRecords = 0;
     this.helloRecordVersion = 0;
     this.currentRecordCounted = false;

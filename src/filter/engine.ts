@@ -12,7 +12,7 @@ import { FlowTable } from '../flow/table.js';
 import { StreamReassembler } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
-import { createAnalyzer } from '../protocols/dispatch.js';
+import { analyzerFactory } from '../protocols/dispatch.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, withMark, type VerdictSink, type VerdictValue } from '../verdict/sink.js';
 import { buildBlockPage, buildResetToServer, buildTlsAlert } from '../verdict/reset.js';
 import { EngineStats } from './stats.js';
@@ -90,6 +90,33 @@ interface Inspection {
   busy?: boolean;
 }
 
+/**
+ * The flows under inspection, Map-like; each one's state hangs on the flow itself, since a Map
+ * entry per flow costs more than the field.
+ */
+class Inspections {
+  size = 0;
+
+  get(flow: Flow): Inspection | undefined {
+    return flow.inspection as Inspection | undefined;
+  }
+
+  has(flow: Flow): boolean {
+    return flow.inspection !== undefined;
+  }
+
+  set(flow: Flow, insp: Inspection): void {
+    if (flow.inspection === undefined) this.size++;
+    flow.inspection = insp;
+  }
+
+  delete(flow: Flow): void {
+    if (flow.inspection === undefined) return;
+    this.size--;
+    flow.inspection = undefined;
+  }
+}
+
 /** The packet path. One instance per queue. */
 export class Engine {
   readonly options: EngineOptions;
@@ -103,7 +130,7 @@ export class Engine {
   private readonly onEvent: (event: FlowgateEvent) => void;
   private readonly hooks: EngineHooks;
   private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
-  private readonly inspections = new Map<Flow, Inspection>();
+  private readonly inspections = new Inspections();
   private heldBytesTotal = 0;
   /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
   private busyFlows = 0;
@@ -121,7 +148,7 @@ export class Engine {
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.hooks = init.hooks ?? {};
-    this.makeAnalyzer = init.analyzer ?? (() => createAnalyzer(this.options.limits));
+    this.makeAnalyzer = init.analyzer ?? analyzerFactory(this.options.limits);
     this.table = new FlowTable(this.options.limits.maxFlows);
   }
 
@@ -525,7 +552,8 @@ export class Engine {
         break;
     }
     if (res.added > 0) {
-      for (const ev of inspection.analyzer.feed(stream.view(before), before)) this.addUnit(flow, inspection, ev);
+      // The stream keeps what the analyzer has not consumed: it reads a partial hello there, uncopied.
+      for (const ev of inspection.analyzer.feed(stream.view(before), before, stream.view())) this.addUnit(flow, inspection, ev);
     }
     noteClose(flow, tcp);
     if (flow.c2s.finSeen && res.buffered === 0 && inspection.analyzer.frontier() < stream.offset) {
@@ -556,21 +584,31 @@ export class Engine {
     if (this.busyFlows >= this.options.limits.maxInspectingFlows) {
       this.stats.count('limit_inspecting_flows');
       flow.phase = 'inspecting';
-      const insp: Inspection = { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 };
+      const insp = this.newInspection(flow);
       this.inspections.set(flow, insp);
       insp.units.push({ start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
         forced: { verdict: this.options.onLimit, reason: 'limit' } });
       return;
     }
     flow.phase = 'inspecting';
-    this.inspections.set(flow, { analyzer: this.makeAnalyzer(flow), units: [], token: 0, decidingSince: 0, releasedFrom: 0, releasedLen: 0 });
+    this.inspections.set(flow, this.newInspection(flow));
+  }
+
+  /** A fresh inspection. Every field is set here, so none is added later (an added field costs an extra object per flow). */
+  private newInspection(flow: Flow): Inspection {
+    return {
+      analyzer: this.makeAnalyzer(flow), units: [], token: 0, timer: undefined, decidingSince: 0, advancing: false,
+      released: undefined, releasedFrom: 0, releasedLen: 0, busy: false,
+    };
   }
 
   /** Holds a packet; false if a limit forced a verdict instead. */
   private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number, seq = tcp.seq): boolean {
     if (pkt.id === this.current) this.currentTaken = true;
     const entry: HeldPacket = { id: pkt.id, mark: pkt.mark, endOffset, seq, bytes: tcp.payload.length, heldAt: now };
-    flow.held.push(entry);
+    // The first held packet gets an array of one (a push on an empty array reserves 17 slots).
+    if (flow.held.length === 0) flow.held = [entry];
+    else flow.held.push(entry);
     flow.heldBytes += entry.bytes;
     this.heldBytesTotal += entry.bytes;
     flow.counters.heldPackets++;
@@ -725,21 +763,30 @@ export class Engine {
     if (flow.held.length === 0) return;
     const cleared = this.clearedUntil(flow, insp);
     const now = this.now();
-    const keep: HeldPacket[] = [];
+    const held = flow.held;
+    let released = 0;
     const m = this.options.marks;
-    for (const h of flow.held) {
+    for (const h of held) {
       if (h.endOffset <= cleared) {
+        released++;
         // The first release of a flow inspected request by request marks it so replies bypass the
         // queue (not while data from a SYN is unconfirmed: the SYN-ACK must reach us).
         this.unhold(flow, h, now);
         if (flow.tfo !== undefined && !flow.tfo.confirmed) this.send(h.id, NF_ACCEPT);
         else this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
-      } else keep.push(h);
+      }
     }
-    flow.held = keep;
+    // Only a release changes the array, and the new one is sized to what it keeps (a pushed-to
+    // or filtered array reserves 17 slots, per waiting flow).
+    if (released > 0) {
+      const kept = new Array<HeldPacket>(held.length - released);
+      let k = 0;
+      for (const h of held) if (h.endOffset > cleared) kept[k++] = h;
+      flow.held = kept;
+    }
     // Units before the frontier are done; forget their bytes.
     this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
-    insp.units = insp.units.filter((u) => u.state !== 'allowed');
+    if (insp.units.some((u) => u.state === 'allowed')) insp.units = insp.units.filter((u) => u.state !== 'allowed');
   }
 
   private unhold(flow: Flow, h: HeldPacket, now: number): void {

@@ -111,6 +111,8 @@ export class Flow {
   userData: unknown;
   /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
   resumer?: (verdict: ResumeVerdict) => void;
+  /** The engine's inspection state while the flow is under inspection; not for embedders. */
+  inspection?: unknown;
 
   constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
     server: { addr: string; port: number }, now: number, idPrefix = '') {
@@ -145,5 +147,9 @@ export class Flow {
 }
 
 function newDirection(): DirectionState {
-  return { wscale: 0, window: 0, maxWindow: 0, finSeen: false, packets: 0, bytes: 0 };
+  // Every field present from the start: one set later would cost a property array per direction.
+  return {
+    isn: undefined, sndNxt: undefined, lastAck: undefined, wscale: 0, window: 0, maxWindow: 0, tsVal: undefined,
+    ttl: undefined, md5: undefined, finSeen: false, packets: 0, bytes: 0,
+  };
 }

@@ -11,15 +11,16 @@ export const TOMBSTONE_MS = 10_000;
 /** Tombstones kept at most; the oldest go first. Default 65536. */
 export const MAX_TOMBSTONES = 65536;
 
-interface Tombstone {
-  verdict: 'allow' | 'block';
-  at: number;
-}
-
 /** Live flows and recently decided ones. Iteration order is least recently seen first. */
 export class FlowTable {
   private readonly flows = new Map<string, Flow>();
-  private readonly tombs = new Map<string, Tombstone>();
+  /**
+   * Tombstones by key. One number holds both facts: when the flow was last seen (a time of 0 or
+   * more), stored as is for an allow and as -1 - time for a block (an object each cost twice as much).
+   */
+  private readonly tombs = new Map<string, number>();
+  /** The flow at the young end of `flows`: touching it again moves nothing. */
+  private youngest: Flow | undefined;
 
   /** @param maxFlows flows kept before the least recently seen evictable one is removed. */
   constructor(private readonly maxFlows: number) {}
@@ -46,7 +47,8 @@ export class FlowTable {
 
   /** How a recently removed flow with this key was decided, if it was. */
   tombstone(key: string): 'allow' | 'block' | undefined {
-    return this.tombs.get(key)?.verdict;
+    const t = this.tombs.get(key);
+    return t === undefined ? undefined : t >= 0 ? 'allow' : 'block';
   }
 
   /**
@@ -67,24 +69,30 @@ export class FlowTable {
     }
     this.tombs.delete(flow.key);
     this.flows.set(flow.key, flow);
+    this.youngest = flow;
     return evicted;
   }
 
   /** Marks a flow as just seen (moves it to the young end). */
   touch(flow: Flow): void {
+    // Skipping the no-op also spares the Map a deleted entry, which takes room until a rehash.
+    if (flow === this.youngest) return;
     this.flows.delete(flow.key);
     this.flows.set(flow.key, flow);
+    this.youngest = flow;
   }
 
   /** Removes a flow; with a verdict, leaves a tombstone for stragglers. */
   remove(flow: Flow, verdict?: 'allow' | 'block'): void {
     if (this.flows.get(flow.key) === flow) this.flows.delete(flow.key);
+    if (this.youngest === flow) this.youngest = undefined;
     if (verdict !== undefined) {
       if (this.tombs.size >= MAX_TOMBSTONES) {
         const oldest = this.tombs.keys().next().value;
         if (oldest !== undefined) this.tombs.delete(oldest);
       }
-      this.tombs.set(flow.key, { verdict, at: flow.lastSeen });
+      const at = Math.max(0, flow.lastSeen); // clocks start at 0 or later; the sign is the verdict
+      this.tombs.set(flow.key, verdict === 'allow' ? at : -1 - at);
     }
   }
 
@@ -101,7 +109,7 @@ export class FlowTable {
   /** Drops tombstones older than {@link TOMBSTONE_MS}. */
   expireTombstones(now: number): void {
     for (const [key, t] of this.tombs) {
-      if (now - t.at < TOMBSTONE_MS) break;
+      if (now - (t >= 0 ? t : -1 - t) < TOMBSTONE_MS) break;
       this.tombs.delete(key);
     }
   }

@@ -55,8 +55,13 @@ export const DEFAULT_ANALYZER_LIMITS: AnalyzerLimits = { maxHelloBytes: 65536, m
 
 /** The analyzer the engine drives for each flow's client stream. */
 export interface StreamAnalyzer {
-  /** Feeds the next in-order client bytes, which start at stream offset `offset`. */
-  feed(bytes: Uint8Array, offset: number): AnalyzerEvent[];
+  /**
+   * Feeds the next in-order client bytes, which start at stream offset `offset`. `retained`, when
+   * given, holds every byte the stream still keeps up to the end of `bytes`, from `consumed()` or
+   * earlier: an analyzer may read earlier bytes there instead of keeping a copy. Views are valid
+   * for the call only.
+   */
+  feed(bytes: Uint8Array, offset: number, retained?: Uint8Array): AnalyzerEvent[];
   /**
    * Stream offset of the first byte that belongs to a unit not yet reported (an incomplete head),
    * or Infinity when the bytes seen so far need no decision beyond those reported (a request body).

@@ -20,10 +20,24 @@ const PG_SSL_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f);
 const PG_GSSENC_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30);
 /** Bytes of an unrecognised start gathered before calling the stream `unknown`. */
 const SNIFF_BYTES = 16;
+/** The sniff buffer of every analyzer that has gathered nothing (never written to). */
+const EMPTY = new Uint8Array(0);
 
 /** Creates the analyzer for one flow's client stream. */
 export function createAnalyzer(limits: Partial<AnalyzerLimits> = {}): StreamAnalyzer {
-  return new FlowAnalyzer({ ...DEFAULT_ANALYZER_LIMITS, ...limits });
+  return analyzerFactory(limits)();
+}
+
+/**
+ * Makes analyzers that share one copy of the limits: what an engine uses, since a copy per flow
+ * costs hundreds of bytes when the limits come from a larger options object.
+ */
+export function analyzerFactory(limits: Partial<AnalyzerLimits> = {}): () => StreamAnalyzer {
+  const resolved: AnalyzerLimits = Object.freeze({
+    maxHelloBytes: limits.maxHelloBytes ?? DEFAULT_ANALYZER_LIMITS.maxHelloBytes,
+    maxRequestHeadBytes: limits.maxRequestHeadBytes ?? DEFAULT_ANALYZER_LIMITS.maxRequestHeadBytes,
+  });
+  return () => new FlowAnalyzer(resolved);
 }
 
 /** The policy's view of a ClientHello. */
@@ -43,7 +57,7 @@ class FlowAnalyzer implements StreamAnalyzer {
   private tls?: ClientHelloReader;
   private http?: HttpRequestReader;
   /** Bytes gathered while the protocol is still unclear. */
-  private sniff = new Uint8Array(0);
+  private sniff = EMPTY;
   /** Start of the unit being gathered (Infinity while in a request body). */
   private unitStart = 0;
   /** Offset one past the last byte fed. */
@@ -53,8 +67,8 @@ class FlowAnalyzer implements StreamAnalyzer {
   private lastMethod = '';
   /** ClientHellos read so far. */
   private hellos = 0;
-  /** After the first hello: a record header being gathered, and record bytes left to skip. */
-  private readonly header = new Uint8Array(5);
+  /** After the first hello: a record header being gathered (allocated with its first byte), and record bytes left to skip. */
+  private header: Uint8Array | null = null;
   private headerFill = 0;
   private skip = 0;
 
@@ -68,7 +82,7 @@ class FlowAnalyzer implements StreamAnalyzer {
     return Number.isFinite(this.unitStart) ? this.unitStart : this.end;
   }
 
-  feed(bytes: Uint8Array, offset: number): AnalyzerEvent[] {
+  feed(bytes: Uint8Array, offset: number, retained?: Uint8Array): AnalyzerEvent[] {
     this.end = offset + bytes.length;
     const out: AnalyzerEvent[] = [];
     if (this.mode === 'detect') {
@@ -79,9 +93,9 @@ class FlowAnalyzer implements StreamAnalyzer {
         // Let the request through and keep looking.
         out.push({ kind: 'pass', start });
         this.unitStart = start + PG_SSL_REQUEST.length;
-        this.sniff = new Uint8Array(0);
+        this.sniff = EMPTY;
         const rest = all.subarray(PG_SSL_REQUEST.length);
-        if (rest.length > 0) out.push(...this.feed(rest, this.unitStart));
+        if (rest.length > 0) out.push(...this.feed(rest, this.unitStart, retained));
         return out;
       }
       if (all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
@@ -93,7 +107,7 @@ class FlowAnalyzer implements StreamAnalyzer {
         this.sniff = Uint8Array.from(all);
         return out;
       }
-      this.sniff = new Uint8Array(0);
+      this.sniff = EMPTY;
       if (kind === 'tls') {
         this.mode = 'tls';
         this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
@@ -113,13 +127,14 @@ class FlowAnalyzer implements StreamAnalyzer {
       this.feedAfterHello(bytes, out);
     } else if (this.mode === 'tls' && this.hellos > 0 && !this.tunnelled) {
       this.feedSecondHello(bytes, out);
-    } else if (this.mode === 'tls') this.feedTls(bytes, offset, out);
-    else if (this.mode === 'http') this.feedHttp(bytes, offset, out);
+    } else if (this.mode === 'tls') this.feedTls(bytes, offset, out, retained);
+    else if (this.mode === 'http') this.feedHttp(bytes, offset, out, retained);
     return out;
   }
 
-  private feedTls(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
-    const res = this.tls!.feed(bytes);
+  /** `retained` (see StreamAnalyzer.feed) ends where `bytes` ends: the reader reads a partial hello there, uncopied. */
+  private feedTls(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
+    const res = this.tls!.feed(bytes, retained);
     const start = this.unitStart;
     switch (res.kind) {
       case 'needMore':
@@ -174,23 +189,24 @@ class FlowAnalyzer implements StreamAnalyzer {
         this.unitStart += n;
         continue;
       }
-      this.header[this.headerFill++] = bytes[i++]!;
-      if (this.headerFill === 1 && this.header[0] !== TLS_CHANGE_CIPHER_SPEC && this.header[0] !== TLS_HANDSHAKE) {
+      const header = (this.header ??= new Uint8Array(5));
+      header[this.headerFill++] = bytes[i++]!;
+      if (this.headerFill === 1 && header[0] !== TLS_CHANGE_CIPHER_SPEC && header[0] !== TLS_HANDSHAKE) {
         this.mode = 'done';
         out.push({ kind: 'end', start: this.unitStart });
         return;
       }
       if (this.headerFill < 5) continue;
       this.headerFill = 0;
-      if (this.header[0] === TLS_CHANGE_CIPHER_SPEC) {
+      if (header[0] === TLS_CHANGE_CIPHER_SPEC) {
         this.unitStart += 5;
-        this.skip = (this.header[3]! << 8) | this.header[4]!;
+        this.skip = (header[3]! << 8) | header[4]!;
         continue;
       }
       // A handshake record: read it with a fresh reader, header first.
       this.mode = 'tls';
       this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
-      this.tls.feed(this.header.subarray(0, 5));
+      this.tls.feed(header.subarray(0, 5));
     }
     if (this.mode === 'tls' && i < bytes.length) this.feedSecondHello(bytes.subarray(i), out);
   }
@@ -208,7 +224,7 @@ class FlowAnalyzer implements StreamAnalyzer {
     } else out.push({ kind: 'end', start: this.unitStart });
   }
 
-  private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
+  private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
     for (const ev of this.http!.feed(bytes)) {
       switch (ev.kind) {
         case 'request':
@@ -248,7 +264,7 @@ class FlowAnalyzer implements StreamAnalyzer {
               if (rest[0] !== TLS_HANDSHAKE) {
                 this.mode = 'done';
                 out.push({ kind: 'unit', start: ev.offset, info: { app: 'unknown' }, opaque: true });
-              } else this.feedTls(rest, ev.offset, out);
+              } else this.feedTls(rest, ev.offset, out, retained);
             }
           }
           return;

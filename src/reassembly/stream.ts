@@ -42,26 +42,32 @@ interface Pending {
   data: Uint8Array;
 }
 
+/** Shared by every stream with nothing retained or pending, so an idle stream costs no buffers. */
+const EMPTY = new Uint8Array(0);
+const NO_PENDING: readonly Pending[] = Object.freeze([]);
+
 /** A reassembled byte stream for one direction. Bytes are copied in: inputs may be views over a batch. */
 export class StreamReassembler {
   /** Sequence number of the first retained byte. */
   private base: number;
   /** Next expected sequence number (one past the last contiguous byte). */
   private nextSeq: number;
-  private buf: Uint8Array;
+  /** Retained bytes; grown on demand (tens of thousands of flows each hold a partial hello). */
+  private buf: Uint8Array = EMPTY;
   private len = 0;
-  /** Segments past a hole: sorted by seq, non-overlapping. */
-  private pending: Pending[] = [];
+  /** Segments past a hole: sorted by seq, non-overlapping; the shared empty array when there are none. */
+  private pending: readonly Pending[] = NO_PENDING;
   private pendingBytes = 0;
-  private readonly limits: StreamLimits;
+  private readonly maxOutOfOrderBytes: number;
+  private readonly maxRetainedBytes: number;
   /** Stream offset (bytes since the first byte) of `base`. */
   private baseOffset = 0;
 
   constructor(firstSeq: number, limits: Partial<StreamLimits> = {}) {
     this.base = firstSeq >>> 0;
     this.nextSeq = this.base;
-    this.limits = { ...DEFAULT_STREAM_LIMITS, ...limits };
-    this.buf = new Uint8Array(0);
+    this.maxOutOfOrderBytes = limits.maxOutOfOrderBytes ?? DEFAULT_STREAM_LIMITS.maxOutOfOrderBytes;
+    this.maxRetainedBytes = limits.maxRetainedBytes ?? DEFAULT_STREAM_LIMITS.maxRetainedBytes;
   }
 
   /** Next expected sequence number. */
@@ -113,7 +119,7 @@ export class StreamReassembler {
     this.len -= drop;
     this.base = seqAdd(this.base, drop);
     this.baseOffset += drop;
-    if (this.len === 0 && this.buf.length > 4096) this.buf = new Uint8Array(0);
+    if (this.len === 0 && this.buf.length > 4096) this.buf = EMPTY;
   }
 
   /** Adds the payload of one segment starting at `seq`. */
@@ -136,6 +142,12 @@ export class StreamReassembler {
       piece = piece.subarray(overlap);
       start = 0;
       if (piece.length === 0) return { kind: 'duplicate', retained };
+    }
+    if (start === 0 && this.pending.length === 0) {
+      // In order with no hole: straight into the retained buffer (what the general path below ends up doing).
+      if (this.len + piece.length > this.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
+      this.append(piece);
+      return { kind: 'ok', added: piece.length, buffered: 0, old };
     }
     // Check against pending segments and collect the new sub-ranges.
     const pieceStart = start;
@@ -162,8 +174,8 @@ export class StreamReassembler {
     for (const [a, b] of fresh) freshBytes += b - a;
     // A piece starting at `next` is contiguous all along (it fills any gaps between pending segments).
     if (pieceStart === 0) {
-      if (this.len + pieceEnd > this.limits.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
-    } else if (this.pendingBytes + freshBytes > this.limits.maxOutOfOrderBytes) {
+      if (this.len + pieceEnd > this.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
+    } else if (this.pendingBytes + freshBytes > this.maxOutOfOrderBytes) {
       return { kind: 'limit', which: 'outOfOrder' };
     }
     for (const [a, b] of fresh) {
@@ -176,25 +188,30 @@ export class StreamReassembler {
 
   private addPending(seg: Pending): void {
     const rel = seqDiff(seg.seq, this.nextSeq);
-    let i = this.pending.length;
-    while (i > 0 && seqDiff(this.pending[i - 1]!.seq, this.nextSeq) > rel) i--;
-    this.pending.splice(i, 0, seg);
+    const pending = this.pending === NO_PENDING ? [] : this.pending as Pending[];
+    let i = pending.length;
+    while (i > 0 && seqDiff(pending[i - 1]!.seq, this.nextSeq) > rel) i--;
+    pending.splice(i, 0, seg);
+    this.pending = pending;
     this.pendingBytes += seg.data.length;
   }
 
   /** Moves pending segments that start at `next` into the retained buffer; returns bytes still pending. */
   private drain(): number {
-    while (this.pending.length > 0 && this.pending[0]!.seq === this.nextSeq) {
-      const seg = this.pending.shift()!;
+    const pending = this.pending as Pending[];
+    while (pending.length > 0 && pending[0]!.seq === this.nextSeq) {
+      const seg = pending.shift()!;
       this.pendingBytes -= seg.data.length;
       this.append(seg.data);
     }
+    if (pending.length === 0) this.pending = NO_PENDING;
     return this.pendingBytes;
   }
 
   private append(data: Uint8Array): void {
     if (this.len + data.length > this.buf.length) {
-      const grown = new Uint8Array(Math.max(this.len + data.length, this.buf.length * 2, 2048));
+      // The first bytes get a buffer of their exact size; after that it doubles.
+      const grown = new Uint8Array(Math.max(this.len + data.length, this.buf.length * 2));
       grown.set(this.buf.subarray(0, this.len));
       this.buf = grown;
     }

@@ -13,6 +13,10 @@
  *     change_cipher_spec and application_data (0-RTT) records between hellos, and answers done
  *     again with offsets still counted from step 1.
  *  invalid and notTls are final: every later feed() repeats them until reset().
+ *
+ * A caller that keeps the stream's bytes itself (the engine's reassembler does, until the hello is
+ * decided) passes them as `history` with every chunk: then a hello spread over chunks is read in
+ * place there instead of being copied, as long as it sits in one record.
  */
 import { FlowgateError } from '../../errors.js';
 import { parseClientHelloBody } from './hello.js';
@@ -31,8 +35,6 @@ export { ja3Hash, ja3String, ja4, ja4Raw, type FingerprintInput } from './finger
 
 const RECORD_HEADER = 5;
 const HANDSHAKE_HEADER = 4;
-/** First body allocation for a hello spread over chunks, in bytes; it doubles up to the declared length. */
-const INITIAL_BODY_CAPACITY = 1024;
 
 const RECORD_NAMES: Readonly<Record<number, string>> = {
   [ContentType.changeCipherSpec]: 'change_cipher_spec',
@@ -54,21 +56,28 @@ export class ClientHelloReader {
   /** A hello was already answered: records between hellos are tolerated, no notTls any more. */
   private afterHello = false;
 
-  private readonly recordHeader = new Uint8Array(RECORD_HEADER);
+  /**
+   * The record header is gathered into its fields as its bytes arrive (a reader per flow: no
+   * buffer for five bytes): type, then version, then length, each complete once the header is.
+   */
   private recordHeaderFill = 0;
   private recordType = 0;
   private recordVersion = 0;
+  private recordLength = 0;
   /** Payload bytes of the current record not yet read; 0 while reading a record header. */
   private recordRemaining = 0;
   /** Stream offset just past the current record. */
   private recordEnd = 0;
 
-  private readonly handshakeHeader = new Uint8Array(HANDSHAKE_HEADER);
   private handshakeHeaderFill = 0;
+  /** Length field of the hello's handshake header, gathered as its bytes arrive. */
+  private handshakeLength = 0;
   /** Declared body length of the hello being read; -1 until its handshake header is complete. */
   private helloLength = -1;
   private body: Uint8Array | null = null;
   private bodyFill = 0;
+  /** Reader offset of the first body byte while the body is left in the caller's history (not copied); -1 otherwise. */
+  private bodyAt = -1;
   /** Records that carried bytes of the hello being read, and the version of the first one. */
   private helloRecords = 0;
   private helloRecordVersion = 0;
@@ -97,16 +106,21 @@ export class ClientHelloReader {
     this.resetHello();
   }
 
-  /** Reads the next chunk of the stream; never throws on any input. */
-  feed(chunk: Uint8Array): TlsResult {
+  /**
+   * Reads the next chunk of the stream; never throws on any input. `history`, if given, holds the
+   * stream bytes up to the end of `chunk` (a view valid for this call), reaching back at least to
+   * where this reader started; give it with every chunk or with none.
+   */
+  feed(chunk: Uint8Array, history?: Uint8Array): TlsResult {
     if (this.final !== null) return this.final;
     this.unread = 0;
+    const chunkEnd = this.offset + chunk.length;
     let i = 0;
     while (i < chunk.length) {
       if (this.recordRemaining === 0) {
-        this.recordHeader[this.recordHeaderFill++] = chunk[i++]!;
+        const byte = chunk[i++]!;
         this.offset++;
-        const problem = this.onRecordHeaderByte();
+        const problem = this.onRecordHeaderByte(byte);
         if (problem !== null) return this.fail(problem);
         continue;
       }
@@ -136,25 +150,45 @@ export class ClientHelloReader {
       if (this.bodyFill === 0 && take === wanted) {
         return this.complete(chunk.subarray(start, i), chunk.length - i); // whole body in view: no copy
       }
-      this.appendBody(chunk.subarray(start, i));
-      if (this.bodyFill === this.helloLength) return this.complete(this.body!.subarray(0, this.bodyFill), chunk.length - i);
+      if (this.bodyAt >= 0 || (this.bodyFill === 0 && history !== undefined)) {
+        if (this.bodyFill === 0) this.bodyAt = this.offset - take;
+        if (history !== undefined && this.offset - take === this.bodyAt + this.bodyFill) {
+          this.bodyFill += take; // still one run of bytes in the caller's history
+        } else {
+          // The body goes on in another record: from here on it is copied, starting with what it has.
+          const sofar = this.inHistory(history, chunkEnd);
+          if (sofar === null) return this.fail(invalid('hello bytes no longer in the history given'));
+          this.bodyAt = -1;
+          this.bodyFill = 0;
+          this.appendBody(sofar);
+          this.appendBody(chunk.subarray(start, i));
+        }
+      } else this.appendBody(chunk.subarray(start, i));
+      if (this.bodyFill === this.helloLength) {
+        const body = this.bodyAt >= 0 ? this.inHistory(history, chunkEnd) : this.body!.subarray(0, this.bodyFill);
+        if (body === null) return this.fail(invalid('hello bytes no longer in the history given'));
+        return this.complete(body, chunk.length - i);
+      }
     }
     return NEED_MORE;
   }
 
   /** Handles one more record header byte; answers a final result when the stream must stop here. */
-  private onRecordHeaderByte(): TlsResult | null {
-    const h = this.recordHeader;
-    const fill = this.recordHeaderFill;
+  private onRecordHeaderByte(byte: number): TlsResult | null {
+    const fill = ++this.recordHeaderFill;
+    if (fill === 1) {
+      this.recordType = byte;
+      this.recordVersion = 0;
+      this.recordLength = 0;
+    } else if (fill <= 3) this.recordVersion = (this.recordVersion << 8) | byte;
+    else this.recordLength = (this.recordLength << 8) | byte;
     if (this.offset === fill && !this.afterHello) {
-      const verdict = classifyStreamStart(h, fill);
+      const verdict = classifyStreamStart(this.recordType, this.recordVersion, this.recordLength, fill);
       if (verdict !== null) return verdict;
     }
     if (fill < RECORD_HEADER) return null;
     this.recordHeaderFill = 0;
-    this.recordType = h[0]!;
-    this.recordVersion = (h[1]! << 8) | h[2]!;
-    const length = (h[3]! << 8) | h[4]!;
+    const length = this.recordLength;
     this.recordEnd = this.offset + length;
     this.currentRecordCounted = false;
     if (length > MAX_RECORD_LENGTH) return invalid(`record length ${length} exceeds ${MAX_RECORD_LENGTH}`);
@@ -176,13 +210,15 @@ export class ClientHelloReader {
 
   /** Handles one byte of the hello's handshake header. */
   private onHandshakeHeaderByte(byte: number): TlsResult | null {
-    this.handshakeHeader[this.handshakeHeaderFill++] = byte;
-    if (this.handshakeHeaderFill === 1 && byte !== HANDSHAKE_CLIENT_HELLO) {
-      return invalid(`handshake type ${byte} is not client_hello`);
+    const fill = ++this.handshakeHeaderFill;
+    if (fill === 1) {
+      if (byte !== HANDSHAKE_CLIENT_HELLO) return invalid(`handshake type ${byte} is not client_hello`);
+      this.handshakeLength = 0;
+      return null;
     }
-    if (this.handshakeHeaderFill < HANDSHAKE_HEADER) return null;
-    const h = this.handshakeHeader;
-    const length = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+    this.handshakeLength = (this.handshakeLength << 8) | byte;
+    if (fill < HANDSHAKE_HEADER) return null;
+    const length = this.handshakeLength;
     if (length > this.maxHelloBytes) return invalid('hello too large');
     this.helloLength = length;
     return null;
@@ -199,10 +235,19 @@ export class ClientHelloReader {
     this.helloRecords++;
   }
 
+  /** The body bytes gathered so far, read from `history` (which ends at reader offset `end`). */
+  private inHistory(history: Uint8Array | undefined, end: number): Uint8Array | null {
+    if (history === undefined) return null;
+    const from = history.length - (end - this.bodyAt);
+    return from < 0 ? null : history.subarray(from, from + this.bodyFill);
+  }
+
   private appendBody(bytes: Uint8Array): void {
     const needed = this.bodyFill + bytes.length;
     if (this.body === null || this.body.length < needed) {
-      const capacity = Math.min(this.helloLength, Math.max(needed, INITIAL_BODY_CAPACITY, (this.body?.length ?? 0) * 2));
+      // Sized to what has arrived, doubling up to the declared length: a flow waiting for the
+      // rest of its hello keeps only the bytes it has.
+      const capacity = Math.min(this.helloLength, Math.max(needed, (this.body?.length ?? 0) * 2));
       const grown = new Uint8Array(capacity);
       if (this.body !== null) grown.set(this.body.subarray(0, this.bodyFill));
       this.body = grown;
@@ -231,6 +276,7 @@ export class ClientHelloReader {
     this.helloLength = -1;
     this.body = null;
     this.bodyFill = 0;
+    this.bodyAt = -1;
     this.helloRecords = 0;
     this.helloRecordVersion = 0;
     this.currentRecordCounted = false;
@@ -251,19 +297,22 @@ function invalid(reason: string): TlsResult {
  * Looks at the first `fill` bytes of the stream: null while they may start a TLS handshake
  * record, notTls when they clearly do not, invalid for a TLS record a server rejects before the
  * hello (alert, change_cipher_spec, ...) or an SSLv2-format hello (no extensions, so no SNI).
+ * `version` holds header bytes 1-2 and `length` bytes 3-4, as far as `fill` has reached.
  */
-function classifyStreamStart(h: Uint8Array, fill: number): TlsResult | null {
-  const first = h[0]!;
+function classifyStreamStart(first: number, version: number, length: number, fill: number): TlsResult | null {
   if (first === ContentType.handshake) return null;
   const name = RECORD_NAMES[first];
   if (name !== undefined) {
     if (fill < 2) return null;
-    return h[1] === 3 ? invalid(`${name} record before ClientHello`) : NOT_TLS;
+    const major = fill === 2 ? version : version >> 8;
+    return major === 3 ? invalid(`${name} record before ClientHello`) : NOT_TLS;
   }
   if ((first & 0x80) !== 0) {
     // SSLv2 CLIENT-HELLO: 2-byte length with the top bit set, msg type 1, version major 0, 2 or 3.
     if (fill < 4) return null;
-    return h[2] === 1 && (h[3] === 0 || h[3] === 2 || h[3] === 3) ? invalid('SSLv2-format ClientHello') : NOT_TLS;
+    const type = version & 0xff;
+    const major = fill === 4 ? length : length >> 8;
+    return type === 1 && (major === 0 || major === 2 || major === 3) ? invalid('SSLv2-format ClientHello') : NOT_TLS;
   }
   return NOT_TLS;
 }

@@ -134,6 +134,8 @@ export class Engine {
   private heldBytesTotal = 0;
   /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
   private busyFlows = 0;
+  /** The flows counted in busyFlows, for the held-message deadline in tick(). */
+  private readonly busy = new Set<Flow>();
   private tokens = 0;
   /** The packet being handled and whether it was given a verdict or held. */
   private current = -1;
@@ -371,6 +373,7 @@ export class Engine {
     if (insp.busy === true) {
       insp.busy = false;
       this.busyFlows--;
+      this.busy.delete(flow);
     }
     this.inspections.delete(flow);
   }
@@ -383,6 +386,8 @@ export class Engine {
     if (busy === (insp.busy === true)) return;
     insp.busy = busy;
     this.busyFlows += busy ? 1 : -1;
+    if (busy) this.busy.add(flow);
+    else this.busy.delete(flow);
   }
 
   /** Starts reassembling and inspecting the client stream at `firstSeq`. */
@@ -912,6 +917,18 @@ export class Engine {
           this.completeFlow(flow, 'timeout', this.options.onTimeout);
         }
       }
+    }
+    // G2: a message must complete within inspecting_s of its oldest held packet, however often
+    // the client resends (a client that has sent all it may without an acknowledgement only
+    // resends: that keeps the flow from going idle but completes nothing).
+    const heldLimit = t.inspectingS * 1000;
+    for (const flow of this.busy) {
+      const insp = this.inspections.get(flow);
+      if (insp === undefined || insp.timer !== undefined || flow.held.length === 0) continue;
+      if (now - flow.held[0]!.heldAt < heldLimit || !this.incomplete(flow, insp)) continue;
+      this.stats.count('timeout_flows');
+      this.stats.count('limit_incomplete');
+      this.completeFlow(flow, 'timeout', this.options.onLimit, this.options.onLimit);
     }
     this.table.expireTombstones(now);
   }

@@ -355,3 +355,22 @@ t.test('a large upload on a flow inspected request by request streams through (n
   s.feeder.feed(c.send('GET /next HTTP/1.1\r\nHost: b.test\r\n\r\n'));
   t.same(s.decisions().map((d) => d.path), ['/up', '/next'], 'the next request is decided');
 });
+
+t.test('G2: a message must complete within inspecting_s of its oldest held packet, however often the client resends', async (t) => {
+  const s = setup(byName('blocked.test'), { onLimit: 'block', timeouts: { inspectingS: 2 } });
+  const c = new Conversation({ dport: 80 });
+  s.feeder.feed(...c.handshake());
+  const pkts = c.split('GET / HTTP/1.1\r\nX-A: 1\r\nHost: allowed.test\r\n\r\n', [16, 24]);
+  s.feeder.feed(pkts[0]!, pkts[1]!);
+  for (let ms = 500; ms <= 2500; ms += 500) {
+    s.sched.now = ms;
+    s.feeder.feed(pkts[0]!); // the client resends what was not acknowledged: the flow never idles
+    s.engine.tick(ms);
+  }
+  t.equal(s.engine.stats.events.get('limit_incomplete'), 1, 'limit_incomplete counted once');
+  t.equal(s.engine.heldPackets, 0, 'nothing held any more');
+  const [late] = s.feeder.feed(pkts[2]!);
+  t.not(s.sink.verdicts.get(late!)?.verdict, NF_ACCEPT, 'the end of the message, sent late, does not pass');
+  t.equal(s.decisions().length, 0, 'the message was never decided');
+  t.ok(s.invariant());
+});

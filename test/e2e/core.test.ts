@@ -4,14 +4,12 @@
  */
 import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  checkPrerequisites, chromium, rawSegments, createTopology, curl, opensslClient, readQueueStats, startServers, waitUntil,
-  type Topology,
+  checkPrerequisites, chromium, rawSegments, createTopology, curl, opensslClient, readQueueStats, recordOpensslHello,
+  startServers, waitUntil, type Topology,
 } from './harness/index.js';
-import { applyRules, startFlowgate, type Flowgate, type Status } from './flowgate.js';
+import { applyRules, assertSettled, startFlowgate } from './flowgate.js';
 
 checkPrerequisites(['ip', 'iptables', 'ip6tables', 'curl', 'openssl']);
 
@@ -29,22 +27,6 @@ async function fixture(t: Test, opts: Parameters<typeof createTopology>[0] = {})
   await startServers(topo);
   await applyRules(topo);
   return topo;
-}
-
-/** Nothing left behind: every packet got a verdict and the kernel queue has none waiting. */
-async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Promise<void> {
-  const s = await waitUntil(async () => {
-    const st = await fg.status();
-    return st.held === 0 && st.received === st.verdicts ? st : undefined;
-  }, { timeoutMs: 5000, what: 'received == verdicts and nothing held' }) as Status;
-  t.ok(s.received > 0, `the daemon saw packets (${s.received})`);
-  t.equal(s.received, s.verdicts, 'every packet received got one verdict');
-  t.equal(s.held, 0, 'nothing held');
-  const q = await waitUntil(async () => {
-    const stats = await readQueueStats(topo);
-    return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;
-  }, { timeoutMs: 3000, what: 'kernel queue waiting = 0' }) as Array<{ waiting: number }>;
-  t.equal(q[0]!.waiting, 0, '/proc/net/netfilter/nfnetlink_queue shows 0 waiting');
 }
 
 t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async (t) => {
@@ -134,29 +116,6 @@ t.test('a policy that never answers: on_timeout applies within decision_timeout_
 });
 
 /** The ClientHello `openssl s_client` sends for `servername`, recorded on a local listener. */
-async function recordOpensslHello(servername: string): Promise<Buffer> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  const got = new Promise<Buffer>((resolve) => server.once('connection', (sock) => {
-    const parts: Buffer[] = [];
-    sock.on('data', (d: Buffer) => {
-      parts.push(d);
-      const all = Buffer.concat(parts);
-      if (all.length >= 5 && all.length >= 5 + all.readUInt16BE(3)) {
-        sock.destroy();
-        resolve(all.subarray(0, 5 + all.readUInt16BE(3)));
-      }
-    });
-  }));
-  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername],
-    { stdio: ['pipe', 'ignore', 'ignore'] });
-  const hello = await got;
-  child.kill();
-  server.close();
-  return hello;
-}
-
 t.test("openssl's ClientHello written as three segments: allowed gets a ServerHello, blocked a reset", async (t) => {
   const topo = await fixture(t);
   const fg = await startFlowgate(topo, BLOCK_RULES);

@@ -5,7 +5,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot, waitUntil, type ProcessHandle, type Topology } from './harness/index.js';
+import type { Test } from 'tap';
+import { readQueueStats, repoRoot, waitUntil, type ProcessHandle, type Topology } from './harness/index.js';
 
 /** A decision event as the daemon prints it. */
 export interface Decision {
@@ -96,4 +97,20 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
     flows: () => ask('flows'),
     stop: async (signal = 'SIGTERM') => (await proc.kill(signal, 10000)).code,
   };
+}
+
+/** Nothing left behind: every packet got a verdict and the kernel queue has none waiting. */
+export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Promise<void> {
+  const s = await waitUntil(async () => {
+    const st = await fg.status();
+    return st.held === 0 && st.received === st.verdicts ? st : undefined;
+  }, { timeoutMs: 5000, what: 'received == verdicts and nothing held' }) as Status;
+  t.ok(s.received > 0, `the daemon saw packets (${s.received})`);
+  t.equal(s.received, s.verdicts, 'every packet received got one verdict');
+  t.equal(s.held, 0, 'nothing held');
+  const q = await waitUntil(async () => {
+    const stats = await readQueueStats(topo);
+    return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;
+  }, { timeoutMs: 3000, what: 'kernel queue waiting = 0' }) as Array<{ waiting: number }>;
+  t.equal(q[0]!.waiting, 0, '/proc/net/netfilter/nfnetlink_queue shows 0 waiting');
 }

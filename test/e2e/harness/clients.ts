@@ -2,6 +2,8 @@
  * Command-line clients run inside the client namespace: curl and `openssl s_client`, each
  * returning a structured result with timing and a classified error.
  */
+import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { ensureCerts } from './certs.js';
 import { requireBinary } from './proc.js';
 import type { Topology } from './topology.js';
@@ -216,4 +218,28 @@ export async function opensslClient(topo: Topology, opts: OpensslOptions = {}): 
     timeMs: res.timeMs,
     output,
   };
+}
+
+/** The ClientHello record `openssl s_client -servername NAME` sends, recorded on a local socket. */
+export async function recordOpensslHello(servername: string): Promise<Buffer> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const got = new Promise<Buffer>((resolve) => server.once('connection', (sock) => {
+    const parts: Buffer[] = [];
+    sock.on('data', (d: Buffer) => {
+      parts.push(d);
+      const all = Buffer.concat(parts);
+      if (all.length >= 5 && all.length >= 5 + all.readUInt16BE(3)) {
+        sock.destroy();
+        resolve(all.subarray(0, 5 + all.readUInt16BE(3)));
+      }
+    });
+  }));
+  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername],
+    { stdio: ['pipe', 'ignore', 'ignore'] });
+  const hello = await got;
+  child.kill();
+  server.close();
+  return hello;
 }

@@ -9,17 +9,9 @@ import {
   checkPrerequisites, chromium, rawSegments, createTopology, curl, opensslClient, readQueueStats, recordOpensslHello,
   startServers, waitUntil, type Topology,
 } from './harness/index.js';
-import { applyRules, assertSettled, startFlowgate } from './flowgate.js';
+import { BLOCK_RULES, applyRules, assertSettled, startFlowgate } from './flowgate.js';
 
 checkPrerequisites(['ip', 'iptables', 'ip6tables', 'curl', 'openssl']);
-
-const BLOCK_RULES = `
-default: allow
-rules:
-  - name: no-blocked
-    action: block
-    domains: [blocked.test]
-`;
 
 async function fixture(t: Test, opts: Parameters<typeof createTopology>[0] = {}): Promise<Topology> {
   const topo = await createTopology(opts);

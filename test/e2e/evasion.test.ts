@@ -10,17 +10,9 @@ import t, { type Test } from 'tap';
 import {
   checkPrerequisites, createTopology, rawSegments, recordOpensslHello, startServers, type RawSegmentsResult, type Topology,
 } from './harness/index.js';
-import { applyRules, assertSettled, startFlowgate, type Flowgate } from './flowgate.js';
+import { BLOCK_RULES, applyRules, assertSettled, startFlowgate, type Flowgate } from './flowgate.js';
 
 checkPrerequisites(['ip', 'iptables', 'ip6tables', 'openssl']);
-
-const BLOCK_RULES = `
-default: allow
-rules:
-  - name: no-blocked
-    action: block
-    domains: [blocked.test]
-`;
 
 const NAMES = ['allowed.test', 'blocked.test'] as const;
 

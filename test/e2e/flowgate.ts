@@ -8,6 +8,15 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { readQueueStats, repoRoot, waitUntil, type ProcessHandle, type Topology } from './harness/index.js';
 
+/** The config most tests use: allow everything but blocked.test. */
+export const BLOCK_RULES = `
+default: allow
+rules:
+  - name: no-blocked
+    action: block
+    domains: [blocked.test]
+`;
+
 /** A decision event as the daemon prints it. */
 export interface Decision {
   type: 'decision';

@@ -21,6 +21,8 @@ interface Tombstone {
 export class FlowTable {
   private readonly flows = new Map<string, Flow>();
   private readonly tombs = new Map<string, Tombstone>();
+  /** The flow last added or touched (the young end), so touching it again costs nothing. */
+  private youngest: Flow | undefined;
 
   /** @param maxFlows flows kept before the least recently seen evictable one is removed. */
   constructor(private readonly maxFlows: number) {}
@@ -67,19 +69,24 @@ export class FlowTable {
       if (evicted !== undefined) this.flows.delete(evicted.key);
     }
     this.tombs.delete(flow.key);
+    // (Replacing a key keeps its place in the map, so only a new key makes the flow the youngest.)
+    this.youngest = this.flows.has(flow.key) ? undefined : flow;
     this.flows.set(flow.key, flow);
     return evicted;
   }
 
   /** Marks a flow as just seen (moves it to the young end). */
   touch(flow: Flow): void {
+    if (flow === this.youngest) return;
     this.flows.delete(flow.key);
     this.flows.set(flow.key, flow);
+    this.youngest = flow;
   }
 
   /** Removes a flow; with a verdict, leaves a tombstone for stragglers. */
   remove(flow: Flow, verdict?: 'allow' | 'block'): void {
     if (this.flows.get(flow.key) === flow) this.flows.delete(flow.key);
+    if (flow === this.youngest) this.youngest = undefined;
     if (verdict !== undefined) {
       if (this.tombs.size >= MAX_TOMBSTONES) {
         const oldest = this.tombs.keys().next().value;

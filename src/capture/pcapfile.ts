@@ -347,7 +347,7 @@ export async function* readCaptureBatches(
     for (;;) {
       // A fresh buffer each time: records handed out earlier keep pointing at valid bytes.
       const want = Math.max(chunkBytes, parser.pending - carry.length);
-      const buf = Buffer.allocUnsafe(carry.length + want);
+      const buf = new Uint8Array(carry.length + want);
       buf.set(carry, 0);
       const { bytesRead } = await fh.read(buf, carry.length, want, pos);
       pos += bytesRead;

@@ -91,7 +91,8 @@ class CountingSink {
 
 /** Replays one file through a fresh engine; calls `onDecision` for each decision. */
 export async function replayFile(file: string, decide: DecideFn, options: ReturnType<typeof engineOptionsFromConfig>,
-  onDecision: (d: ReplayDecision) => void, opts: { policyLatency?: number; onProgress?: (read: number, total: number) => void } = {},
+  onDecision: (d: ReplayDecision) => void,
+  opts: { policyLatency?: number; onProgress?: (read: number, total: number) => void; onBatch?: () => void } = {},
 ): Promise<{ frames: number; packets: number; skipped: number; stats: Engine['stats'] }> {
   const sched = new VirtualScheduler();
   let frame = 0;
@@ -113,10 +114,15 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     sink: new CountingSink(),
     scheduler: sched,
     now: () => sched.now,
-    wallClock: () => new Date(sched.now).toISOString(),
+    wallClock: () => isoTime(sched.now),
     options: { ...options, verifyChecksums: false, idPrefix: '' },
     onEvent: (e) => {
-      if (e.type === 'decision') onDecision({ ...e, file, frame });
+      // The event is fresh and only ours: extend it rather than copy it (same key order).
+      if (e.type !== 'decision') return;
+      const d = e as ReplayDecision;
+      d.file = file;
+      d.frame = frame;
+      onDecision(d);
     },
   });
   let packets = 0;
@@ -142,12 +148,33 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
       packets++;
       engine.handle({ id: rec.index, mark: 0, data: ip, skbInfo: 0 });
     }
+    opts.onBatch?.();
     await settleMicrotasks();
   }
   // The capture ended: let pending decisions finish (or time out), then settle what is left.
   await runTimers(sched, Infinity);
   engine.shutdown('allow');
   return { frames: frame, packets, skipped, stats: engine.stats };
+}
+
+let isoSecond = NaN;
+let isoPrefix = '';
+
+/**
+ * `new Date(ms).toISOString()`, formatting the date and time to the second once per second of
+ * capture time: every event carries one, and most fall in a second an earlier one did.
+ */
+function isoTime(ms: number): string {
+  const whole = Math.floor(ms);
+  const sec = Math.floor(whole / 1000);
+  // Only years 0000-9999 have the fixed-width form.
+  if (!(whole >= 0 && whole < 253402300800000)) return new Date(ms).toISOString();
+  if (sec !== isoSecond) {
+    isoSecond = sec;
+    isoPrefix = new Date(sec * 1000).toISOString().slice(0, 20);
+  }
+  const milli = whole - sec * 1000;
+  return isoPrefix + (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
 }
 
 async function settleMicrotasks(): Promise<void> {
@@ -163,6 +190,17 @@ export async function replayFiles(files: string[], o: ReplayOptions): Promise<nu
   if (table) process.stdout.write(`${'FRAME'.padStart(7)}  ${'VERDICT'.padEnd(7)} ${'APP'.padEnd(7)} ${'CLIENT'.padEnd(22)} ` +
     `${'SERVER'.padEnd(22)} NAME / REQUEST  (REASON)\n`);
   const progress = process.stderr.isTTY ? progressBar() : undefined;
+  // Decisions are written a capture chunk at a time (or every 64 KiB), not one write per line.
+  let out = '';
+  const flush = (): void => {
+    if (out === '') return;
+    process.stdout.write(out);
+    out = '';
+  };
+  const print = (d: ReplayDecision): void => {
+    out += table ? tableLine(d) : JSON.stringify(d) + '\n';
+    if (out.length >= 65536) flush();
+  };
   let code = 0;
   // A reader that went away (`| head`) ends the replay quietly, as it does for other tools.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -172,14 +210,15 @@ export async function replayFiles(files: string[], o: ReplayOptions): Promise<nu
   try {
     for (const file of files) {
       try {
-        const res = await replayFile(file, decide, engineOptionsFromConfig(config),
-          (d) => process.stdout.write(table ? tableLine(d) : JSON.stringify(d) + '\n'),
-          { policyLatency: o.policyLatency, onProgress: progress && ((r, t) => progress(file, r, t)) });
+        const res = await replayFile(file, decide, engineOptionsFromConfig(config), print,
+          { policyLatency: o.policyLatency, onProgress: progress && ((r, t) => progress(file, r, t)), onBatch: flush });
+        flush();
         progress?.(file, 1, 1, true);
         if (res.stats.events.get('internal_error')) {
           process.stderr.write(`flowgate: ${file}: ${res.stats.events.get('internal_error')} internal errors\n`);
         }
       } catch (err) {
+        flush();
         progress?.(file, 1, 1, true);
         if (err instanceof CaptureError) {
           // The message names the file already.

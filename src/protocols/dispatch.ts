@@ -23,8 +23,16 @@ const SNIFF_BYTES = 16;
 
 /** Creates the analyzer for one flow's client stream. */
 export function createAnalyzer(limits: Partial<AnalyzerLimits> = {}): StreamAnalyzer {
-  return new FlowAnalyzer({ ...DEFAULT_ANALYZER_LIMITS, ...limits });
+  // One analyzer per flow, usually with the engine's same limits object: merge it once.
+  if (limits !== lastLimits) {
+    lastMerged = { ...DEFAULT_ANALYZER_LIMITS, ...limits };
+    lastLimits = limits;
+  }
+  return new FlowAnalyzer(lastMerged);
 }
+
+let lastLimits: Partial<AnalyzerLimits> | undefined;
+let lastMerged: AnalyzerLimits = DEFAULT_ANALYZER_LIMITS;
 
 /** The policy's view of a ClientHello. */
 export function tlsInfo(h: ClientHello): UnitInfo {

@@ -7,7 +7,8 @@
  * Lifecycle of a read:
  * 1. the format is detected from the magic number;
  * 2. each chunk's whole records are yielded, as one array (`readCaptureBatches`) or one by one
- *    (`readCapture`), with `onProgress` called once per chunk;
+ *    (`readCapture`), with `onProgress` called once per chunk; the next chunk is being read
+ *    meanwhile;
  * 3. at the end of the file, or at the first corrupt record, every good record has been yielded;
  *    then a truncated or corrupt file throws a `CaptureError`, and the file is closed in every case.
  */
@@ -340,25 +341,38 @@ export async function* readCaptureBatches(
   const chunkBytes = Math.max(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, 64);
   const parser = new CaptureParser(path, opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES);
   const fh = await open(path, 'r');
+  // The next chunk is read while the consumer works on this one (the read runs on libuv's
+  // thread pool). The outcome is caught at once: a failed read must not go unhandled meanwhile.
+  let next: Promise<{ buf: Uint8Array; from: number; bytesRead: number } | { err: unknown }> | undefined;
+  const readNext = (carry: Uint8Array, pos: number): void => {
+    // A fresh buffer each time: records handed out earlier keep pointing at valid bytes.
+    const want = Math.max(chunkBytes, parser.pending - carry.length);
+    const buf = new Uint8Array(carry.length + want);
+    buf.set(carry, 0);
+    next = fh.read(buf, carry.length, want, pos).then(
+      ({ bytesRead }) => ({ buf, from: carry.length, bytesRead }),
+      (err: unknown) => ({ err }),
+    );
+  };
   try {
     const size = (await fh.stat()).size;
     let pos = 0;
-    let carry: Uint8Array = new Uint8Array(0);
+    readNext(new Uint8Array(0), 0);
     for (;;) {
-      // A fresh buffer each time: records handed out earlier keep pointing at valid bytes.
-      const want = Math.max(chunkBytes, parser.pending - carry.length);
-      const buf = new Uint8Array(carry.length + want);
-      buf.set(carry, 0);
-      const { bytesRead } = await fh.read(buf, carry.length, want, pos);
+      const got = await next!;
+      next = undefined;
+      if ('err' in got) throw got.err;
+      const { buf, from, bytesRead } = got;
       pos += bytesRead;
-      const avail = buf.subarray(0, carry.length + bytesRead);
+      const avail = buf.subarray(0, from + bytesRead);
       const records: CaptureRecord[] = [];
       parser.pending = 0;
       const used = parser.parse(avail, records);
       opts.onProgress?.(pos, size);
+      const carry = avail.subarray(used);
+      if (parser.error === null && bytesRead > 0) readNext(carry, pos);
       if (records.length > 0) yield records;
       if (parser.error !== null) throw parser.error;
-      carry = avail.subarray(used);
       if (bytesRead === 0) {
         if (carry.length > 0 || pos === 0) {
           const what =
@@ -374,6 +388,7 @@ export async function* readCaptureBatches(
       }
     }
   } finally {
+    if (next !== undefined) await next;
     await fh.close();
   }
 }

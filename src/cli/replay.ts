@@ -157,24 +157,34 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
   return { frames: frame, packets, skipped, stats: engine.stats };
 }
 
-let isoSecond = NaN;
-let isoPrefix = '';
+let isoDay = NaN;
+let isoDate = '';
+
+/** "00".."59": two-digit fields of a time of day. */
+const TWO = Array.from({ length: 60 }, (_, i) => (i < 10 ? '0' : '') + i);
 
 /**
- * `new Date(ms).toISOString()`, formatting the date and time to the second once per second of
- * capture time: every event carries one, and most fall in a second an earlier one did.
+ * `new Date(ms).toISOString()`, with the date formatted once per day of capture time and the
+ * time of day by arithmetic: every event carries one.
  */
 function isoTime(ms: number): string {
   const whole = Math.floor(ms);
-  const sec = Math.floor(whole / 1000);
   // Only years 0000-9999 have the fixed-width form.
   if (!(whole >= 0 && whole < 253402300800000)) return new Date(ms).toISOString();
-  if (sec !== isoSecond) {
-    isoSecond = sec;
-    isoPrefix = new Date(sec * 1000).toISOString().slice(0, 20);
+  const day = Math.floor(whole / 86400000);
+  if (day !== isoDay) {
+    isoDay = day;
+    isoDate = new Date(day * 86400000).toISOString().slice(0, 11);
   }
-  const milli = whole - sec * 1000;
-  return isoPrefix + (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
+  let rest = whole - day * 86400000;
+  const milli = rest % 1000;
+  rest = (rest - milli) / 1000;
+  const sec = rest % 60;
+  rest = (rest - sec) / 60;
+  const min = rest % 60;
+  const hour = (rest - min) / 60;
+  return isoDate + (hour < 10 ? '0' : '') + hour + ':' + TWO[min] + ':' + TWO[sec] + '.' +
+    (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
 }
 
 async function settleMicrotasks(): Promise<void> {

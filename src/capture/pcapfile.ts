@@ -345,9 +345,11 @@ export async function* readCaptureBatches(
   // thread pool). The outcome is caught at once: a failed read must not go unhandled meanwhile.
   let next: Promise<{ buf: Uint8Array; from: number; bytesRead: number } | { err: unknown }> | undefined;
   const readNext = (carry: Uint8Array, pos: number): void => {
-    // A fresh buffer each time: records handed out earlier keep pointing at valid bytes.
+    // A fresh buffer each time: records handed out earlier keep pointing at valid bytes. Not
+    // zero-filled (the read overwrites it), and a plain Uint8Array: views of it are cheaper.
     const want = Math.max(chunkBytes, parser.pending - carry.length);
-    const buf = new Uint8Array(carry.length + want);
+    const mem = Buffer.allocUnsafeSlow(carry.length + want);
+    const buf = new Uint8Array(mem.buffer, mem.byteOffset, mem.length);
     buf.set(carry, 0);
     next = fh.read(buf, carry.length, want, pos).then(
       ({ bytesRead }) => ({ buf, from: carry.length, bytesRead }),

@@ -2,13 +2,14 @@
  * Capture files as a packet source for `replay`: pcap (microsecond and nanosecond, either byte
  * order) and pcapng (SHB in either byte order, IDB with if_tsresol/if_tsoffset, EPB, SPB, OPB;
  * other blocks skipped). The file is read in large chunks and parsed in place: each record's
- * `data` is a view into its chunk, and a whole chunk's records come out as one batch.
+ * `data` is a view into its chunk, and a chunk's records come out in batches of at most
+ * `BATCH_RECORDS`.
  *
  * Lifecycle of a read:
  * 1. the format is detected from the magic number;
- * 2. each chunk's whole records are yielded, as one array (`readCaptureBatches`) or one by one
- *    (`readCapture`), with `onProgress` called once per chunk; the next chunk is being read
- *    meanwhile;
+ * 2. each chunk's whole records are yielded, in arrays of at most `BATCH_RECORDS`
+ *    (`readCaptureBatches`) or one by one (`readCapture`), with `onProgress` called once per
+ *    chunk, before its last batch; the next chunk is being read while that batch is consumed;
  * 3. at the end of the file, or at the first corrupt record, every good record has been yielded;
  *    then a truncated or corrupt file throws a `CaptureError`, and the file is closed in every case.
  */
@@ -47,6 +48,11 @@ export interface ReadCaptureOptions {
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 /** Default `maxRecordBytes` (bytes). */
 export const DEFAULT_MAX_RECORD_BYTES = 16 << 20;
+/**
+ * Most records in one batch of `readCaptureBatches` (records). A chunk is parsed a batch at a
+ * time, so the records not yet consumed do not pile up (and survive garbage collections).
+ */
+export const BATCH_RECORDS = 512;
 
 /** Error codes of `CaptureError`. */
 export type CaptureErrorCode = 'ERR_CAPTURE_TRUNCATED' | 'ERR_CAPTURE_CORRUPT';
@@ -112,8 +118,11 @@ class CaptureParser {
     private readonly maxRecord: number,
   ) {}
 
-  /** Parses every whole record of `buf` (which starts at file offset `offset`) into `out`; returns bytes consumed. */
-  parse(buf: Uint8Array, out: CaptureRecord[]): number {
+  /**
+   * Parses the whole records of `buf` (which starts at file offset `offset`) into `out`, until
+   * `out` holds `max` of them; returns bytes consumed.
+   */
+  parse(buf: Uint8Array, out: CaptureRecord[], max = Infinity): number {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let p = 0;
     if (this.format === 'unknown') {
@@ -139,7 +148,7 @@ class CaptureParser {
         return 0;
       }
     }
-    p = this.format === 'pcap' ? this.parsePcap(buf, dv, p, out) : this.parsePcapng(buf, dv, p, out);
+    p = this.format === 'pcap' ? this.parsePcap(buf, dv, p, out, max) : this.parsePcapng(buf, dv, p, out, max);
     this.offset += p;
     return p;
   }
@@ -160,9 +169,10 @@ class CaptureParser {
     );
   }
 
-  private parsePcap(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[]): number {
+  private parsePcap(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[], max: number): number {
     const le = this.le;
     for (;;) {
+      if (out.length >= max) return p;
       if (buf.length - p < 16) {
         this.pending = 16;
         return p;
@@ -189,8 +199,9 @@ class CaptureParser {
     }
   }
 
-  private parsePcapng(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[]): number {
+  private parsePcapng(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[], max: number): number {
     for (;;) {
+      if (out.length >= max) return p;
       if (buf.length - p < 12) {
         this.pending = 12;
         return p;
@@ -329,8 +340,9 @@ function toMicros(iface: Iface, hi: number, lo: number): number {
 }
 
 /**
- * Reads a pcap or pcapng file, yielding the records of each chunk as one array (never empty).
- * This is the fast path: one await per chunk rather than per record. Throws a `CaptureError`
+ * Reads a pcap or pcapng file, yielding the records of each chunk in arrays of at most
+ * `BATCH_RECORDS` (never empty).
+ * This is the fast path: one await per batch rather than per record. Throws a `CaptureError`
  * after the last good batch when the file is truncated or corrupt; the file is closed when the
  * iteration ends, also early.
  */
@@ -367,9 +379,16 @@ export async function* readCaptureBatches(
       const { buf, from, bytesRead } = got;
       pos += bytesRead;
       const avail = buf.subarray(0, from + bytesRead);
-      const records: CaptureRecord[] = [];
-      parser.pending = 0;
-      const used = parser.parse(avail, records);
+      let used = 0;
+      let records: CaptureRecord[];
+      for (;;) {
+        records = [];
+        parser.pending = 0;
+        used += parser.parse(used === 0 ? avail : avail.subarray(used), records, BATCH_RECORDS);
+        if (records.length < BATCH_RECORDS || parser.error !== null) break;
+        yield records;
+      }
+      // The chunk's last batch (maybe empty).
       opts.onProgress?.(pos, size);
       const carry = avail.subarray(used);
       if (parser.error === null && bytesRead > 0) readNext(carry, pos);

@@ -128,6 +128,7 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
   let packets = 0;
   let skipped = 0;
   let lastTick = 0;
+  let sinceTurn = 0;
   for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
     for (const rec of batch) {
       wall = rec.tsMicros / 1000;
@@ -148,6 +149,10 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
       packets++;
       engine.handle({ id: rec.index, mark: 0, data: ip, skbInfo: 0 });
     }
+    // Let other work (policy answers, I/O) in every few thousand frames.
+    sinceTurn += batch.length;
+    if (sinceTurn < TURN_FRAMES) continue;
+    sinceTurn = 0;
     opts.onBatch?.();
     await settleMicrotasks();
   }
@@ -186,6 +191,9 @@ function isoTime(ms: number): string {
   return isoDate + (hour < 10 ? '0' : '') + hour + ':' + TWO[min] + ':' + TWO[sec] + '.' +
     (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
 }
+
+/** Frames replayed between two turns of the event loop (frames). */
+const TURN_FRAMES = 2048;
 
 async function settleMicrotasks(): Promise<void> {
   await new Promise<void>((r) => setImmediate(r));

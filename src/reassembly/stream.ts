@@ -137,6 +137,12 @@ export class StreamReassembler {
       start = 0;
       if (piece.length === 0) return { kind: 'duplicate', retained };
     }
+    if (start === 0 && this.pending.length === 0) {
+      // In order with nothing past a hole, the common case: straight into the buffer.
+      if (this.len + piece.length > this.limits.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
+      this.append(piece);
+      return { kind: 'ok', added: piece.length, buffered: 0, old };
+    }
     // Check against pending segments and collect the new sub-ranges.
     const pieceStart = start;
     const pieceEnd = start + piece.length;

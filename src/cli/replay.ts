@@ -2,7 +2,7 @@
  * `flowgate replay`: the same engine as `run`, fed from capture files instead of the kernel
  * queue, on capture time. Prints the decisions it would have made; needs no root.
  */
-import { readCaptureBatches, CaptureError } from '../capture/pcapfile.js';
+import { readCaptureBatches, CaptureError, type CaptureRecord } from '../capture/pcapfile.js';
 import { ipFromFrame } from '../capture/linktype.js';
 import { Engine } from '../filter/engine.js';
 import { engineOptionsFromConfig } from '../filter/from-config.js';
@@ -129,8 +129,14 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
   let skipped = 0;
   let lastTick = 0;
   let sinceTurn = 0;
-  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
-    for (const rec of batch) {
+  /**
+   * Replays `batch` from index `from`; returns the index of a frame before which timers are
+   * due (the caller runs them and resumes there), or the batch length. Synchronous, so the
+   * per-frame loop is a small function of its own rather than part of this async one.
+   */
+  const replayBatch = (batch: CaptureRecord[], from: number): number => {
+    for (let i = from; i < batch.length; i++) {
+      const rec = batch[i]!;
       wall = rec.tsMicros / 1000;
       const ip = ipFromFrame(rec.linktype, rec.data);
       if (ip === null) {
@@ -139,8 +145,8 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
         continue;
       }
       // Decisions due before this frame settle first (reported with the frame before it).
-      if (sched.nextAt() <= wall) await runTimers(sched, wall);
-      else sched.advance(wall);
+      if (sched.nextAt() <= wall) return i;
+      sched.advance(wall);
       frame = rec.index;
       if (wall - lastTick >= 1000) {
         engine.tick(wall);
@@ -148,6 +154,12 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
       }
       packets++;
       engine.handle({ id: rec.index, mark: 0, data: ip, skbInfo: 0 });
+    }
+    return batch.length;
+  };
+  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
+    for (let i = replayBatch(batch, 0); i < batch.length; i = replayBatch(batch, i)) {
+      await runTimers(sched, batch[i]!.tsMicros / 1000);
     }
     // Let other work (policy answers, I/O) in every few thousand frames.
     sinceTurn += batch.length;

@@ -2,12 +2,14 @@
  * Capture files as a packet source for `replay`: pcap (microsecond and nanosecond, either byte
  * order) and pcapng (SHB in either byte order, IDB with if_tsresol/if_tsoffset, EPB, SPB, OPB;
  * other blocks skipped). The file is read in large chunks and parsed in place: each record's
- * `data` is a view into its chunk, and a whole chunk's records come out as one batch.
+ * `data` is a view into its chunk, and a chunk's records come out in batches of at most
+ * `BATCH_RECORDS`.
  *
  * Lifecycle of a read:
  * 1. the format is detected from the magic number;
- * 2. each chunk's whole records are yielded, as one array (`readCaptureBatches`) or one by one
- *    (`readCapture`), with `onProgress` called once per chunk;
+ * 2. each chunk's whole records are yielded, in arrays of at most `BATCH_RECORDS`
+ *    (`readCaptureBatches`) or one by one (`readCapture`), with `onProgress` called once per
+ *    chunk, before its last batch; the next chunk is being read while that batch is consumed;
  * 3. at the end of the file, or at the first corrupt record, every good record has been yielded;
  *    then a truncated or corrupt file throws a `CaptureError`, and the file is closed in every case.
  */
@@ -46,6 +48,11 @@ export interface ReadCaptureOptions {
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 /** Default `maxRecordBytes` (bytes). */
 export const DEFAULT_MAX_RECORD_BYTES = 16 << 20;
+/**
+ * Most records in one batch of `readCaptureBatches` (records). A chunk is parsed a batch at a
+ * time, so the records not yet consumed do not pile up (and survive garbage collections).
+ */
+export const BATCH_RECORDS = 512;
 
 /** Error codes of `CaptureError`. */
 export type CaptureErrorCode = 'ERR_CAPTURE_TRUNCATED' | 'ERR_CAPTURE_CORRUPT';
@@ -111,8 +118,11 @@ class CaptureParser {
     private readonly maxRecord: number,
   ) {}
 
-  /** Parses every whole record of `buf` (which starts at file offset `offset`) into `out`; returns bytes consumed. */
-  parse(buf: Uint8Array, out: CaptureRecord[]): number {
+  /**
+   * Parses the whole records of `buf` (which starts at file offset `offset`) into `out`, until
+   * `out` holds `max` of them; returns bytes consumed.
+   */
+  parse(buf: Uint8Array, out: CaptureRecord[], max = Infinity): number {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let p = 0;
     if (this.format === 'unknown') {
@@ -138,7 +148,7 @@ class CaptureParser {
         return 0;
       }
     }
-    p = this.format === 'pcap' ? this.parsePcap(buf, dv, p, out) : this.parsePcapng(buf, dv, p, out);
+    p = this.format === 'pcap' ? this.parsePcap(buf, dv, p, out, max) : this.parsePcapng(buf, dv, p, out, max);
     this.offset += p;
     return p;
   }
@@ -159,9 +169,10 @@ class CaptureParser {
     );
   }
 
-  private parsePcap(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[]): number {
+  private parsePcap(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[], max: number): number {
     const le = this.le;
     for (;;) {
+      if (out.length >= max) return p;
       if (buf.length - p < 16) {
         this.pending = 16;
         return p;
@@ -188,8 +199,9 @@ class CaptureParser {
     }
   }
 
-  private parsePcapng(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[]): number {
+  private parsePcapng(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[], max: number): number {
     for (;;) {
+      if (out.length >= max) return p;
       if (buf.length - p < 12) {
         this.pending = 12;
         return p;
@@ -328,8 +340,9 @@ function toMicros(iface: Iface, hi: number, lo: number): number {
 }
 
 /**
- * Reads a pcap or pcapng file, yielding the records of each chunk as one array (never empty).
- * This is the fast path: one await per chunk rather than per record. Throws a `CaptureError`
+ * Reads a pcap or pcapng file, yielding the records of each chunk in arrays of at most
+ * `BATCH_RECORDS` (never empty).
+ * This is the fast path: one await per batch rather than per record. Throws a `CaptureError`
  * after the last good batch when the file is truncated or corrupt; the file is closed when the
  * iteration ends, also early.
  */
@@ -340,25 +353,47 @@ export async function* readCaptureBatches(
   const chunkBytes = Math.max(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, 64);
   const parser = new CaptureParser(path, opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES);
   const fh = await open(path, 'r');
+  // The next chunk is read while the consumer works on this one (the read runs on libuv's
+  // thread pool). The outcome is caught at once: a failed read must not go unhandled meanwhile.
+  let next: Promise<{ buf: Uint8Array; from: number; bytesRead: number } | { err: unknown }> | undefined;
+  const readNext = (carry: Uint8Array, pos: number): void => {
+    // A fresh buffer each time: records handed out earlier keep pointing at valid bytes. Not
+    // zero-filled (the read overwrites it), and a plain Uint8Array: views of it are cheaper.
+    const want = Math.max(chunkBytes, parser.pending - carry.length);
+    const mem = Buffer.allocUnsafeSlow(carry.length + want);
+    const buf = new Uint8Array(mem.buffer, mem.byteOffset, mem.length);
+    buf.set(carry, 0);
+    next = fh.read(buf, carry.length, want, pos).then(
+      ({ bytesRead }) => ({ buf, from: carry.length, bytesRead }),
+      (err: unknown) => ({ err }),
+    );
+  };
   try {
     const size = (await fh.stat()).size;
     let pos = 0;
-    let carry: Uint8Array = new Uint8Array(0);
+    readNext(new Uint8Array(0), 0);
     for (;;) {
-      // A fresh buffer each time: records handed out earlier keep pointing at valid bytes.
-      const want = Math.max(chunkBytes, parser.pending - carry.length);
-      const buf = Buffer.allocUnsafe(carry.length + want);
-      buf.set(carry, 0);
-      const { bytesRead } = await fh.read(buf, carry.length, want, pos);
+      const got = await next!;
+      next = undefined;
+      if ('err' in got) throw got.err;
+      const { buf, from, bytesRead } = got;
       pos += bytesRead;
-      const avail = buf.subarray(0, carry.length + bytesRead);
-      const records: CaptureRecord[] = [];
-      parser.pending = 0;
-      const used = parser.parse(avail, records);
+      const avail = buf.subarray(0, from + bytesRead);
+      let used = 0;
+      let records: CaptureRecord[];
+      for (;;) {
+        records = [];
+        parser.pending = 0;
+        used += parser.parse(used === 0 ? avail : avail.subarray(used), records, BATCH_RECORDS);
+        if (records.length < BATCH_RECORDS || parser.error !== null) break;
+        yield records;
+      }
+      // The chunk's last batch (maybe empty).
       opts.onProgress?.(pos, size);
+      const carry = avail.subarray(used);
+      if (parser.error === null && bytesRead > 0) readNext(carry, pos);
       if (records.length > 0) yield records;
       if (parser.error !== null) throw parser.error;
-      carry = avail.subarray(used);
       if (bytesRead === 0) {
         if (carry.length > 0 || pos === 0) {
           const what =
@@ -374,6 +409,7 @@ export async function* readCaptureBatches(
       }
     }
   } finally {
+    if (next !== undefined) await next;
     await fh.close();
   }
 }

@@ -2,12 +2,12 @@
  * `flowgate replay`: the same engine as `run`, fed from capture files instead of the kernel
  * queue, on capture time. Prints the decisions it would have made; needs no root.
  */
-import { readCaptureBatches, CaptureError } from '../capture/pcapfile.js';
+import { readCaptureBatches, CaptureError, type CaptureRecord } from '../capture/pcapfile.js';
 import { ipFromFrame } from '../capture/linktype.js';
 import { Engine } from '../filter/engine.js';
 import { engineOptionsFromConfig } from '../filter/from-config.js';
 import type { DecideFn, DecisionEvent, Scheduler } from '../filter/types.js';
-import { defaultConfig, loadConfig } from '../policy/config.js';
+import { defaultConfig } from '../policy/config-types.js';
 import { compilePolicy } from '../policy/policy.js';
 import type { VerdictValue } from '../verdict/sink.js';
 import { NF_ACCEPT, NF_DROP } from '../verdict/sink.js';
@@ -91,7 +91,8 @@ class CountingSink {
 
 /** Replays one file through a fresh engine; calls `onDecision` for each decision. */
 export async function replayFile(file: string, decide: DecideFn, options: ReturnType<typeof engineOptionsFromConfig>,
-  onDecision: (d: ReplayDecision) => void, opts: { policyLatency?: number; onProgress?: (read: number, total: number) => void } = {},
+  onDecision: (d: ReplayDecision) => void,
+  opts: { policyLatency?: number; onProgress?: (read: number, total: number) => void; onBatch?: () => void } = {},
 ): Promise<{ frames: number; packets: number; skipped: number; stats: Engine['stats'] }> {
   const sched = new VirtualScheduler();
   let frame = 0;
@@ -113,17 +114,29 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     sink: new CountingSink(),
     scheduler: sched,
     now: () => sched.now,
-    wallClock: () => new Date(sched.now).toISOString(),
+    wallClock: () => isoTime(sched.now),
     options: { ...options, verifyChecksums: false, idPrefix: '' },
     onEvent: (e) => {
-      if (e.type === 'decision') onDecision({ ...e, file, frame });
+      // The event is fresh and only ours: extend it rather than copy it (same key order).
+      if (e.type !== 'decision') return;
+      const d = e as ReplayDecision;
+      d.file = file;
+      d.frame = frame;
+      onDecision(d);
     },
   });
   let packets = 0;
   let skipped = 0;
   let lastTick = 0;
-  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
-    for (const rec of batch) {
+  let sinceTurn = 0;
+  /**
+   * Replays `batch` from index `from`; returns the index of a frame before which timers are
+   * due (the caller runs them and resumes there), or the batch length. Synchronous, so the
+   * per-frame loop is a small function of its own rather than part of this async one.
+   */
+  const replayBatch = (batch: CaptureRecord[], from: number): number => {
+    for (let i = from; i < batch.length; i++) {
+      const rec = batch[i]!;
       wall = rec.tsMicros / 1000;
       const ip = ipFromFrame(rec.linktype, rec.data);
       if (ip === null) {
@@ -132,8 +145,8 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
         continue;
       }
       // Decisions due before this frame settle first (reported with the frame before it).
-      if (sched.nextAt() <= wall) await runTimers(sched, wall);
-      else sched.advance(wall);
+      if (sched.nextAt() <= wall) return i;
+      sched.advance(wall);
       frame = rec.index;
       if (wall - lastTick >= 1000) {
         engine.tick(wall);
@@ -142,6 +155,17 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
       packets++;
       engine.handle({ id: rec.index, mark: 0, data: ip, skbInfo: 0 });
     }
+    return batch.length;
+  };
+  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
+    for (let i = replayBatch(batch, 0); i < batch.length; i = replayBatch(batch, i)) {
+      await runTimers(sched, batch[i]!.tsMicros / 1000);
+    }
+    // Let other work (policy answers, I/O) in every few thousand frames.
+    sinceTurn += batch.length;
+    if (sinceTurn < TURN_FRAMES) continue;
+    sinceTurn = 0;
+    opts.onBatch?.();
     await settleMicrotasks();
   }
   // The capture ended: let pending decisions finish (or time out), then settle what is left.
@@ -150,19 +174,64 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
   return { frames: frame, packets, skipped, stats: engine.stats };
 }
 
+let isoDay = NaN;
+let isoDate = '';
+
+/** "00".."59": two-digit fields of a time of day. */
+const TWO = Array.from({ length: 60 }, (_, i) => (i < 10 ? '0' : '') + i);
+
+/**
+ * `new Date(ms).toISOString()`, with the date formatted once per day of capture time and the
+ * time of day by arithmetic: every event carries one.
+ */
+function isoTime(ms: number): string {
+  const whole = Math.floor(ms);
+  // Only years 0000-9999 have the fixed-width form.
+  if (!(whole >= 0 && whole < 253402300800000)) return new Date(ms).toISOString();
+  const day = Math.floor(whole / 86400000);
+  if (day !== isoDay) {
+    isoDay = day;
+    isoDate = new Date(day * 86400000).toISOString().slice(0, 11);
+  }
+  let rest = whole - day * 86400000;
+  const milli = rest % 1000;
+  rest = (rest - milli) / 1000;
+  const sec = rest % 60;
+  rest = (rest - sec) / 60;
+  const min = rest % 60;
+  const hour = (rest - min) / 60;
+  return isoDate + (hour < 10 ? '0' : '') + hour + ':' + TWO[min] + ':' + TWO[sec] + '.' +
+    (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
+}
+
+/** Frames replayed between two turns of the event loop (frames). */
+const TURN_FRAMES = 2048;
+
 async function settleMicrotasks(): Promise<void> {
   await new Promise<void>((r) => setImmediate(r));
 }
 
 /** The `replay` command: prints decisions; returns the exit code. */
 export async function replayFiles(files: string[], o: ReplayOptions): Promise<number> {
-  const config = o.config !== undefined ? await loadConfig(o.config) : defaultConfig();
+  // The YAML reader (a tenth of a second to load) only when there is a file to read.
+  const config = o.config !== undefined ? await (await import('../policy/config.js')).loadConfig(o.config) : defaultConfig();
   const policy = compilePolicy(config);
   const decide: DecideFn = (info) => policy.decide(info);
   const table = o.format === 'table';
   if (table) process.stdout.write(`${'FRAME'.padStart(7)}  ${'VERDICT'.padEnd(7)} ${'APP'.padEnd(7)} ${'CLIENT'.padEnd(22)} ` +
     `${'SERVER'.padEnd(22)} NAME / REQUEST  (REASON)\n`);
   const progress = process.stderr.isTTY ? progressBar() : undefined;
+  // Decisions are written a capture chunk at a time (or every 64 KiB), not one write per line.
+  let out = '';
+  const flush = (): void => {
+    if (out === '') return;
+    process.stdout.write(out);
+    out = '';
+  };
+  const print = (d: ReplayDecision): void => {
+    out += table ? tableLine(d) : JSON.stringify(d) + '\n';
+    if (out.length >= 65536) flush();
+  };
   let code = 0;
   // A reader that went away (`| head`) ends the replay quietly, as it does for other tools.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -172,14 +241,15 @@ export async function replayFiles(files: string[], o: ReplayOptions): Promise<nu
   try {
     for (const file of files) {
       try {
-        const res = await replayFile(file, decide, engineOptionsFromConfig(config),
-          (d) => process.stdout.write(table ? tableLine(d) : JSON.stringify(d) + '\n'),
-          { policyLatency: o.policyLatency, onProgress: progress && ((r, t) => progress(file, r, t)) });
+        const res = await replayFile(file, decide, engineOptionsFromConfig(config), print,
+          { policyLatency: o.policyLatency, onProgress: progress && ((r, t) => progress(file, r, t)), onBatch: flush });
+        flush();
         progress?.(file, 1, 1, true);
         if (res.stats.events.get('internal_error')) {
           process.stderr.write(`flowgate: ${file}: ${res.stats.events.get('internal_error')} internal errors\n`);
         }
       } catch (err) {
+        flush();
         progress?.(file, 1, 1, true);
         if (err instanceof CaptureError) {
           // The message names the file already.

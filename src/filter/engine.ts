@@ -210,7 +210,7 @@ export class Engine {
     }
     const tcp = decoded.packet;
     const now = this.now();
-    const key = this.table.keyOf(tcp.src, tcp.sport, tcp.dst, tcp.dport);
+    const key = this.table.keyOf(tcp);
     let flow = this.table.get(key);
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
     if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn

@@ -5,6 +5,7 @@
  */
 import { flowKey } from './key.js';
 import type { Flow } from './flow.js';
+import type { TcpPacket } from '../packet/types.js';
 
 /** How long a tombstone outlives its flow, in milliseconds. Default 10000. */
 export const TOMBSTONE_MS = 10_000;
@@ -36,8 +37,8 @@ export class FlowTable {
   }
 
   /** The key of the connection a packet belongs to. */
-  keyOf(src: string, sport: number, dst: string, dport: number): string {
-    return flowKey(src, sport, dst, dport);
+  keyOf(tcp: TcpPacket): string {
+    return flowKey(tcp);
   }
 
   /** The live flow with this key (see keyOf), if any. */
@@ -68,8 +69,9 @@ export class FlowTable {
       if (evicted !== undefined) this.flows.delete(evicted.key);
     }
     this.tombs.delete(flow.key);
+    // (Replacing a key keeps its place in the map, so only a new key makes the flow the youngest.)
+    this.youngest = this.flows.has(flow.key) ? undefined : flow;
     this.flows.set(flow.key, flow);
-    this.youngest = flow;
     return evicted;
   }
 

@@ -3,7 +3,7 @@
  * JA3: Salesforce's spec (version,ciphers,extensions,groups,point formats; GREASE removed).
  * JA4: FoxIO's JA4 for TLS over TCP (technical_details/JA4.md of FoxIO-LLC/ja4).
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { Ext, isGrease, isGreaseAlpn } from './types.js';
 
 /** The hello fields the fingerprints are computed from. */
@@ -34,7 +34,7 @@ export function ja3String(h: FingerprintInput): string {
 
 /** MD5 of a JA3 string, lowercase hex (the usual "JA3 hash"). */
 export function ja3Hash(ja3: string): string {
-  return createHash('md5').update(ja3, 'latin1').digest('hex');
+  return digestHex('md5', ja3);
 }
 
 /**
@@ -125,5 +125,14 @@ function hexList(values: readonly number[]): string {
 /** First 12 hex digits of SHA-256; "000000000000" for an empty list, as the spec asks. */
 function hash12(text: string): string {
   if (text.length === 0) return '000000000000';
-  return createHash('sha256').update(text, 'latin1').digest('hex').slice(0, 12);
+  return digestHex('sha256', text).slice(0, 12);
+}
+
+/** One-shot `crypto.hash` (Node >= 20.12), about twice as fast as `createHash` for short inputs. */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+
+/** Lowercase hex digest of an ASCII string (the fingerprint texts are ASCII, so UTF-8 and latin1 agree). */
+function digestHex(algorithm: 'md5' | 'sha256', text: string): string {
+  if (oneShot !== undefined) return oneShot(algorithm, text, 'hex');
+  return crypto.createHash(algorithm).update(text, 'latin1').digest('hex');
 }

@@ -146,10 +146,94 @@ export class Flow {
   }
 }
 
+/** Bits of {@link Direction.known}: which optional fields hold a value. */
+const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32;
+
+/**
+ * A {@link DirectionState} whose 32-bit numbers are kept as signed 32-bit integers: V8 keeps those
+ * in the object itself, where an unsigned one of 2^31 or more (half of all sequence numbers) costs
+ * a 16-byte box. The accessors read and write the unsigned values. Every field is present from the
+ * start: one set later would cost a property array per direction.
+ */
+class Direction implements DirectionState {
+  /** Bits saying which optional fields are set (undefined otherwise). */
+  private known = 0;
+  private isn_ = 0;
+  private sndNxt_ = 0;
+  private lastAck_ = 0;
+  private tsVal_ = 0;
+  private ttl_ = 0;
+  wscale = 0;
+  window = 0;
+  maxWindow = 0;
+  finSeen = false;
+  packets = 0;
+  bytes = 0;
+
+  get isn(): number | undefined {
+    return this.known & HAS_ISN ? this.isn_ >>> 0 : undefined;
+  }
+
+  set isn(v: number | undefined) {
+    if (v === undefined) this.known &= ~HAS_ISN;
+    else { this.isn_ = v | 0; this.known |= HAS_ISN; }
+  }
+
+  get sndNxt(): number | undefined {
+    return this.known & HAS_SND_NXT ? this.sndNxt_ >>> 0 : undefined;
+  }
+
+  set sndNxt(v: number | undefined) {
+    if (v === undefined) this.known &= ~HAS_SND_NXT;
+    else { this.sndNxt_ = v | 0; this.known |= HAS_SND_NXT; }
+  }
+
+  get lastAck(): number | undefined {
+    return this.known & HAS_LAST_ACK ? this.lastAck_ >>> 0 : undefined;
+  }
+
+  set lastAck(v: number | undefined) {
+    if (v === undefined) this.known &= ~HAS_LAST_ACK;
+    else { this.lastAck_ = v | 0; this.known |= HAS_LAST_ACK; }
+  }
+
+  get tsVal(): number | undefined {
+    return this.known & HAS_TS_VAL ? this.tsVal_ >>> 0 : undefined;
+  }
+
+  set tsVal(v: number | undefined) {
+    if (v === undefined) this.known &= ~HAS_TS_VAL;
+    else { this.tsVal_ = v | 0; this.known |= HAS_TS_VAL; }
+  }
+
+  get ttl(): number | undefined {
+    return this.known & HAS_TTL ? this.ttl_ : undefined;
+  }
+
+  set ttl(v: number | undefined) {
+    if (v === undefined) this.known &= ~HAS_TTL;
+    else { this.ttl_ = v; this.known |= HAS_TTL; }
+  }
+
+  get md5(): boolean | undefined {
+    return this.known & HAS_MD5 ? (this.known & (HAS_MD5 << 1)) !== 0 : undefined;
+  }
+
+  set md5(v: boolean | undefined) {
+    this.known &= ~(HAS_MD5 | (HAS_MD5 << 1));
+    if (v !== undefined) this.known |= HAS_MD5 | (v ? HAS_MD5 << 1 : 0);
+  }
+
+  /** The fields as plain data (what a debugger or JSON.stringify shows). */
+  toJSON(): DirectionState {
+    return {
+      isn: this.isn, sndNxt: this.sndNxt, lastAck: this.lastAck, wscale: this.wscale, window: this.window,
+      maxWindow: this.maxWindow, tsVal: this.tsVal, ttl: this.ttl, md5: this.md5, finSeen: this.finSeen,
+      packets: this.packets, bytes: this.bytes,
+    };
+  }
+}
+
 function newDirection(): DirectionState {
-  // Every field present from the start: one set later would cost a property array per direction.
-  return {
-    isn: undefined, sndNxt: undefined, lastAck: undefined, wscale: 0, window: 0, maxWindow: 0, tsVal: undefined,
-    ttl: undefined, md5: undefined, finSeen: false, packets: 0, bytes: 0,
-  };
+  return new Direction();
 }

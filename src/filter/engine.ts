@@ -7,7 +7,7 @@ import { decodeIp } from '../packet/decode.js';
 import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
-import { Flow, type HeldPacket } from '../flow/flow.js';
+import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
 import { StreamReassembler } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
@@ -605,7 +605,7 @@ export class Engine {
   /** Holds a packet; false if a limit forced a verdict instead. */
   private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number, seq = tcp.seq): boolean {
     if (pkt.id === this.current) this.currentTaken = true;
-    const entry: HeldPacket = { id: pkt.id, mark: pkt.mark, endOffset, seq, bytes: tcp.payload.length, heldAt: now };
+    const entry: HeldPacket = new HeldEntry(pkt.id, pkt.mark, endOffset, seq, tcp.payload.length, now);
     // The first held packet gets an array of one (a push on an empty array reserves 17 slots).
     if (flow.held.length === 0) flow.held = [entry];
     else flow.held.push(entry);

@@ -74,6 +74,23 @@ export interface HeldPacket {
   heldAt: number;
 }
 
+/**
+ * A held packet as the engine stores it: the sequence number is kept as a signed 32-bit integer,
+ * which V8 keeps in the object (an unsigned one of 2^31 or more costs a 16-byte box).
+ */
+export class HeldEntry implements HeldPacket {
+  private readonly seq_: number;
+
+  constructor(readonly id: number, readonly mark: number, readonly endOffset: number, seq: number,
+    readonly bytes: number, readonly heldAt: number) {
+    this.seq_ = seq | 0;
+  }
+
+  get seq(): number {
+    return this.seq_ >>> 0;
+  }
+}
+
 let nextFlowNumber = 1;
 
 /** One TCP connection. Fields are read-only for embedders; the engine owns them. */
@@ -82,9 +99,11 @@ export class Flow {
   readonly id: string;
   readonly key: string;
   readonly family: 4 | 6;
-  /** The endpoint that opened the connection (or the first data sender when the start was missed). */
-  readonly client: { addr: string; port: number };
-  readonly server: { addr: string; port: number };
+  /** Client address and port (see `client`): flat fields, since an object per endpoint cost 40 bytes a flow. */
+  private readonly clientAddr: string;
+  private readonly clientPort: number;
+  private readonly serverAddr: string;
+  private readonly serverPort: number;
   readonly createdAt: number;
   lastSeen: number;
   phase: FlowPhase = 'handshake';
@@ -119,10 +138,22 @@ export class Flow {
     this.id = `f${idPrefix}${(nextFlowNumber++).toString(16)}`;
     this.key = key;
     this.family = family;
-    this.client = client;
-    this.server = server;
+    this.clientAddr = client.addr;
+    this.clientPort = client.port;
+    this.serverAddr = server.addr;
+    this.serverPort = server.port;
     this.createdAt = now;
     this.lastSeen = now;
+  }
+
+  /** The endpoint that opened the connection (or the first data sender when the start was missed). */
+  get client(): { addr: string; port: number } {
+    return { addr: this.clientAddr, port: this.clientPort };
+  }
+
+  /** The other endpoint. */
+  get server(): { addr: string; port: number } {
+    return { addr: this.serverAddr, port: this.serverPort };
   }
 
   /**
@@ -142,89 +173,107 @@ export class Flow {
 
   /** True when the packet with this source is client-to-server. */
   isFromClient(src: string, sport: number): boolean {
-    return sport === this.client.port && src === this.client.addr;
+    return sport === this.clientPort && src === this.clientAddr;
   }
 }
 
-/** Bits of {@link Direction.known}: which optional fields hold a value. */
-const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32;
+/** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */
+const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32, MD5 = 64, FIN_SEEN = 128;
+const TTL_SHIFT = 8, WSCALE_SHIFT = 16;
 
 /**
- * A {@link DirectionState} whose 32-bit numbers are kept as signed 32-bit integers: V8 keeps those
- * in the object itself, where an unsigned one of 2^31 or more (half of all sequence numbers) costs
- * a 16-byte box. The accessors read and write the unsigned values. Every field is present from the
- * start: one set later would cost a property array per direction.
+ * A {@link DirectionState} kept small. Its 32-bit numbers are stored as signed 32-bit integers: V8
+ * keeps those in the object itself, where an unsigned one of 2^31 or more (half of all sequence
+ * numbers) costs a 16-byte box. The one-byte fields (TTL, window scale: both come from a byte of
+ * the packet) and the flags share one integer. The accessors read and write the plain values.
+ * Every field is present from the start: one set later would cost a property array per direction.
  */
 class Direction implements DirectionState {
-  /** Bits saying which optional fields are set (undefined otherwise). */
-  private known = 0;
+  /** HAS_* bits saying which optional fields are set (undefined otherwise), MD5, FIN_SEEN, TTL and window scale. */
+  private bits = 0;
   private isn_ = 0;
   private sndNxt_ = 0;
   private lastAck_ = 0;
   private tsVal_ = 0;
-  private ttl_ = 0;
-  wscale = 0;
   window = 0;
   maxWindow = 0;
-  finSeen = false;
   packets = 0;
   bytes = 0;
 
   get isn(): number | undefined {
-    return this.known & HAS_ISN ? this.isn_ >>> 0 : undefined;
+    return this.bits & HAS_ISN ? this.isn_ >>> 0 : undefined;
   }
 
   set isn(v: number | undefined) {
-    if (v === undefined) this.known &= ~HAS_ISN;
-    else { this.isn_ = v | 0; this.known |= HAS_ISN; }
+    if (v === undefined) this.bits &= ~HAS_ISN;
+    else { this.isn_ = v | 0; this.bits |= HAS_ISN; }
   }
 
   get sndNxt(): number | undefined {
-    return this.known & HAS_SND_NXT ? this.sndNxt_ >>> 0 : undefined;
+    return this.bits & HAS_SND_NXT ? this.sndNxt_ >>> 0 : undefined;
   }
 
   set sndNxt(v: number | undefined) {
-    if (v === undefined) this.known &= ~HAS_SND_NXT;
-    else { this.sndNxt_ = v | 0; this.known |= HAS_SND_NXT; }
+    if (v === undefined) this.bits &= ~HAS_SND_NXT;
+    else { this.sndNxt_ = v | 0; this.bits |= HAS_SND_NXT; }
   }
 
   get lastAck(): number | undefined {
-    return this.known & HAS_LAST_ACK ? this.lastAck_ >>> 0 : undefined;
+    return this.bits & HAS_LAST_ACK ? this.lastAck_ >>> 0 : undefined;
   }
 
   set lastAck(v: number | undefined) {
-    if (v === undefined) this.known &= ~HAS_LAST_ACK;
-    else { this.lastAck_ = v | 0; this.known |= HAS_LAST_ACK; }
+    if (v === undefined) this.bits &= ~HAS_LAST_ACK;
+    else { this.lastAck_ = v | 0; this.bits |= HAS_LAST_ACK; }
   }
 
   get tsVal(): number | undefined {
-    return this.known & HAS_TS_VAL ? this.tsVal_ >>> 0 : undefined;
+    return this.bits & HAS_TS_VAL ? this.tsVal_ >>> 0 : undefined;
   }
 
   set tsVal(v: number | undefined) {
-    if (v === undefined) this.known &= ~HAS_TS_VAL;
-    else { this.tsVal_ = v | 0; this.known |= HAS_TS_VAL; }
+    if (v === undefined) this.bits &= ~HAS_TS_VAL;
+    else { this.tsVal_ = v | 0; this.bits |= HAS_TS_VAL; }
   }
 
+  /** TTL / hop limit: a byte of the IP header. */
   get ttl(): number | undefined {
-    return this.known & HAS_TTL ? this.ttl_ : undefined;
+    return this.bits & HAS_TTL ? (this.bits >>> TTL_SHIFT) & 0xff : undefined;
   }
 
   set ttl(v: number | undefined) {
-    if (v === undefined) this.known &= ~HAS_TTL;
-    else { this.ttl_ = v; this.known |= HAS_TTL; }
+    this.bits &= ~(HAS_TTL | (0xff << TTL_SHIFT));
+    if (v !== undefined) this.bits |= HAS_TTL | ((v & 0xff) << TTL_SHIFT);
   }
 
   get md5(): boolean | undefined {
-    return this.known & HAS_MD5 ? (this.known & (HAS_MD5 << 1)) !== 0 : undefined;
+    return this.bits & HAS_MD5 ? (this.bits & MD5) !== 0 : undefined;
   }
 
   set md5(v: boolean | undefined) {
-    this.known &= ~(HAS_MD5 | (HAS_MD5 << 1));
-    if (v !== undefined) this.known |= HAS_MD5 | (v ? HAS_MD5 << 1 : 0);
+    this.bits &= ~(HAS_MD5 | MD5);
+    if (v !== undefined) this.bits |= HAS_MD5 | (v ? MD5 : 0);
   }
 
-  /** The fields as plain data (what a debugger or JSON.stringify shows). */
+  /** Window scale shift: a byte of the SYN's option. */
+  get wscale(): number {
+    return (this.bits >>> WSCALE_SHIFT) & 0xff;
+  }
+
+  set wscale(v: number) {
+    this.bits = (this.bits & ~(0xff << WSCALE_SHIFT)) | ((v & 0xff) << WSCALE_SHIFT);
+  }
+
+  get finSeen(): boolean {
+    return (this.bits & FIN_SEEN) !== 0;
+  }
+
+  set finSeen(v: boolean) {
+    if (v) this.bits |= FIN_SEEN;
+    else this.bits &= ~FIN_SEEN;
+  }
+
+  /** The fields as plain data (what JSON.stringify shows). */
   toJSON(): DirectionState {
     return {
       isn: this.isn, sndNxt: this.sndNxt, lastAck: this.lastAck, wscale: this.wscale, window: this.window,

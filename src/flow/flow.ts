@@ -99,11 +99,14 @@ export class Flow {
   readonly id: string;
   readonly key: string;
   readonly family: 4 | 6;
-  /** Client address and port (see `client`): flat fields, since an object per endpoint cost 40 bytes a flow. */
-  private readonly clientAddr: string;
-  private readonly clientPort: number;
-  private readonly serverAddr: string;
-  private readonly serverPort: number;
+  /**
+   * Client and server address and port, the engine's copy (embedders use `client` and `server`):
+   * flat fields, since an object per endpoint cost 40 bytes a flow.
+   */
+  readonly clientAddr: string;
+  readonly clientPort: number;
+  readonly serverAddr: string;
+  readonly serverPort: number;
   readonly createdAt: number;
   lastSeen: number;
   phase: FlowPhase = 'handshake';

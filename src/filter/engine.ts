@@ -7,7 +7,7 @@ import { decodeIp } from '../packet/decode.js';
 import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
-import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
+import { Flow, HeldEntry, NO_HELD, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
 import { StreamReassembler } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
@@ -822,7 +822,7 @@ export class Engine {
         this.unhold(flow, h, now);
         this.send(h.id, NF_ACCEPT);
       }
-      flow.held = [];
+      flow.held = NO_HELD;
       flow.bypassPending = true;
       return;
     }
@@ -830,7 +830,7 @@ export class Engine {
       this.unhold(flow, h, now);
       this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
     }
-    flow.held = [];
+    flow.held = NO_HELD;
     void insp;
     this.completeFlow(flow, 'bypassed');
   }
@@ -841,7 +841,7 @@ export class Engine {
     const now = this.now();
     const m = this.options.marks;
     const held = flow.held;
-    flow.held = [];
+    flow.held = NO_HELD;
     // The server expects the lowest held byte next (nothing from there on was released).
     let firstSeq: number | undefined;
     for (const h of held) if (h.bytes > 0 && (firstSeq === undefined || seqDiff(h.seq, firstSeq) < 0)) firstSeq = h.seq;
@@ -895,7 +895,7 @@ export class Engine {
         if (allow) this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
         else this.send(h.id, NF_DROP);
       }
-      flow.held = [];
+      flow.held = NO_HELD;
     }
     flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
     flow.stream = undefined;

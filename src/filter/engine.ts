@@ -80,12 +80,11 @@ interface Inspection {
   advancing?: boolean;
   /**
    * A copy of the last bytes released from the stream after a decision (at most the largest
-   * unit, see releaseTo), from stream offset `releasedFrom`: a later copy of that range is
-   * compared with it (G3). `releasedLen` bytes of `released` are valid.
+   * unit, see releaseTo), from stream offset `from`: a later copy of that range is compared with
+   * it (G3). `len` bytes of `bytes` are valid. Made at the first release: until then the three
+   * fields cost nothing.
    */
-  released?: Uint8Array;
-  releasedFrom: number;
-  releasedLen: number;
+  released?: { bytes: Uint8Array; from: number; len: number };
   /** Counted in `busyFlows`: holds packets or waits for an asynchronous decision. */
   busy?: boolean;
 }
@@ -94,6 +93,7 @@ interface Inspection {
  * The units of an inspection with none: shared (an empty array per flow cost 32 bytes, and the
  * first push on one reserves 17 slots). {@link pushUnit} replaces it.
  */
+const EMPTY_BYTES = new Uint8Array(0);
 const NO_UNITS: Unit[] = Object.freeze([]) as unknown as Unit[];
 
 /** Appends a unit; the first one gets an array of one. */
@@ -255,9 +255,7 @@ export class Engine {
     flow.lastSeen = now;
     this.table.touch(flow);
     const fromClient = flow.isFromClient(tcp.src, tcp.sport);
-    const dir = fromClient ? flow.c2s : flow.s2c;
-    dir.packets++;
-    dir.bytes += tcp.payload.length;
+    // The directions' packets and bytes are these counters (see Flow.c2s).
     if (fromClient) {
       flow.counters.packetsOut++;
       flow.counters.bytesOut += tcp.payload.length;
@@ -422,21 +420,23 @@ export class Engine {
       const cap = Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes);
       const start = Math.max(from, to - cap);
       const n = to - start;
-      if (keep.released === undefined || keep.released.length < n) keep.released = new Uint8Array(Math.max(n, 2048));
-      keep.released.set(stream.view(start).subarray(0, n));
-      keep.releasedFrom = start;
-      keep.releasedLen = n;
+      const r = (keep.released ??= { bytes: EMPTY_BYTES, from: 0, len: 0 });
+      if (r.bytes.length < n) r.bytes = new Uint8Array(Math.max(n, 2048));
+      r.bytes.set(stream.view(start).subarray(0, n));
+      r.from = start;
+      r.len = n;
     }
     stream.release(offset);
   }
 
   /** Stream offset of the first byte of `data` (at `start`) that differs from the copy kept by releaseTo, or -1. */
   private releasedConflict(insp: Inspection, start: number, data: Uint8Array): number {
-    const kept = insp.released;
-    if (kept === undefined) return -1;
-    const lo = Math.max(start, insp.releasedFrom);
-    const hi = Math.min(start + data.length, insp.releasedFrom + insp.releasedLen);
-    for (let i = lo; i < hi; i++) if (data[i - start] !== kept[i - insp.releasedFrom]) return i;
+    const r = insp.released;
+    if (r === undefined) return -1;
+    const kept = r.bytes;
+    const lo = Math.max(start, r.from);
+    const hi = Math.min(start + data.length, r.from + r.len);
+    for (let i = lo; i < hi; i++) if (data[i - start] !== kept[i - r.from]) return i;
     return -1;
   }
 
@@ -610,7 +610,7 @@ export class Engine {
   private newInspection(flow: Flow): Inspection {
     return {
       analyzer: this.makeAnalyzer(flow), units: NO_UNITS, token: 0, timer: undefined, decidingSince: 0, advancing: false,
-      released: undefined, releasedFrom: 0, releasedLen: 0, busy: false,
+      released: undefined, busy: false,
     };
   }
 

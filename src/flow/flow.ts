@@ -124,8 +124,6 @@ export class Flow {
   private flags = 0;
   /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
   tfo?: { end: number; confirmed: boolean };
-  readonly c2s: DirectionState = newDirection();
-  readonly s2c: DirectionState = newDirection();
   /** Client-to-server byte stream, once data flows. */
   stream?: StreamReassembler;
   /** Packets held in arrival order. */
@@ -136,6 +134,9 @@ export class Flow {
   readonly counters: FlowCounters = {
     packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, heldPackets: 0, heldMs: 0, decisions: 0,
   };
+  /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut for c2s). */
+  readonly c2s: DirectionState = newDirection(this.counters, true);
+  readonly s2c: DirectionState = newDirection(this.counters, false);
   /** Free for embedders to attach their own state. */
   userData: unknown;
   /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
@@ -226,7 +227,7 @@ export class Flow {
 
 /** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */
 const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32, MD5 = 64, FIN_SEEN = 128;
-const TTL_SHIFT = 8, WSCALE_SHIFT = 16;
+const TTL_SHIFT = 8, WSCALE_SHIFT = 16, CLIENT = 1 << 24;
 
 /**
  * A {@link DirectionState} kept small. Its 32-bit numbers are stored as signed 32-bit integers: V8
@@ -244,8 +245,32 @@ class Direction implements DirectionState {
   private tsVal_ = 0;
   window = 0;
   maxWindow = 0;
-  packets = 0;
-  bytes = 0;
+
+  /**
+   * @param counters the flow's counters: this direction's packets and bytes are theirs (packetsOut
+   *   and bytesOut for the client's direction), not counted twice.
+   */
+  constructor(private readonly counters: FlowCounters, client: boolean) {
+    if (client) this.bits = CLIENT;
+  }
+
+  get packets(): number {
+    return this.bits & CLIENT ? this.counters.packetsOut : this.counters.packetsIn;
+  }
+
+  set packets(v: number) {
+    if (this.bits & CLIENT) this.counters.packetsOut = v;
+    else this.counters.packetsIn = v;
+  }
+
+  get bytes(): number {
+    return this.bits & CLIENT ? this.counters.bytesOut : this.counters.bytesIn;
+  }
+
+  set bytes(v: number) {
+    if (this.bits & CLIENT) this.counters.bytesOut = v;
+    else this.counters.bytesIn = v;
+  }
 
   get isn(): number | undefined {
     return this.bits & HAS_ISN ? this.isn_ >>> 0 : undefined;
@@ -330,6 +355,6 @@ class Direction implements DirectionState {
   }
 }
 
-function newDirection(): DirectionState {
-  return new Direction();
+function newDirection(counters: FlowCounters, client: boolean): DirectionState {
+  return new Direction(counters, client);
 }

@@ -96,6 +96,9 @@ let nextFlowNumber = 1;
 /** Bits of Flow.flags. */
 const FLAG_V6 = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
 const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
+const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
+/** Index 0 is the initial phase. */
+const PHASES: readonly FlowPhase[] = ['handshake', 'inspecting', 'bypassed', 'blocked', 'closed'];
 
 /**
  * The held packets of a flow holding none: shared (an empty array per flow cost 32 bytes, and a
@@ -119,18 +122,17 @@ export class Flow {
   readonly serverPort: number;
   readonly createdAt: number;
   lastSeen: number;
-  phase: FlowPhase = 'handshake';
-  /** family, tcp, midstream and bypassPending in one integer (FLAG_* bits, TCP state in TCP_MASK). */
+  /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
   /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
   tfo?: { end: number; confirmed: boolean };
+  /** The application protocol found in the client stream (an embedder's analyzer may name others). */
+  app?: 'tls' | 'http' | 'unknown';
   /** Client-to-server byte stream, once data flows. */
   stream?: StreamReassembler;
   /** Packets held in arrival order. */
   held: HeldPacket[] = NO_HELD;
   heldBytes = 0;
-  /** The application protocol found in the client stream. */
-  app?: 'tls' | 'http' | 'unknown';
   readonly counters: FlowCounters = {
     packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, heldPackets: 0, heldMs: 0, decisions: 0,
   };
@@ -165,6 +167,17 @@ export class Flow {
 
   get family(): 4 | 6 {
     return this.flags & FLAG_V6 ? 6 : 4;
+  }
+
+  /** Where the flow stands in its lifecycle. */
+  get phase(): FlowPhase {
+    return PHASES[(this.flags & PHASE_MASK) >> PHASE_SHIFT]!;
+  }
+
+  set phase(v: FlowPhase) {
+    const i = PHASES.indexOf(v);
+    if (i < 0) throw new TypeError(`not a flow phase: ${String(v)}`);
+    this.flags = (this.flags & ~PHASE_MASK) | (i << PHASE_SHIFT);
   }
 
   /** TCP state of the connection. */

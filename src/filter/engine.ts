@@ -7,7 +7,7 @@ import { decodeIp } from '../packet/decode.js';
 import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
-import { Flow, type HeldPacket } from '../flow/flow.js';
+import { Flow, HeldEntry, NO_HELD, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
 import { StreamReassembler } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
@@ -80,14 +80,26 @@ interface Inspection {
   advancing?: boolean;
   /**
    * A copy of the last bytes released from the stream after a decision (at most the largest
-   * unit, see releaseTo), from stream offset `releasedFrom`: a later copy of that range is
-   * compared with it (G3). `releasedLen` bytes of `released` are valid.
+   * unit, see releaseTo), from stream offset `from`: a later copy of that range is compared with
+   * it (G3). `len` bytes of `bytes` are valid. Made at the first release: until then the three
+   * fields cost nothing.
    */
-  released?: Uint8Array;
-  releasedFrom: number;
-  releasedLen: number;
+  released?: { bytes: Uint8Array; from: number; len: number };
   /** Counted in `busyFlows`: holds packets or waits for an asynchronous decision. */
   busy?: boolean;
+}
+
+/**
+ * The units of an inspection with none: shared (an empty array per flow cost 32 bytes, and the
+ * first push on one reserves 17 slots). {@link pushUnit} replaces it.
+ */
+const EMPTY_BYTES = new Uint8Array(0);
+const NO_UNITS: Unit[] = Object.freeze([]) as unknown as Unit[];
+
+/** Appends a unit; the first one gets an array of one. */
+function pushUnit(insp: Inspection, unit: Unit): void {
+  if (insp.units.length === 0) insp.units = [unit];
+  else insp.units.push(unit);
 }
 
 /**
@@ -245,9 +257,7 @@ export class Engine {
     flow.lastSeen = now;
     this.table.touch(flow);
     const fromClient = flow.isFromClient(tcp.src, tcp.sport);
-    const dir = fromClient ? flow.c2s : flow.s2c;
-    dir.packets++;
-    dir.bytes += tcp.payload.length;
+    // The directions' packets and bytes are these counters (see Flow.c2s).
     if (fromClient) {
       flow.counters.packetsOut++;
       flow.counters.bytesOut += tcp.payload.length;
@@ -415,21 +425,23 @@ export class Engine {
       const cap = Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes);
       const start = Math.max(from, to - cap);
       const n = to - start;
-      if (keep.released === undefined || keep.released.length < n) keep.released = new Uint8Array(Math.max(n, 2048));
-      keep.released.set(stream.view(start).subarray(0, n));
-      keep.releasedFrom = start;
-      keep.releasedLen = n;
+      const r = (keep.released ??= { bytes: EMPTY_BYTES, from: 0, len: 0 });
+      if (r.bytes.length < n) r.bytes = new Uint8Array(Math.max(n, 2048));
+      r.bytes.set(stream.view(start).subarray(0, n));
+      r.from = start;
+      r.len = n;
     }
     stream.release(offset);
   }
 
   /** Stream offset of the first byte of `data` (at `start`) that differs from the copy kept by releaseTo, or -1. */
   private releasedConflict(insp: Inspection, start: number, data: Uint8Array): number {
-    const kept = insp.released;
-    if (kept === undefined) return -1;
-    const lo = Math.max(start, insp.releasedFrom);
-    const hi = Math.min(start + data.length, insp.releasedFrom + insp.releasedLen);
-    for (let i = lo; i < hi; i++) if (data[i - start] !== kept[i - insp.releasedFrom]) return i;
+    const r = insp.released;
+    if (r === undefined) return -1;
+    const kept = r.bytes;
+    const lo = Math.max(start, r.from);
+    const hi = Math.min(start + data.length, r.from + r.len);
+    for (let i = lo; i < hi; i++) if (data[i - start] !== kept[i - r.from]) return i;
     return -1;
   }
 
@@ -591,7 +603,7 @@ export class Engine {
       flow.phase = 'inspecting';
       const insp = this.newInspection(flow);
       this.inspections.set(flow, insp);
-      insp.units.push({ start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
+      pushUnit(insp, { start: 0, info: { app: 'unknown' }, opaque: true, state: 'waiting',
         forced: { verdict: this.options.onLimit, reason: 'limit' } });
       return;
     }
@@ -602,15 +614,15 @@ export class Engine {
   /** A fresh inspection. Every field is set here, so none is added later (an added field costs an extra object per flow). */
   private newInspection(flow: Flow): Inspection {
     return {
-      analyzer: this.makeAnalyzer(flow), units: [], token: 0, timer: undefined, decidingSince: 0, advancing: false,
-      released: undefined, releasedFrom: 0, releasedLen: 0, busy: false,
+      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, token: 0, timer: undefined, decidingSince: 0, advancing: false,
+      released: undefined, busy: false,
     };
   }
 
   /** Holds a packet; false if a limit forced a verdict instead. */
   private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number, seq = tcp.seq): boolean {
     if (pkt.id === this.current) this.currentTaken = true;
-    const entry: HeldPacket = { id: pkt.id, mark: pkt.mark, endOffset, seq, bytes: tcp.payload.length, heldAt: now };
+    const entry: HeldPacket = new HeldEntry(pkt.id, pkt.mark, endOffset, seq, tcp.payload.length, now);
     // The first held packet gets an array of one (a push on an empty array reserves 17 slots).
     if (flow.held.length === 0) flow.held = [entry];
     else flow.held.push(entry);
@@ -630,13 +642,13 @@ export class Engine {
 
   private addUnit(flow: Flow, insp: Inspection, ev: AnalyzerEvent): void {
     if (ev.kind === 'pass') {
-      insp.units.push({ start: ev.start, info: { app: 'unknown' }, opaque: false, state: 'waiting',
+      pushUnit(insp, { start: ev.start, info: { app: 'unknown' }, opaque: false, state: 'waiting',
         forced: { verdict: 'allow', reason: 'pass' }, silent: true });
       return;
     }
     if (ev.kind === 'end') {
       // Inspection is over with nothing new to decide: the flow bypasses once what is before is allowed.
-      insp.units.push({ start: ev.start, info: { app: flow.app ?? 'unknown' }, opaque: true, state: 'waiting',
+      pushUnit(insp, { start: ev.start, info: { app: flow.app ?? 'unknown' }, opaque: true, state: 'waiting',
         forced: { verdict: 'allow', reason: 'end' }, silent: true });
       return;
     }
@@ -645,18 +657,18 @@ export class Engine {
       // The first data of a flow whose start was not seen, and it begins no message: it may be
       // the second part of one whose first part comes later, below where flowgate thinks the
       // stream starts. A decision on it alone could pass half a message: refuse (EVASION.md 14).
-      insp.units.push({ start: ev.start, info: ev.info, opaque: true, state: 'waiting',
+      pushUnit(insp, { start: ev.start, info: ev.info, opaque: true, state: 'waiting',
         forced: { verdict: this.options.onAmbiguous, reason: 'ambiguous:midstream' } });
       return;
     }
     if (ev.kind === 'unit') {
-      insp.units.push({ start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
+      pushUnit(insp, { start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
       return;
     }
     const forced: Decision = ev.kind === 'ambiguous'
       ? { verdict: this.options.onAmbiguous, reason: `ambiguous:${ev.reason}` }
       : { verdict: this.options.onInvalid, reason: `invalid:${ev.reason}` };
-    insp.units.push({ start: ev.start, info: ev.info, opaque: true, state: 'waiting', forced });
+    pushUnit(insp, { start: ev.start, info: ev.info, opaque: true, state: 'waiting', forced });
   }
 
   /** Forces a verdict on the flow for the unit in progress (limits, conflicts, ambiguity). */
@@ -694,7 +706,7 @@ export class Engine {
 
   private ask(flow: Flow, insp: Inspection, unit: Unit, token: number): void {
     const info: DecisionInfo = {
-      flow: flow.id, src: flow.client.addr, sport: flow.client.port, dst: flow.server.addr, dport: flow.server.port,
+      flow: flow.id, src: flow.clientAddr, sport: flow.clientPort, dst: flow.serverAddr, dport: flow.serverPort,
       ...unit.info,
     };
     let answer: ReturnType<DecideFn>;
@@ -791,7 +803,10 @@ export class Engine {
     }
     // Units before the frontier are done; forget their bytes.
     this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
-    if (insp.units.some((u) => u.state === 'allowed')) insp.units = insp.units.filter((u) => u.state !== 'allowed');
+    if (insp.units.some((u) => u.state === 'allowed')) {
+      const left = insp.units.filter((u) => u.state !== 'allowed');
+      insp.units = left.length > 0 ? left : NO_UNITS;
+    }
   }
 
   private unhold(flow: Flow, h: HeldPacket, now: number): void {
@@ -812,7 +827,7 @@ export class Engine {
         this.unhold(flow, h, now);
         this.send(h.id, NF_ACCEPT);
       }
-      flow.held = [];
+      flow.held = NO_HELD;
       flow.bypassPending = true;
       return;
     }
@@ -820,7 +835,7 @@ export class Engine {
       this.unhold(flow, h, now);
       this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
     }
-    flow.held = [];
+    flow.held = NO_HELD;
     void insp;
     this.completeFlow(flow, 'bypassed');
   }
@@ -831,7 +846,7 @@ export class Engine {
     const now = this.now();
     const m = this.options.marks;
     const held = flow.held;
-    flow.held = [];
+    flow.held = NO_HELD;
     // The server expects the lowest held byte next (nothing from there on was released).
     let firstSeq: number | undefined;
     for (const h of held) if (h.bytes > 0 && (firstSeq === undefined || seqDiff(h.seq, firstSeq) < 0)) firstSeq = h.seq;
@@ -885,7 +900,7 @@ export class Engine {
         if (allow) this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
         else this.send(h.id, NF_DROP);
       }
-      flow.held = [];
+      flow.held = NO_HELD;
     }
     flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
     flow.stream = undefined;

@@ -11,8 +11,8 @@ function round2(ms: number): number {
 export function decisionEvent(flow: Flow, info: UnitInfo, d: Decision, heldPackets: number, heldMs: number,
   ts: string): DecisionEvent {
   return {
-    type: 'decision', ts, flow: flow.id, src: flow.client.addr, sport: flow.client.port,
-    dst: flow.server.addr, dport: flow.server.port, ...info, app: info.app, verdict: d.verdict, reason: d.reason,
+    type: 'decision', ts, flow: flow.id, src: flow.clientAddr, sport: flow.clientPort,
+    dst: flow.serverAddr, dport: flow.serverPort, ...info, app: info.app, verdict: d.verdict, reason: d.reason,
     held_packets: heldPackets, held_ms: round2(heldMs),
   };
 }
@@ -21,8 +21,8 @@ export function decisionEvent(flow: Flow, info: UnitInfo, d: Decision, heldPacke
 export function flowEndEvent(flow: Flow, why: FlowEndEvent['why'], ts: string): FlowEndEvent {
   const c = flow.counters;
   return {
-    type: 'flow_end', ts, flow: flow.id, src: flow.client.addr, sport: flow.client.port,
-    dst: flow.server.addr, dport: flow.server.port, ...(flow.app ? { app: flow.app } : {}), why,
+    type: 'flow_end', ts, flow: flow.id, src: flow.clientAddr, sport: flow.clientPort,
+    dst: flow.serverAddr, dport: flow.serverPort, ...(flow.app ? { app: flow.app } : {}), why,
     packets_in: c.packetsIn, packets_out: c.packetsOut, bytes_in: c.bytesIn, bytes_out: c.bytesOut,
     held_packets: c.heldPackets, held_ms: round2(c.heldMs), decisions: c.decisions,
   };

@@ -74,39 +74,71 @@ export interface HeldPacket {
   heldAt: number;
 }
 
+/**
+ * A held packet as the engine stores it: the sequence number is kept as a signed 32-bit integer,
+ * which V8 keeps in the object (an unsigned one of 2^31 or more costs a 16-byte box).
+ */
+export class HeldEntry implements HeldPacket {
+  private readonly seq_: number;
+
+  constructor(readonly id: number, readonly mark: number, readonly endOffset: number, seq: number,
+    readonly bytes: number, readonly heldAt: number) {
+    this.seq_ = seq | 0;
+  }
+
+  get seq(): number {
+    return this.seq_ >>> 0;
+  }
+}
+
 let nextFlowNumber = 1;
+
+/** Bits of Flow.flags. */
+const FLAG_V6 = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
+const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
+const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
+/** Index 0 is the initial phase. */
+const PHASES: readonly FlowPhase[] = ['handshake', 'inspecting', 'bypassed', 'blocked', 'closed'];
+
+/**
+ * The held packets of a flow holding none: shared (an empty array per flow cost 32 bytes, and a
+ * push on one reserves 17 slots). The engine replaces it, never pushes to it.
+ */
+export const NO_HELD: HeldPacket[] = Object.freeze([]) as unknown as HeldPacket[];
 
 /** One TCP connection. Fields are read-only for embedders; the engine owns them. */
 export class Flow {
-  /** Short id, unique in this process ("f1a2"). */
-  readonly id: string;
+  /** The number in the id, and the engine's id prefix (shared): the id string is made when asked for. */
+  private readonly idNumber: number;
+  private readonly idPrefix: string;
   readonly key: string;
-  readonly family: 4 | 6;
-  /** The endpoint that opened the connection (or the first data sender when the start was missed). */
-  readonly client: { addr: string; port: number };
-  readonly server: { addr: string; port: number };
+  /**
+   * Client and server address and port, the engine's copy (embedders use `client` and `server`):
+   * flat fields, since an object per endpoint cost 40 bytes a flow.
+   */
+  readonly clientAddr: string;
+  readonly clientPort: number;
+  readonly serverAddr: string;
+  readonly serverPort: number;
   readonly createdAt: number;
   lastSeen: number;
-  phase: FlowPhase = 'handshake';
-  tcp: TcpState = 'syn';
-  /** True when the connection's start was not seen. */
-  midstream = false;
+  /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
+  private flags = 0;
   /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
   tfo?: { end: number; confirmed: boolean };
-  /** Allowed for good, but the mark waits for the SYN-ACK to confirm SYN data. */
-  bypassPending = false;
-  readonly c2s: DirectionState = newDirection();
-  readonly s2c: DirectionState = newDirection();
+  /** The application protocol found in the client stream (an embedder's analyzer may name others). */
+  app?: 'tls' | 'http' | 'unknown';
   /** Client-to-server byte stream, once data flows. */
   stream?: StreamReassembler;
   /** Packets held in arrival order. */
-  held: HeldPacket[] = [];
+  held: HeldPacket[] = NO_HELD;
   heldBytes = 0;
-  /** The application protocol found in the client stream. */
-  app?: 'tls' | 'http' | 'unknown';
   readonly counters: FlowCounters = {
     packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, heldPackets: 0, heldMs: 0, decisions: 0,
   };
+  /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut for c2s). */
+  readonly c2s: DirectionState = newDirection(this.counters, true);
+  readonly s2c: DirectionState = newDirection(this.counters, false);
   /** Free for embedders to attach their own state. */
   userData: unknown;
   /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
@@ -116,13 +148,73 @@ export class Flow {
 
   constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
     server: { addr: string; port: number }, now: number, idPrefix = '') {
-    this.id = `f${idPrefix}${(nextFlowNumber++).toString(16)}`;
+    this.idNumber = nextFlowNumber++;
+    this.idPrefix = idPrefix;
     this.key = key;
-    this.family = family;
-    this.client = client;
-    this.server = server;
+    this.flags = family === 6 ? FLAG_V6 : 0;
+    this.clientAddr = client.addr;
+    this.clientPort = client.port;
+    this.serverAddr = server.addr;
+    this.serverPort = server.port;
     this.createdAt = now;
     this.lastSeen = now;
+  }
+
+  /** Short id, unique in this process ("f1a2"). */
+  get id(): string {
+    return `f${this.idPrefix}${this.idNumber.toString(16)}`;
+  }
+
+  get family(): 4 | 6 {
+    return this.flags & FLAG_V6 ? 6 : 4;
+  }
+
+  /** Where the flow stands in its lifecycle. */
+  get phase(): FlowPhase {
+    return PHASES[(this.flags & PHASE_MASK) >> PHASE_SHIFT]!;
+  }
+
+  set phase(v: FlowPhase) {
+    const i = PHASES.indexOf(v);
+    if (i < 0) throw new TypeError(`not a flow phase: ${String(v)}`);
+    this.flags = (this.flags & ~PHASE_MASK) | (i << PHASE_SHIFT);
+  }
+
+  /** TCP state of the connection. */
+  get tcp(): TcpState {
+    return TCP_STATES[(this.flags & TCP_MASK) >> TCP_SHIFT]!;
+  }
+
+  set tcp(v: TcpState) {
+    this.flags = (this.flags & ~TCP_MASK) | (TCP_STATES.indexOf(v) << TCP_SHIFT);
+  }
+
+  /** True when the connection's start was not seen. */
+  get midstream(): boolean {
+    return (this.flags & FLAG_MIDSTREAM) !== 0;
+  }
+
+  set midstream(v: boolean) {
+    this.flags = v ? this.flags | FLAG_MIDSTREAM : this.flags & ~FLAG_MIDSTREAM;
+  }
+
+  /** Allowed for good, but the mark waits for the SYN-ACK to confirm SYN data. */
+  get bypassPending(): boolean {
+    return (this.flags & FLAG_BYPASS_PENDING) !== 0;
+  }
+
+  set bypassPending(v: boolean) {
+    this.flags = v ? this.flags | FLAG_BYPASS_PENDING : this.flags & ~FLAG_BYPASS_PENDING;
+  }
+
+  /** The endpoint that opened the connection (or the first data sender when the start was missed). */
+  get client(): { addr: string; port: number } {
+    return { addr: this.clientAddr, port: this.clientPort };
+  }
+
+  /** The other endpoint. */
+  get server(): { addr: string; port: number } {
+    return { addr: this.serverAddr, port: this.serverPort };
   }
 
   /**
@@ -142,14 +234,140 @@ export class Flow {
 
   /** True when the packet with this source is client-to-server. */
   isFromClient(src: string, sport: number): boolean {
-    return sport === this.client.port && src === this.client.addr;
+    return sport === this.clientPort && src === this.clientAddr;
   }
 }
 
-function newDirection(): DirectionState {
-  // Every field present from the start: one set later would cost a property array per direction.
-  return {
-    isn: undefined, sndNxt: undefined, lastAck: undefined, wscale: 0, window: 0, maxWindow: 0, tsVal: undefined,
-    ttl: undefined, md5: undefined, finSeen: false, packets: 0, bytes: 0,
-  };
+/** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */
+const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32, MD5 = 64, FIN_SEEN = 128;
+const TTL_SHIFT = 8, WSCALE_SHIFT = 16, CLIENT = 1 << 24;
+
+/**
+ * A {@link DirectionState} kept small. Its 32-bit numbers are stored as signed 32-bit integers: V8
+ * keeps those in the object itself, where an unsigned one of 2^31 or more (half of all sequence
+ * numbers) costs a 16-byte box. The one-byte fields (TTL, window scale: both come from a byte of
+ * the packet) and the flags share one integer. The accessors read and write the plain values.
+ * Every field is present from the start: one set later would cost a property array per direction.
+ */
+class Direction implements DirectionState {
+  /** HAS_* bits saying which optional fields are set (undefined otherwise), MD5, FIN_SEEN, TTL and window scale. */
+  private bits = 0;
+  private isn_ = 0;
+  private sndNxt_ = 0;
+  private lastAck_ = 0;
+  private tsVal_ = 0;
+  window = 0;
+  maxWindow = 0;
+
+  /**
+   * @param counters the flow's counters: this direction's packets and bytes are theirs (packetsOut
+   *   and bytesOut for the client's direction), not counted twice.
+   */
+  constructor(private readonly counters: FlowCounters, client: boolean) {
+    if (client) this.bits = CLIENT;
+  }
+
+  get packets(): number {
+    return this.bits & CLIENT ? this.counters.packetsOut : this.counters.packetsIn;
+  }
+
+  set packets(v: number) {
+    if (this.bits & CLIENT) this.counters.packetsOut = v;
+    else this.counters.packetsIn = v;
+  }
+
+  get bytes(): number {
+    return this.bits & CLIENT ? this.counters.bytesOut : this.counters.bytesIn;
+  }
+
+  set bytes(v: number) {
+    if (this.bits & CLIENT) this.counters.bytesOut = v;
+    else this.counters.bytesIn = v;
+  }
+
+  get isn(): number | undefined {
+    return this.bits & HAS_ISN ? this.isn_ >>> 0 : undefined;
+  }
+
+  set isn(v: number | undefined) {
+    if (v === undefined) this.bits &= ~HAS_ISN;
+    else { this.isn_ = v | 0; this.bits |= HAS_ISN; }
+  }
+
+  get sndNxt(): number | undefined {
+    return this.bits & HAS_SND_NXT ? this.sndNxt_ >>> 0 : undefined;
+  }
+
+  set sndNxt(v: number | undefined) {
+    if (v === undefined) this.bits &= ~HAS_SND_NXT;
+    else { this.sndNxt_ = v | 0; this.bits |= HAS_SND_NXT; }
+  }
+
+  get lastAck(): number | undefined {
+    return this.bits & HAS_LAST_ACK ? this.lastAck_ >>> 0 : undefined;
+  }
+
+  set lastAck(v: number | undefined) {
+    if (v === undefined) this.bits &= ~HAS_LAST_ACK;
+    else { this.lastAck_ = v | 0; this.bits |= HAS_LAST_ACK; }
+  }
+
+  get tsVal(): number | undefined {
+    return this.bits & HAS_TS_VAL ? this.tsVal_ >>> 0 : undefined;
+  }
+
+  set tsVal(v: number | undefined) {
+    if (v === undefined) this.bits &= ~HAS_TS_VAL;
+    else { this.tsVal_ = v | 0; this.bits |= HAS_TS_VAL; }
+  }
+
+  /** TTL / hop limit: a byte of the IP header. */
+  get ttl(): number | undefined {
+    return this.bits & HAS_TTL ? (this.bits >>> TTL_SHIFT) & 0xff : undefined;
+  }
+
+  set ttl(v: number | undefined) {
+    this.bits &= ~(HAS_TTL | (0xff << TTL_SHIFT));
+    if (v !== undefined) this.bits |= HAS_TTL | ((v & 0xff) << TTL_SHIFT);
+  }
+
+  get md5(): boolean | undefined {
+    return this.bits & HAS_MD5 ? (this.bits & MD5) !== 0 : undefined;
+  }
+
+  set md5(v: boolean | undefined) {
+    this.bits &= ~(HAS_MD5 | MD5);
+    if (v !== undefined) this.bits |= HAS_MD5 | (v ? MD5 : 0);
+  }
+
+  /** Window scale shift: a byte of the SYN's option. */
+  get wscale(): number {
+    return (this.bits >>> WSCALE_SHIFT) & 0xff;
+  }
+
+  set wscale(v: number) {
+    this.bits = (this.bits & ~(0xff << WSCALE_SHIFT)) | ((v & 0xff) << WSCALE_SHIFT);
+  }
+
+  get finSeen(): boolean {
+    return (this.bits & FIN_SEEN) !== 0;
+  }
+
+  set finSeen(v: boolean) {
+    if (v) this.bits |= FIN_SEEN;
+    else this.bits &= ~FIN_SEEN;
+  }
+
+  /** The fields as plain data (what JSON.stringify shows). */
+  toJSON(): DirectionState {
+    return {
+      isn: this.isn, sndNxt: this.sndNxt, lastAck: this.lastAck, wscale: this.wscale, window: this.window,
+      maxWindow: this.maxWindow, tsVal: this.tsVal, ttl: this.ttl, md5: this.md5, finSeen: this.finSeen,
+      packets: this.packets, bytes: this.bytes,
+    };
+  }
+}
+
+function newDirection(counters: FlowCounters, client: boolean): DirectionState {
+  return new Direction(counters, client);
 }

@@ -62,15 +62,42 @@ class FlowAnalyzer implements StreamAnalyzer {
   private unitStart = 0;
   /** Offset one past the last byte fed. */
   private end = 0;
-  /** Set when the TLS reader reads the stream tunnelled by a CONNECT. */
-  private tunnelled = false;
   private lastMethod = '';
-  /** ClientHellos read so far. */
-  private hellos = 0;
+  /**
+   * tunnelled, headerFill and hellos in one integer (an analyzer per flow under inspection: each
+   * field is 8 bytes): bit 0 tunnelled, bits 1-3 headerFill, the rest hellos.
+   */
+  private packed = 0;
   /** After the first hello: a record header being gathered (allocated with its first byte), and record bytes left to skip. */
   private header: Uint8Array | null = null;
-  private headerFill = 0;
   private skip = 0;
+
+  /** Set when the TLS reader reads the stream tunnelled by a CONNECT. */
+  private get tunnelled(): boolean {
+    return (this.packed & 1) !== 0;
+  }
+
+  private set tunnelled(v: boolean) {
+    this.packed = v ? this.packed | 1 : this.packed & ~1;
+  }
+
+  /** Bytes of `header` gathered (0 to 5). */
+  private get headerFill(): number {
+    return (this.packed >>> 1) & 7;
+  }
+
+  private set headerFill(v: number) {
+    this.packed = (this.packed & ~14) | ((v & 7) << 1);
+  }
+
+  /** ClientHellos read so far. */
+  private get hellos(): number {
+    return this.packed >>> 4;
+  }
+
+  private set hellos(v: number) {
+    this.packed = (this.packed & 15) | (v << 4);
+  }
 
   constructor(private readonly limits: AnalyzerLimits) {}
 

@@ -48,9 +48,13 @@ const NO_PENDING: readonly Pending[] = Object.freeze([]);
 
 /** A reassembled byte stream for one direction. Bytes are copied in: inputs may be views over a batch. */
 export class StreamReassembler {
-  /** Sequence number of the first retained byte. */
+  /**
+   * Sequence number of the first retained byte, as a signed 32-bit integer (`seq | 0`): V8 keeps
+   * that in the object, where an unsigned number of 2^31 or more costs a 16-byte box. seqDiff and
+   * seqAdd give the same answers for either form.
+   */
   private base: number;
-  /** Next expected sequence number (one past the last contiguous byte). */
+  /** Next expected sequence number (one past the last contiguous byte), signed like `base`. */
   private nextSeq: number;
   /** Retained bytes; grown on demand (tens of thousands of flows each hold a partial hello). */
   private buf: Uint8Array = EMPTY;
@@ -64,7 +68,7 @@ export class StreamReassembler {
   private baseOffset = 0;
 
   constructor(firstSeq: number, limits: Partial<StreamLimits> = {}) {
-    this.base = firstSeq >>> 0;
+    this.base = firstSeq | 0;
     this.nextSeq = this.base;
     this.maxOutOfOrderBytes = limits.maxOutOfOrderBytes ?? DEFAULT_STREAM_LIMITS.maxOutOfOrderBytes;
     this.maxRetainedBytes = limits.maxRetainedBytes ?? DEFAULT_STREAM_LIMITS.maxRetainedBytes;
@@ -72,7 +76,7 @@ export class StreamReassembler {
 
   /** Next expected sequence number. */
   get next(): number {
-    return this.nextSeq;
+    return this.nextSeq >>> 0;
   }
 
   /** Stream offset of the next expected byte (bytes delivered in order so far). */
@@ -117,7 +121,7 @@ export class StreamReassembler {
     if (drop <= 0) return;
     this.buf.copyWithin(0, drop, this.len);
     this.len -= drop;
-    this.base = seqAdd(this.base, drop);
+    this.base = (this.base + drop) | 0;
     this.baseOffset += drop;
     if (this.len === 0 && this.buf.length > 4096) this.buf = EMPTY;
   }
@@ -199,7 +203,7 @@ export class StreamReassembler {
   /** Moves pending segments that start at `next` into the retained buffer; returns bytes still pending. */
   private drain(): number {
     const pending = this.pending as Pending[];
-    while (pending.length > 0 && pending[0]!.seq === this.nextSeq) {
+    while (pending.length > 0 && seqDiff(pending[0]!.seq, this.nextSeq) === 0) {
       const seg = pending.shift()!;
       this.pendingBytes -= seg.data.length;
       this.append(seg.data);
@@ -217,6 +221,6 @@ export class StreamReassembler {
     }
     this.buf.set(data, this.len);
     this.len += data.length;
-    this.nextSeq = seqAdd(this.nextSeq, data.length);
+    this.nextSeq = (this.nextSeq + data.length) | 0;
   }
 }

@@ -13,7 +13,7 @@ import type { Flow } from '../flow/flow.js';
  */
 export function buildResetToServer(flow: Flow, seq: number): Uint8Array {
   return buildTcpPacket({
-    src: flow.client.addr, dst: flow.server.addr, sport: flow.client.port, dport: flow.server.port,
+    src: flow.clientAddr, dst: flow.serverAddr, sport: flow.clientPort, dport: flow.serverPort,
     seq, ack: flow.c2s.lastAck ?? 0, flags: RST | ACK, window: 0, ttl: 64,
   });
 }
@@ -25,7 +25,7 @@ export const BLOCK_PAGE_BODY = '<!doctype html><title>Blocked</title><h1>403 Blo
 /** Data from the server's address to the client, where the client expects the server's next byte. */
 function toClient(flow: Flow, payload: Uint8Array, flags: number): Uint8Array {
   return buildTcpPacket({
-    src: flow.server.addr, dst: flow.client.addr, sport: flow.server.port, dport: flow.client.port,
+    src: flow.serverAddr, dst: flow.clientAddr, sport: flow.serverPort, dport: flow.clientPort,
     // The client's ACK says which server byte it expects next; its own next byte is ours to ACK.
     seq: flow.c2s.lastAck ?? 0, ack: flow.c2s.sndNxt ?? 0, flags, window: 0, ttl: 64, payload,
   });

@@ -47,21 +47,51 @@ const NEED_MORE: TlsResult = { kind: 'needMore' };
 const NOT_TLS: TlsResult = { kind: 'notTls' };
 
 /** Reads ClientHellos from one client-to-server TCP stream; see the lifecycle above. */
+/** Layout of ClientHelloReader.packed. */
+const FILL_MASK = 7, HS_FILL_SHIFT = 3, AFTER_HELLO = 1 << 6, RECORD_COUNTED = 1 << 7, TYPE_SHIFT = 8;
+
 export class ClientHelloReader {
   private readonly maxHelloBytes: number;
   /** Final invalid/notTls result, repeated until reset(). */
   private final: TlsResult | null = null;
   /** Stream offset of the next byte fed. */
   private offset = 0;
+  /**
+   * The small fields below in one integer (a reader per flow under inspection: each field is 8
+   * bytes): record and handshake header fill (3 bits each), afterHello, currentRecordCounted,
+   * record type (a byte).
+   */
+  private packed = 0;
+
   /** A hello was already answered: records between hellos are tolerated, no notTls any more. */
-  private afterHello = false;
+  private get afterHello(): boolean {
+    return (this.packed & AFTER_HELLO) !== 0;
+  }
+
+  private set afterHello(v: boolean) {
+    this.packed = v ? this.packed | AFTER_HELLO : this.packed & ~AFTER_HELLO;
+  }
 
   /**
    * The record header is gathered into its fields as its bytes arrive (a reader per flow: no
    * buffer for five bytes): type, then version, then length, each complete once the header is.
    */
-  private recordHeaderFill = 0;
-  private recordType = 0;
+  private get recordHeaderFill(): number {
+    return this.packed & FILL_MASK;
+  }
+
+  private set recordHeaderFill(v: number) {
+    this.packed = (this.packed & ~FILL_MASK) | (v & FILL_MASK);
+  }
+
+  private get recordType(): number {
+    return (this.packed >>> TYPE_SHIFT) & 0xff;
+  }
+
+  private set recordType(v: number) {
+    this.packed = (this.packed & ~(0xff << TYPE_SHIFT)) | ((v & 0xff) << TYPE_SHIFT);
+  }
+
   private recordVersion = 0;
   private recordLength = 0;
   /** Payload bytes of the current record not yet read; 0 while reading a record header. */
@@ -69,7 +99,14 @@ export class ClientHelloReader {
   /** Stream offset just past the current record. */
   private recordEnd = 0;
 
-  private handshakeHeaderFill = 0;
+  private get handshakeHeaderFill(): number {
+    return (this.packed >>> HS_FILL_SHIFT) & FILL_MASK;
+  }
+
+  private set handshakeHeaderFill(v: number) {
+    this.packed = (this.packed & ~(FILL_MASK << HS_FILL_SHIFT)) | ((v & FILL_MASK) << HS_FILL_SHIFT);
+  }
+
   /** Length field of the hello's handshake header, gathered as its bytes arrive. */
   private handshakeLength = 0;
   /** Declared body length of the hello being read; -1 until its handshake header is complete. */
@@ -81,7 +118,14 @@ export class ClientHelloReader {
   /** Records that carried bytes of the hello being read, and the version of the first one. */
   private helloRecords = 0;
   private helloRecordVersion = 0;
-  private currentRecordCounted = false;
+
+  private get currentRecordCounted(): boolean {
+    return (this.packed & RECORD_COUNTED) !== 0;
+  }
+
+  private set currentRecordCounted(v: boolean) {
+    this.packed = v ? this.packed | RECORD_COUNTED : this.packed & ~RECORD_COUNTED;
+  }
 
   /** After done: bytes at the end of the last chunk that come after the hello and were not read. */
   unread = 0;

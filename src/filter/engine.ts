@@ -693,10 +693,10 @@ export class Engine {
   }
 
   private ask(flow: Flow, insp: Inspection, unit: Unit, token: number): void {
-    const info: DecisionInfo = {
+    // Object.assign rather than a spread in the literal (a slow copy path): same keys, same order.
+    const info: DecisionInfo = Object.assign({
       flow: flow.id, src: flow.client.addr, sport: flow.client.port, dst: flow.server.addr, dport: flow.server.port,
-      ...unit.info,
-    };
+    }, unit.info);
     let answer: ReturnType<DecideFn>;
     try {
       answer = this.decide(info, flow);

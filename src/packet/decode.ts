@@ -201,12 +201,19 @@ function u32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
+/** The options of a header without any: one shared, frozen object rather than one per packet. */
+const NO_OPTIONS: TcpOptions = Object.freeze({
+  mss: undefined, wscale: undefined, sackPermitted: undefined, tsVal: undefined, tsEcr: undefined,
+  md5: undefined, fastOpen: undefined, malformed: undefined,
+});
+
 /**
  * Parses the TCP options in `buf[start..end)`. Every field of the result is present (undefined
  * when the option is absent). An option with the wrong length for its kind is ignored, as Linux
  * does; a length below 2 or past the header sets `malformed` and stops the walk.
  */
 export function parseTcpOptions(buf: Uint8Array, start: number, end: number): TcpOptions {
+  if (start >= end) return NO_OPTIONS;
   let mss: number | undefined;
   let wscale: number | undefined;
   let sackPermitted: boolean | undefined;

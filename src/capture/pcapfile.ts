@@ -17,9 +17,9 @@ import { open } from 'node:fs/promises';
 import { FlowgateError } from '../errors.js';
 
 /**
- * One captured frame. `data` is a view into a read buffer that is never reused: it stays valid
- * as long as it is referenced, and keeps its whole chunk (`chunkBytes`) alive; copy it if it
- * must be held for long.
+ * One captured frame. `data` is a view into a read buffer that is never reused (unless
+ * `reuseChunks` is set): it stays valid as long as it is referenced, and keeps its whole chunk
+ * (`chunkBytes`) alive; copy it if it must be held for long.
  */
 export interface CaptureRecord {
   /** 1-based frame number, as tshark counts them. */
@@ -42,6 +42,13 @@ export interface ReadCaptureOptions {
   chunkBytes?: number;
   /** Largest record (pcap captured length, pcapng block) before the file is called corrupt. Default 16 MiB. */
   maxRecordBytes?: number;
+  /**
+   * Read into two buffers in turn rather than a fresh one per chunk: a record's `data` is then
+   * only valid until the next batch is asked for (`readCaptureBatches`). For
+   * consumers that copy what they keep, as the engine does: a fresh megabyte per chunk is new
+   * memory for the kernel to zero and external memory that makes V8 collect more often.
+   */
+  reuseChunks?: boolean;
 }
 
 /** Default `chunkBytes` (bytes). */
@@ -356,12 +363,25 @@ export async function* readCaptureBatches(
   // The next chunk is read while the consumer works on this one (the read runs on libuv's
   // thread pool). The outcome is caught at once: a failed read must not go unhandled meanwhile.
   let next: Promise<{ buf: Uint8Array; from: number; bytesRead: number } | { err: unknown }> | undefined;
+  // With reuseChunks: the buffer read into two chunks ago, free again once that chunk's records
+  // were consumed (the next read starts while the current chunk's last batch is still out).
+  let spare: Uint8Array | null = null;
+  let inUse: Uint8Array | null = null;
   const readNext = (carry: Uint8Array, pos: number): void => {
-    // A fresh buffer each time: records handed out earlier keep pointing at valid bytes. Not
-    // zero-filled (the read overwrites it), and a plain Uint8Array: views of it are cheaper.
+    // A fresh buffer each time (unless reuseChunks): records handed out earlier keep pointing at
+    // valid bytes. Not zero-filled (the read overwrites it), and a plain Uint8Array: views of it are cheaper.
     const want = Math.max(chunkBytes, parser.pending - carry.length);
-    const mem = Buffer.allocUnsafeSlow(carry.length + want);
-    const buf = new Uint8Array(mem.buffer, mem.byteOffset, mem.length);
+    let buf: Uint8Array;
+    if (spare !== null && spare.length >= carry.length + want) {
+      buf = spare.length === carry.length + want ? spare : spare.subarray(0, carry.length + want);
+    } else {
+      const mem = Buffer.allocUnsafeSlow(carry.length + want);
+      buf = new Uint8Array(mem.buffer, mem.byteOffset, mem.length);
+    }
+    if (opts.reuseChunks === true) {
+      spare = inUse;
+      inUse = buf.byteOffset === 0 && buf.length === buf.buffer.byteLength ? buf : new Uint8Array(buf.buffer);
+    }
     buf.set(carry, 0);
     next = fh.read(buf, carry.length, want, pos).then(
       ({ bytesRead }) => ({ buf, from: carry.length, bytesRead }),

@@ -157,7 +157,8 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     }
     return batch.length;
   };
-  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress })) {
+  // The engine copies what it keeps of a packet, so the read buffers can be reused.
+  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress, reuseChunks: true })) {
     for (let i = replayBatch(batch, 0); i < batch.length; i = replayBatch(batch, i)) {
       await runTimers(sched, batch[i]!.tsMicros / 1000);
     }

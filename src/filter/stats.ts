@@ -45,8 +45,8 @@ export class EngineStats {
   /** Counts one settled decision and how long it took. */
   decided(d: Decision, ms: number): void {
     this.decisions++;
-    const kind = d.reason.split(':')[0]!;
-    const key = `${d.verdict}:${kind}`;
+    const colon = d.reason.indexOf(':');
+    const key = d.verdict + ':' + (colon < 0 ? d.reason : d.reason.slice(0, colon));
     this.byReason.set(key, (this.byReason.get(key) ?? 0) + 1);
     let i = 0;
     while (i < LATENCY_BUCKETS_MS.length && ms > LATENCY_BUCKETS_MS[i]!) i++;

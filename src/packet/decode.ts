@@ -1,11 +1,12 @@
 /**
  * IPv4 / IPv6 / TCP decoding: bytes -> a typed view. Never throws on bad input. It is on the
- * hot path: per packet it allocates only the result, its TCP options and two views (payload,
- * and `ip` when padding follows the packet); address strings come from a small cache (addr.ts).
+ * hot path: per packet it allocates only the result, the packet and one or two views (payload,
+ * and `ip` when padding follows the packet); address texts (from a small cache, addr.ts) and TCP
+ * options are read when first asked for.
  * Every Uint8Array in the result is a view into the input.
  */
 import { formatIpv4, formatIpv6 } from './addr.js';
-import type { DecodeResult, TcpOptions } from './types.js';
+import type { DecodeResult, TcpOptions, TcpPacket } from './types.js';
 
 /** Limits for `decodeIp`. */
 export interface DecodeOptions {
@@ -50,7 +51,7 @@ function decodeIpv4(buf: Uint8Array): DecodeResult {
   if ((frag & 0x2000) !== 0 || offset !== 0) return { kind: 'fragment', family: 4, first: offset === 0 };
   const proto = buf[9];
   if (proto !== PROTO_TCP) return { kind: 'other', family: 4, proto };
-  return decodeTcp(buf, 4, ihl, total, buf[8], 0, 0, false, formatIpv4(buf, 12), formatIpv4(buf, 16));
+  return decodeTcp(buf, 4, ihl, total, buf[8], 0, 0, false);
 }
 
 function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
@@ -110,7 +111,7 @@ function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
     next = buf[off];
     off += len;
   }
-  return decodeTcp(buf, 6, off, end, buf[7], ext, hbh, hbhMisplaced, formatIpv6(buf, 8), formatIpv6(buf, 24), discard);
+  return decodeTcp(buf, 6, off, end, buf[7], ext, hbh, hbhMisplaced, discard);
 }
 
 /** Hop-by-hop option types Linux handles: Pad1, PadN, router alert, CALIPSO, IOAM, jumbo payload. */
@@ -163,8 +164,6 @@ function decodeTcp(
   extHeaders: number,
   hopByHopCount: number,
   hopByHopMisplaced: boolean,
-  src: string,
-  dst: string,
   discarded = false,
 ): DecodeResult {
   if (off + 20 > end) return invalid('TCP header truncated');
@@ -173,33 +172,91 @@ function decodeTcp(
   if (off + dataOffset > end) return invalid('TCP data offset beyond the packet');
   return {
     kind: 'tcp',
-    packet: {
-      family,
-      src,
-      dst,
-      sport: (buf[off] << 8) | buf[off + 1],
-      dport: (buf[off + 2] << 8) | buf[off + 3],
-      seq: u32(buf, off + 4),
-      ack: u32(buf, off + 8),
-      flags: buf[off + 13],
-      window: (buf[off + 14] << 8) | buf[off + 15],
-      urgentPointer: (buf[off + 18] << 8) | buf[off + 19],
-      ttl,
-      options: parseTcpOptions(buf, off + 20, off + dataOffset),
-      payload: buf.subarray(off + dataOffset, end),
-      ip: end === buf.length ? buf : buf.subarray(0, end),
-      tcpOffset: off,
-      extHeaders,
-      hopByHopCount,
-      hopByHopMisplaced,
-      discardedByReceiver: discarded,
-    },
+    packet: new DecodedTcp(buf, family, off, dataOffset, end, ttl, extHeaders, hopByHopCount, hopByHopMisplaced, discarded),
   };
+}
+
+/**
+ * A decoded packet. The address texts and the TCP options are read from the header bytes when
+ * first asked for: most packets (acknowledgements, stragglers of decided flows) never need them,
+ * and an options object per packet was a third of what decoding allocated.
+ */
+class DecodedTcp implements TcpPacket {
+  family: 4 | 6;
+  sport: number;
+  dport: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+  urgentPointer: number;
+  ttl: number;
+  payload: Uint8Array;
+  ip: Uint8Array;
+  tcpOffset: number;
+  extHeaders: number;
+  hopByHopCount: number;
+  hopByHopMisplaced: boolean;
+  discardedByReceiver: boolean;
+  private srcText: string | undefined = undefined;
+  private dstText: string | undefined = undefined;
+  private opts: TcpOptions | undefined = undefined;
+
+  constructor(buf: Uint8Array, family: 4 | 6, off: number, dataOffset: number, end: number, ttl: number,
+    extHeaders: number, hopByHopCount: number, hopByHopMisplaced: boolean, discarded: boolean) {
+    this.family = family;
+    this.sport = (buf[off] << 8) | buf[off + 1];
+    this.dport = (buf[off + 2] << 8) | buf[off + 3];
+    this.seq = u32(buf, off + 4);
+    this.ack = u32(buf, off + 8);
+    this.flags = buf[off + 13];
+    this.window = (buf[off + 14] << 8) | buf[off + 15];
+    this.urgentPointer = (buf[off + 18] << 8) | buf[off + 19];
+    this.ttl = ttl;
+    this.payload = buf.subarray(off + dataOffset, end);
+    this.ip = end === buf.length ? buf : buf.subarray(0, end);
+    this.tcpOffset = off;
+    this.extHeaders = extHeaders;
+    this.hopByHopCount = hopByHopCount;
+    this.hopByHopMisplaced = hopByHopMisplaced;
+    this.discardedByReceiver = discarded;
+  }
+
+  get src(): string {
+    return (this.srcText ??= this.family === 4 ? formatIpv4(this.ip, 12) : formatIpv6(this.ip, 8));
+  }
+
+  set src(text: string) {
+    this.srcText = text;
+  }
+
+  get dst(): string {
+    return (this.dstText ??= this.family === 4 ? formatIpv4(this.ip, 16) : formatIpv6(this.ip, 24));
+  }
+
+  set dst(text: string) {
+    this.dstText = text;
+  }
+
+  get options(): TcpOptions {
+    const t = this.tcpOffset;
+    return (this.opts ??= parseTcpOptions(this.ip, t + 20, t + (this.ip[t + 12] >> 4) * 4));
+  }
+
+  set options(options: TcpOptions) {
+    this.opts = options;
+  }
 }
 
 function u32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
+
+/** The options of a header without any: one shared, frozen object rather than one per packet. */
+const NO_OPTIONS: TcpOptions = Object.freeze({
+  mss: undefined, wscale: undefined, sackPermitted: undefined, tsVal: undefined, tsEcr: undefined,
+  md5: undefined, fastOpen: undefined, malformed: undefined,
+});
 
 /**
  * Parses the TCP options in `buf[start..end)`. Every field of the result is present (undefined
@@ -207,6 +264,7 @@ function u32(b: Uint8Array, o: number): number {
  * does; a length below 2 or past the header sets `malformed` and stops the walk.
  */
 export function parseTcpOptions(buf: Uint8Array, start: number, end: number): TcpOptions {
+  if (start >= end) return NO_OPTIONS;
   let mss: number | undefined;
   let wscale: number | undefined;
   let sackPermitted: boolean | undefined;

@@ -26,7 +26,8 @@ export interface TcpOptions {
 
 /**
  * One decoded IPv4 or IPv6 packet carrying a whole TCP segment. Every Uint8Array here is a
- * view into the buffer passed to the decoder: it is only valid as long as that buffer is.
+ * view into the buffer passed to the decoder: it is only valid as long as that buffer is, and so
+ * are `src`, `dst` and `options`, which the decoder reads from it when first asked for.
  */
 export interface TcpPacket {
   family: 4 | 6;

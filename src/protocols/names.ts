@@ -16,10 +16,29 @@ const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1
 const IPV6 = /^[0-9a-f:.]+$/;
 
 /**
+ * Names normalised lately, by raw text, for each of the two functions below (entries kept before
+ * a cache is emptied). Hosts repeat (one per request or hello, a few distinct ones per client),
+ * and a hit spares a regular expression per label. The results are shared: callers never modify them.
+ */
+export const NAME_CACHE_ENTRIES = 1024;
+const nameCache = new Map<string, NormalizedHost>();
+const authorityCache = new Map<string, NormalizedHost>();
+
+/**
  * Normalises a DNS name or IP literal without a port (a TLS SNI value, a list entry).
  * Raw non-ASCII bytes are malformed: IDNs travel as A-labels (xn--).
  */
 export function normalizeName(raw: string): NormalizedHost {
+  let result = nameCache.get(raw);
+  if (result === undefined) {
+    if (nameCache.size >= NAME_CACHE_ENTRIES) nameCache.clear();
+    result = normalizeNameUncached(raw);
+    nameCache.set(raw, result);
+  }
+  return result;
+}
+
+function normalizeNameUncached(raw: string): NormalizedHost {
   let name = raw.toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
   if (name.length === 0) return { ok: false, reason: 'empty name' };
@@ -45,6 +64,16 @@ export function normalizeName(raw: string): NormalizedHost {
  * Userinfo is rejected: it has no place in Host (RFC 9110 section 7.2).
  */
 export function normalizeAuthority(raw: string): NormalizedHost {
+  let result = authorityCache.get(raw);
+  if (result === undefined) {
+    if (authorityCache.size >= NAME_CACHE_ENTRIES) authorityCache.clear();
+    result = normalizeAuthorityUncached(raw);
+    authorityCache.set(raw, result);
+  }
+  return result;
+}
+
+function normalizeAuthorityUncached(raw: string): NormalizedHost {
   const value = raw.trim();
   if (value.includes('@')) return { ok: false, reason: 'userinfo in authority' };
   let host = value;

@@ -257,13 +257,13 @@ export class Engine {
     flow.lastSeen = now;
     this.table.touch(flow);
     const fromClient = flow.isFromClient(tcp.src, tcp.sport);
-    // The directions' packets and bytes are these counters (see Flow.c2s).
+    // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
-      flow.counters.packetsOut++;
-      flow.counters.bytesOut += tcp.payload.length;
+      flow.c2s.packets++;
+      flow.c2s.bytes += tcp.payload.length;
     } else {
-      flow.counters.packetsIn++;
-      flow.counters.bytesIn += tcp.payload.length;
+      flow.s2c.packets++;
+      flow.s2c.bytes += tcp.payload.length;
     }
 
     if (flow.phase === 'blocked') {
@@ -322,7 +322,7 @@ export class Engine {
     if (answer !== 'allow' && answer !== 'block') return false;
     const m = this.options.marks;
     const decision: Decision = { verdict: answer, reason: 'newFlow' };
-    flow.counters.decisions++;
+    flow.decisions++;
     this.stats.decided(decision, 0);
     this.onEvent(decisionEvent(flow, { app: 'unknown' }, decision, 0, 0, this.wallClock()));
     this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, answer === 'allow' ? m.allow : m.block));
@@ -497,7 +497,7 @@ export class Engine {
         verifyChecksum: this.options.verifyChecksums && (pkt.skbInfo & SKB_CSUM_NOTREADY) === 0,
         strict: this.options.strictTcp,
         // Once a flow is inspected request by request its replies bypass flowgate: their window is unknown.
-        serverObserved: flow.counters.decisions === 0,
+        serverObserved: flow.decisions === 0,
       });
       if (bad !== undefined) {
         this.stats.count(`evasion_${bad}`);
@@ -628,7 +628,7 @@ export class Engine {
     else flow.held.push(entry);
     flow.heldBytes += entry.bytes;
     this.heldBytesTotal += entry.bytes;
-    flow.counters.heldPackets++;
+    flow.heldPackets++;
     this.stats.held++;
     const l = this.options.limits;
     if (flow.held.length > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
@@ -746,7 +746,7 @@ export class Engine {
     }
     const now = this.now();
     if (!unit.silent && !decision.quiet) {
-      flow.counters.decisions++;
+      flow.decisions++;
       const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
       this.onEvent(decisionEvent(flow, unit.info, decision, flow.held.length, heldMs, this.wallClock()));
@@ -812,7 +812,7 @@ export class Engine {
   private unhold(flow: Flow, h: HeldPacket, now: number): void {
     flow.heldBytes -= h.bytes;
     this.heldBytesTotal -= h.bytes;
-    flow.counters.heldMs += now - h.heldAt;
+    flow.heldMs += now - h.heldAt;
     this.stats.held--;
   }
 

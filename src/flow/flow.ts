@@ -133,12 +133,16 @@ export class Flow {
   /** Packets held in arrival order. */
   held: HeldPacket[] = NO_HELD;
   heldBytes = 0;
-  readonly counters: FlowCounters = {
-    packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, heldPackets: 0, heldMs: 0, decisions: 0,
-  };
-  /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut for c2s). */
-  readonly c2s: DirectionState = newDirection(this.counters, true);
-  readonly s2c: DirectionState = newDirection(this.counters, false);
+  /**
+   * The counters kept flat (a counters object per flow cost 80 bytes): packets and bytes are the
+   * directions' (c2s is out, s2c in), these three the flow's. `counters` reads them all.
+   */
+  heldPackets = 0;
+  heldMs = 0;
+  decisions = 0;
+  /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut and bytesOut for c2s). */
+  readonly c2s: DirectionState = newDirection();
+  readonly s2c: DirectionState = newDirection();
   /** Free for embedders to attach their own state. */
   userData: unknown;
   /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
@@ -158,6 +162,14 @@ export class Flow {
     this.serverPort = server.port;
     this.createdAt = now;
     this.lastSeen = now;
+  }
+
+  /** The flow's counters, as they stand when read (a copy: the engine counts in the flow). */
+  get counters(): FlowCounters {
+    return {
+      packetsIn: this.s2c.packets, packetsOut: this.c2s.packets, bytesIn: this.s2c.bytes, bytesOut: this.c2s.bytes,
+      heldPackets: this.heldPackets, heldMs: this.heldMs, decisions: this.decisions,
+    };
   }
 
   /** Short id, unique in this process ("f1a2"). */
@@ -240,7 +252,7 @@ export class Flow {
 
 /** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */
 const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32, MD5 = 64, FIN_SEEN = 128;
-const TTL_SHIFT = 8, WSCALE_SHIFT = 16, CLIENT = 1 << 24;
+const TTL_SHIFT = 8, WSCALE_SHIFT = 16;
 
 /**
  * A {@link DirectionState} kept small. Its 32-bit numbers are stored as signed 32-bit integers: V8
@@ -258,32 +270,9 @@ class Direction implements DirectionState {
   private tsVal_ = 0;
   window = 0;
   maxWindow = 0;
-
-  /**
-   * @param counters the flow's counters: this direction's packets and bytes are theirs (packetsOut
-   *   and bytesOut for the client's direction), not counted twice.
-   */
-  constructor(private readonly counters: FlowCounters, client: boolean) {
-    if (client) this.bits = CLIENT;
-  }
-
-  get packets(): number {
-    return this.bits & CLIENT ? this.counters.packetsOut : this.counters.packetsIn;
-  }
-
-  set packets(v: number) {
-    if (this.bits & CLIENT) this.counters.packetsOut = v;
-    else this.counters.packetsIn = v;
-  }
-
-  get bytes(): number {
-    return this.bits & CLIENT ? this.counters.bytesOut : this.counters.bytesIn;
-  }
-
-  set bytes(v: number) {
-    if (this.bits & CLIENT) this.counters.bytesOut = v;
-    else this.counters.bytesIn = v;
-  }
+  /** This direction's packets and bytes: the flow's counters (packetsOut and bytesOut for the client's). */
+  packets = 0;
+  bytes = 0;
 
   get isn(): number | undefined {
     return this.bits & HAS_ISN ? this.isn_ >>> 0 : undefined;
@@ -368,6 +357,6 @@ class Direction implements DirectionState {
   }
 }
 
-function newDirection(counters: FlowCounters, client: boolean): DirectionState {
-  return new Direction(counters, client);
+function newDirection(): DirectionState {
+  return new Direction();
 }

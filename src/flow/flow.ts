@@ -117,9 +117,9 @@ export class Flow {
    * flat fields, since an object per endpoint cost 40 bytes a flow.
    */
   readonly clientAddr: string;
-  readonly clientPort: number;
   readonly serverAddr: string;
-  readonly serverPort: number;
+  /** Client port in the high 16 bits, server port in the low 16 (one field: 8 bytes a flow less). */
+  private readonly ports: number;
   readonly createdAt: number;
   lastSeen: number;
   /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
@@ -157,9 +157,8 @@ export class Flow {
     this.key = key;
     this.flags = family === 6 ? FLAG_V6 : 0;
     this.clientAddr = client.addr;
-    this.clientPort = client.port;
     this.serverAddr = server.addr;
-    this.serverPort = server.port;
+    this.ports = ((client.port & 0xffff) << 16 | (server.port & 0xffff)) | 0;
     this.createdAt = now;
     this.lastSeen = now;
   }
@@ -170,6 +169,14 @@ export class Flow {
       packetsIn: this.s2c.packets, packetsOut: this.c2s.packets, bytesIn: this.s2c.bytes, bytesOut: this.c2s.bytes,
       heldPackets: this.heldPackets, heldMs: this.heldMs, decisions: this.decisions,
     };
+  }
+
+  get clientPort(): number {
+    return this.ports >>> 16;
+  }
+
+  get serverPort(): number {
+    return this.ports & 0xffff;
   }
 
   /** Short id, unique in this process ("f1a2"). */

@@ -97,6 +97,23 @@ let nextFlowNumber = 1;
 const FLAG_V6 = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
 const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
 const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
+/** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
+const PREFIX_SHIFT = 8;
+/**
+ * The id prefixes in use (one per engine, '' first), so a flow keeps a small index in its flags
+ * rather than a field of its own (8 bytes a flow).
+ */
+const ID_PREFIXES: string[] = [''];
+const prefixIndex = new Map<string, number>([['', 0]]);
+
+function internPrefix(prefix: string): number {
+  let i = prefixIndex.get(prefix);
+  if (i === undefined) {
+    i = ID_PREFIXES.push(prefix) - 1;
+    prefixIndex.set(prefix, i);
+  }
+  return i;
+}
 /** Index 0 is the initial phase. */
 const PHASES: readonly FlowPhase[] = ['handshake', 'inspecting', 'bypassed', 'blocked', 'closed'];
 
@@ -108,9 +125,8 @@ export const NO_HELD: HeldPacket[] = Object.freeze([]) as unknown as HeldPacket[
 
 /** One TCP connection. Fields are read-only for embedders; the engine owns them. */
 export class Flow {
-  /** The number in the id, and the engine's id prefix (shared): the id string is made when asked for. */
+  /** The number in the id (the engine's id prefix is an index in the flags): the id string is made when asked for. */
   private readonly idNumber: number;
-  private readonly idPrefix: string;
   readonly key: string;
   /**
    * Client and server address and port, the engine's copy (embedders use `client` and `server`):
@@ -153,9 +169,8 @@ export class Flow {
   constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
     server: { addr: string; port: number }, now: number, idPrefix = '') {
     this.idNumber = nextFlowNumber++;
-    this.idPrefix = idPrefix;
     this.key = key;
-    this.flags = family === 6 ? FLAG_V6 : 0;
+    this.flags = (family === 6 ? FLAG_V6 : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
     this.clientAddr = client.addr;
     this.serverAddr = server.addr;
     this.ports = ((client.port & 0xffff) << 16 | (server.port & 0xffff)) | 0;
@@ -181,7 +196,7 @@ export class Flow {
 
   /** Short id, unique in this process ("f1a2"). */
   get id(): string {
-    return `f${this.idPrefix}${this.idNumber.toString(16)}`;
+    return `f${ID_PREFIXES[this.flags >>> PREFIX_SHIFT]!}${this.idNumber.toString(16)}`;
   }
 
   get family(): 4 | 6 {

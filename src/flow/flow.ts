@@ -18,6 +18,12 @@ import { FlowgateError } from '../errors.js';
 /** What a paused flow can be resumed with (the filter API): a final verdict, more data, or pass N more bytes. */
 export type ResumeVerdict = 'allow' | 'block' | 'needMore' | { pass: number };
 
+/** TCP Fast Open data in the SYN: `end` is one past it; `confirmed` once the SYN-ACK was seen. */
+export interface FastOpen {
+  end: number;
+  confirmed: boolean;
+}
+
 /** Where a flow stands in its lifecycle. */
 export type FlowPhase = 'handshake' | 'inspecting' | 'bypassed' | 'blocked' | 'closed';
 
@@ -140,8 +146,8 @@ export class Flow {
   lastSeen: number;
   /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
-  /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
-  tfo?: { end: number; confirmed: boolean };
+  /** `tfo` and `resumer`, rarely set: one field for both, made when either is first set (8 bytes a flow less). */
+  private rare: { tfo: FastOpen | undefined; resumer: ((verdict: ResumeVerdict) => void) | undefined } | undefined = undefined;
   /** The application protocol found in the client stream (an embedder's analyzer may name others). */
   app?: 'tls' | 'http' | 'unknown';
   /** Client-to-server byte stream, once data flows. */
@@ -161,8 +167,6 @@ export class Flow {
   readonly s2c: DirectionState = newDirection();
   /** Free for embedders to attach their own state. */
   userData: unknown;
-  /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
-  resumer?: (verdict: ResumeVerdict) => void;
   /** The engine's inspection state while the flow is under inspection; not for embedders. */
   inspection?: unknown;
 
@@ -176,6 +180,26 @@ export class Flow {
     this.ports = ((client.port & 0xffff) << 16 | (server.port & 0xffff)) | 0;
     this.createdAt = now;
     this.lastSeen = now;
+  }
+
+  /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
+  get tfo(): FastOpen | undefined {
+    return this.rare?.tfo;
+  }
+
+  set tfo(v: FastOpen | undefined) {
+    if (this.rare !== undefined) this.rare.tfo = v;
+    else if (v !== undefined) this.rare = { tfo: v, resumer: undefined };
+  }
+
+  /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
+  get resumer(): ((verdict: ResumeVerdict) => void) | undefined {
+    return this.rare?.resumer;
+  }
+
+  set resumer(v: ((verdict: ResumeVerdict) => void) | undefined) {
+    if (this.rare !== undefined) this.rare.resumer = v;
+    else if (v !== undefined) this.rare = { tfo: undefined, resumer: v };
   }
 
   /** The flow's counters, as they stand when read (a copy: the engine counts in the flow). */

@@ -77,7 +77,8 @@ interface Inspection {
   token: number;
   timer?: unknown;
   decidingSince: number;
-  advancing?: boolean;
+  /** INSP_ADVANCING and INSP_BUSY (counted in `busyFlows`: holds packets or waits for an asynchronous decision). */
+  bits: number;
   /**
    * A copy of the last bytes released from the stream after a decision (at most the largest
    * unit, see releaseTo), from stream offset `from`: a later copy of that range is compared with
@@ -85,9 +86,16 @@ interface Inspection {
    * fields cost nothing.
    */
   released?: { bytes: Uint8Array; from: number; len: number };
-  /** Counted in `busyFlows`: holds packets or waits for an asynchronous decision. */
-  busy?: boolean;
+  /**
+   * The busy flows in the order they became busy, linked through their inspections (a Set of
+   * them cost 33 bytes a flow): the previous and next busy flow.
+   */
+  busyPrev: Flow | undefined;
+  busyNext: Flow | undefined;
 }
+
+/** Bits of Inspection.bits. */
+const INSP_ADVANCING = 1, INSP_BUSY = 2;
 
 /**
  * The units of an inspection with none: shared (an empty array per flow cost 32 bytes, and the
@@ -146,8 +154,9 @@ export class Engine {
   private heldBytesTotal = 0;
   /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
   private busyFlows = 0;
-  /** The flows counted in busyFlows, for the held-message deadline in tick(). */
-  private readonly busy = new Set<Flow>();
+  /** The flows counted in busyFlows, oldest first, for the held-message deadline in tick() (see Inspection.busyNext). */
+  private busyHead: Flow | undefined = undefined;
+  private busyTail: Flow | undefined = undefined;
   private tokens = 0;
   /** The packet being handled and whether it was given a verdict or held. */
   private current = -1;
@@ -257,13 +266,13 @@ export class Engine {
     flow.lastSeen = now;
     this.table.touch(flow);
     const fromClient = flow.isFromClient(tcp.src, tcp.sport);
-    // The directions' packets and bytes are these counters (see Flow.c2s).
+    // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
-      flow.counters.packetsOut++;
-      flow.counters.bytesOut += tcp.payload.length;
+      flow.c2s.packets++;
+      flow.c2s.bytes += tcp.payload.length;
     } else {
-      flow.counters.packetsIn++;
-      flow.counters.bytesIn += tcp.payload.length;
+      flow.s2c.packets++;
+      flow.s2c.bytes += tcp.payload.length;
     }
 
     if (flow.phase === 'blocked') {
@@ -322,7 +331,7 @@ export class Engine {
     if (answer !== 'allow' && answer !== 'block') return false;
     const m = this.options.marks;
     const decision: Decision = { verdict: answer, reason: 'newFlow' };
-    flow.counters.decisions++;
+    flow.decisions++;
     this.stats.decided(decision, 0);
     this.onEvent(decisionEvent(flow, { app: 'unknown' }, decision, 0, 0, this.wallClock()));
     this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, answer === 'allow' ? m.allow : m.block));
@@ -380,10 +389,10 @@ export class Engine {
       insp.timer = undefined;
       this.stats.pausedFlows--;
     }
-    if (insp.busy === true) {
-      insp.busy = false;
+    if (insp.bits & INSP_BUSY) {
+      insp.bits &= ~INSP_BUSY;
       this.busyFlows--;
-      this.busy.delete(flow);
+      this.unlinkBusy(insp);
     }
     this.inspections.delete(flow);
   }
@@ -393,11 +402,30 @@ export class Engine {
     const insp = this.inspections.get(flow);
     if (insp === undefined) return;
     const busy = flow.held.length > 0 || insp.timer !== undefined;
-    if (busy === (insp.busy === true)) return;
-    insp.busy = busy;
+    if (busy === ((insp.bits & INSP_BUSY) !== 0)) return;
     this.busyFlows += busy ? 1 : -1;
-    if (busy) this.busy.add(flow);
-    else this.busy.delete(flow);
+    if (busy) {
+      insp.bits |= INSP_BUSY;
+      insp.busyPrev = this.busyTail;
+      insp.busyNext = undefined;
+      if (this.busyTail === undefined) this.busyHead = flow;
+      else (this.busyTail.inspection as Inspection).busyNext = flow;
+      this.busyTail = flow;
+    } else {
+      insp.bits &= ~INSP_BUSY;
+      this.unlinkBusy(insp);
+    }
+  }
+
+  /** Takes a busy flow's inspection out of the busy list. */
+  private unlinkBusy(insp: Inspection): void {
+    const prev = insp.busyPrev, next = insp.busyNext;
+    if (prev === undefined) this.busyHead = next;
+    else (prev.inspection as Inspection).busyNext = next;
+    if (next === undefined) this.busyTail = prev;
+    else (next.inspection as Inspection).busyPrev = prev;
+    insp.busyPrev = undefined;
+    insp.busyNext = undefined;
   }
 
   /** Starts reassembling and inspecting the client stream at `firstSeq`. */
@@ -497,7 +525,7 @@ export class Engine {
         verifyChecksum: this.options.verifyChecksums && (pkt.skbInfo & SKB_CSUM_NOTREADY) === 0,
         strict: this.options.strictTcp,
         // Once a flow is inspected request by request its replies bypass flowgate: their window is unknown.
-        serverObserved: flow.counters.decisions === 0,
+        serverObserved: flow.decisions === 0,
       });
       if (bad !== undefined) {
         this.stats.count(`evasion_${bad}`);
@@ -614,8 +642,8 @@ export class Engine {
   /** A fresh inspection. Every field is set here, so none is added later (an added field costs an extra object per flow). */
   private newInspection(flow: Flow): Inspection {
     return {
-      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, token: 0, timer: undefined, decidingSince: 0, advancing: false,
-      released: undefined, busy: false,
+      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, token: 0, timer: undefined, decidingSince: 0, bits: 0,
+      released: undefined, busyPrev: undefined, busyNext: undefined,
     };
   }
 
@@ -628,7 +656,7 @@ export class Engine {
     else flow.held.push(entry);
     flow.heldBytes += entry.bytes;
     this.heldBytesTotal += entry.bytes;
-    flow.counters.heldPackets++;
+    flow.heldPackets++;
     this.stats.held++;
     const l = this.options.limits;
     if (flow.held.length > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
@@ -685,8 +713,8 @@ export class Engine {
 
   /** Starts the next decision if none is in flight, and releases what is cleared. */
   private advance(flow: Flow, insp: Inspection): void {
-    if (insp.advancing) return; // the outer call's loop picks up what changed
-    insp.advancing = true;
+    if (insp.bits & INSP_ADVANCING) return; // the outer call's loop picks up what changed
+    insp.bits |= INSP_ADVANCING;
     for (;;) {
       const unit = insp.units.find((u) => u.state !== 'allowed');
       if (unit === undefined || unit.state === 'deciding') break;
@@ -700,7 +728,7 @@ export class Engine {
       }
       if (flow.phase !== 'inspecting' || unit.state === 'deciding') break;
     }
-    insp.advancing = false;
+    insp.bits &= ~INSP_ADVANCING;
     if (flow.phase === 'inspecting') this.releaseCleared(flow, insp);
   }
 
@@ -746,7 +774,7 @@ export class Engine {
     }
     const now = this.now();
     if (!unit.silent && !decision.quiet) {
-      flow.counters.decisions++;
+      flow.decisions++;
       const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
       this.onEvent(decisionEvent(flow, unit.info, decision, flow.held.length, heldMs, this.wallClock()));
@@ -812,7 +840,7 @@ export class Engine {
   private unhold(flow: Flow, h: HeldPacket, now: number): void {
     flow.heldBytes -= h.bytes;
     this.heldBytesTotal -= h.bytes;
-    flow.counters.heldMs += now - h.heldAt;
+    flow.heldMs += now - h.heldAt;
     this.stats.held--;
   }
 
@@ -937,7 +965,10 @@ export class Engine {
     // the client resends (a client that has sent all it may without an acknowledgement only
     // resends: that keeps the flow from going idle but completes nothing).
     const heldLimit = t.inspectingS * 1000;
-    for (const flow of this.busy) {
+    // A snapshot, as a Set's iteration would visit them (the loop completes flows, unlinking them).
+    const busy: Flow[] = [];
+    for (let f = this.busyHead; f !== undefined; f = (f.inspection as Inspection).busyNext) busy.push(f);
+    for (const flow of busy) {
       const insp = this.inspections.get(flow);
       if (insp === undefined || insp.timer !== undefined || flow.held.length === 0) continue;
       if (now - flow.held[0]!.heldAt < heldLimit || !this.incomplete(flow, insp)) continue;

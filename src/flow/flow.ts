@@ -18,6 +18,12 @@ import { FlowgateError } from '../errors.js';
 /** What a paused flow can be resumed with (the filter API): a final verdict, more data, or pass N more bytes. */
 export type ResumeVerdict = 'allow' | 'block' | 'needMore' | { pass: number };
 
+/** TCP Fast Open data in the SYN: `end` is one past it; `confirmed` once the SYN-ACK was seen. */
+export interface FastOpen {
+  end: number;
+  confirmed: boolean;
+}
+
 /** Where a flow stands in its lifecycle. */
 export type FlowPhase = 'handshake' | 'inspecting' | 'bypassed' | 'blocked' | 'closed';
 
@@ -97,6 +103,23 @@ let nextFlowNumber = 1;
 const FLAG_V6 = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
 const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
 const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
+/** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
+const PREFIX_SHIFT = 8;
+/**
+ * The id prefixes in use (one per engine, '' first), so a flow keeps a small index in its flags
+ * rather than a field of its own (8 bytes a flow).
+ */
+const ID_PREFIXES: string[] = [''];
+const prefixIndex = new Map<string, number>([['', 0]]);
+
+function internPrefix(prefix: string): number {
+  let i = prefixIndex.get(prefix);
+  if (i === undefined) {
+    i = ID_PREFIXES.push(prefix) - 1;
+    prefixIndex.set(prefix, i);
+  }
+  return i;
+}
 /** Index 0 is the initial phase. */
 const PHASES: readonly FlowPhase[] = ['handshake', 'inspecting', 'bypassed', 'blocked', 'closed'];
 
@@ -108,24 +131,23 @@ export const NO_HELD: HeldPacket[] = Object.freeze([]) as unknown as HeldPacket[
 
 /** One TCP connection. Fields are read-only for embedders; the engine owns them. */
 export class Flow {
-  /** The number in the id, and the engine's id prefix (shared): the id string is made when asked for. */
+  /** The number in the id (the engine's id prefix is an index in the flags): the id string is made when asked for. */
   private readonly idNumber: number;
-  private readonly idPrefix: string;
   readonly key: string;
   /**
    * Client and server address and port, the engine's copy (embedders use `client` and `server`):
    * flat fields, since an object per endpoint cost 40 bytes a flow.
    */
   readonly clientAddr: string;
-  readonly clientPort: number;
   readonly serverAddr: string;
-  readonly serverPort: number;
+  /** Client port in the high 16 bits, server port in the low 16 (one field: 8 bytes a flow less). */
+  private readonly ports: number;
   readonly createdAt: number;
   lastSeen: number;
   /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
-  /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
-  tfo?: { end: number; confirmed: boolean };
+  /** `tfo` and `resumer`, rarely set: one field for both, made when either is first set (8 bytes a flow less). */
+  private rare: { tfo: FastOpen | undefined; resumer: ((verdict: ResumeVerdict) => void) | undefined } | undefined = undefined;
   /** The application protocol found in the client stream (an embedder's analyzer may name others). */
   app?: 'tls' | 'http' | 'unknown';
   /** Client-to-server byte stream, once data flows. */
@@ -133,36 +155,72 @@ export class Flow {
   /** Packets held in arrival order. */
   held: HeldPacket[] = NO_HELD;
   heldBytes = 0;
-  readonly counters: FlowCounters = {
-    packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, heldPackets: 0, heldMs: 0, decisions: 0,
-  };
-  /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut for c2s). */
-  readonly c2s: DirectionState = newDirection(this.counters, true);
-  readonly s2c: DirectionState = newDirection(this.counters, false);
+  /**
+   * The counters kept flat (a counters object per flow cost 80 bytes): packets and bytes are the
+   * directions' (c2s is out, s2c in), these three the flow's. `counters` reads them all.
+   */
+  heldPackets = 0;
+  heldMs = 0;
+  decisions = 0;
+  /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut and bytesOut for c2s). */
+  readonly c2s: DirectionState = newDirection();
+  readonly s2c: DirectionState = newDirection();
   /** Free for embedders to attach their own state. */
   userData: unknown;
-  /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
-  resumer?: (verdict: ResumeVerdict) => void;
   /** The engine's inspection state while the flow is under inspection; not for embedders. */
   inspection?: unknown;
 
   constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
     server: { addr: string; port: number }, now: number, idPrefix = '') {
     this.idNumber = nextFlowNumber++;
-    this.idPrefix = idPrefix;
     this.key = key;
-    this.flags = family === 6 ? FLAG_V6 : 0;
+    this.flags = (family === 6 ? FLAG_V6 : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
     this.clientAddr = client.addr;
-    this.clientPort = client.port;
     this.serverAddr = server.addr;
-    this.serverPort = server.port;
+    this.ports = ((client.port & 0xffff) << 16 | (server.port & 0xffff)) | 0;
     this.createdAt = now;
     this.lastSeen = now;
   }
 
+  /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
+  get tfo(): FastOpen | undefined {
+    return this.rare?.tfo;
+  }
+
+  set tfo(v: FastOpen | undefined) {
+    if (this.rare !== undefined) this.rare.tfo = v;
+    else if (v !== undefined) this.rare = { tfo: v, resumer: undefined };
+  }
+
+  /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
+  get resumer(): ((verdict: ResumeVerdict) => void) | undefined {
+    return this.rare?.resumer;
+  }
+
+  set resumer(v: ((verdict: ResumeVerdict) => void) | undefined) {
+    if (this.rare !== undefined) this.rare.resumer = v;
+    else if (v !== undefined) this.rare = { tfo: undefined, resumer: v };
+  }
+
+  /** The flow's counters, as they stand when read (a copy: the engine counts in the flow). */
+  get counters(): FlowCounters {
+    return {
+      packetsIn: this.s2c.packets, packetsOut: this.c2s.packets, bytesIn: this.s2c.bytes, bytesOut: this.c2s.bytes,
+      heldPackets: this.heldPackets, heldMs: this.heldMs, decisions: this.decisions,
+    };
+  }
+
+  get clientPort(): number {
+    return this.ports >>> 16;
+  }
+
+  get serverPort(): number {
+    return this.ports & 0xffff;
+  }
+
   /** Short id, unique in this process ("f1a2"). */
   get id(): string {
-    return `f${this.idPrefix}${this.idNumber.toString(16)}`;
+    return `f${ID_PREFIXES[this.flags >>> PREFIX_SHIFT]!}${this.idNumber.toString(16)}`;
   }
 
   get family(): 4 | 6 {
@@ -240,7 +298,7 @@ export class Flow {
 
 /** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */
 const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32, MD5 = 64, FIN_SEEN = 128;
-const TTL_SHIFT = 8, WSCALE_SHIFT = 16, CLIENT = 1 << 24;
+const TTL_SHIFT = 8, WSCALE_SHIFT = 16;
 
 /**
  * A {@link DirectionState} kept small. Its 32-bit numbers are stored as signed 32-bit integers: V8
@@ -258,32 +316,9 @@ class Direction implements DirectionState {
   private tsVal_ = 0;
   window = 0;
   maxWindow = 0;
-
-  /**
-   * @param counters the flow's counters: this direction's packets and bytes are theirs (packetsOut
-   *   and bytesOut for the client's direction), not counted twice.
-   */
-  constructor(private readonly counters: FlowCounters, client: boolean) {
-    if (client) this.bits = CLIENT;
-  }
-
-  get packets(): number {
-    return this.bits & CLIENT ? this.counters.packetsOut : this.counters.packetsIn;
-  }
-
-  set packets(v: number) {
-    if (this.bits & CLIENT) this.counters.packetsOut = v;
-    else this.counters.packetsIn = v;
-  }
-
-  get bytes(): number {
-    return this.bits & CLIENT ? this.counters.bytesOut : this.counters.bytesIn;
-  }
-
-  set bytes(v: number) {
-    if (this.bits & CLIENT) this.counters.bytesOut = v;
-    else this.counters.bytesIn = v;
-  }
+  /** This direction's packets and bytes: the flow's counters (packetsOut and bytesOut for the client's). */
+  packets = 0;
+  bytes = 0;
 
   get isn(): number | undefined {
     return this.bits & HAS_ISN ? this.isn_ >>> 0 : undefined;
@@ -368,6 +403,6 @@ class Direction implements DirectionState {
   }
 }
 
-function newDirection(counters: FlowCounters, client: boolean): DirectionState {
-  return new Direction(counters, client);
+function newDirection(): DirectionState {
+  return new Direction();
 }

@@ -1,31 +1,10 @@
 import t from 'tap';
 import { Engine } from '../../src/filter/engine.js';
-import type { DecideFn, DecisionEvent, FlowgateEvent, Scheduler } from '../../src/filter/types.js';
+import type { DecideFn, DecisionEvent, FlowgateEvent } from '../../src/filter/types.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT } from '../../src/verdict/sink.js';
 import { decodeIp } from '../../src/packet/decode.js';
 import { RST } from '../../src/packet/types.js';
-import { Conversation, Feeder, RecordingSink, clientHello } from '../helpers/tcp.js';
-
-/** Timers that run only when the test says so. */
-class ManualScheduler implements Scheduler {
-  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
-  now = 0;
-  setTimeout(fn: () => void, ms: number): unknown {
-    const h = { at: this.now + ms, fn, live: true };
-    this.timers.push(h);
-    return h;
-  }
-  clearTimeout(h: unknown): void {
-    (h as { live: boolean }).live = false;
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const h of this.timers) if (h.live && h.at <= this.now) {
-      h.live = false;
-      h.fn();
-    }
-  }
-}
+import { Conversation, Feeder, ManualScheduler, RecordingSink, clientHello } from '../helpers/tcp.js';
 
 function setup(decide: DecideFn, options = {}) {
   const sink = new RecordingSink();

@@ -7,13 +7,13 @@
  * blocked with nothing leaked, or allowed with everything released, every packet settled once.
  */
 import { Engine } from '../../src/filter/engine.js';
-import type { DecideFn, DecisionEvent, FlowgateEvent, Scheduler } from '../../src/filter/types.js';
+import type { DecideFn, DecisionEvent, FlowgateEvent } from '../../src/filter/types.js';
 import type { EngineOptions } from '../../src/filter/options.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT } from '../../src/verdict/sink.js';
 import { buildTcpPacket, type TcpOptionsSpec } from '../../src/packet/build.js';
 import { computeTcpChecksum } from '../../src/packet/checksum.js';
 import { ACK, FIN, PSH, RST, SYN } from '../../src/packet/types.js';
-import { RecordingSink, clientHello } from './tcp.js';
+import { ManualScheduler, RecordingSink, clientHello } from './tcp.js';
 
 /** Names used throughout: all three have 12 bytes, so a fake and the real message have the same length. */
 export const BLOCKED = 'blocked.test';
@@ -46,28 +46,6 @@ export function cat(...parts: Array<Uint8Array | string | number[]>): Uint8Array
     o += b.length;
   }
   return out;
-}
-
-/** Timers that run only when the test says so. */
-export class ManualScheduler implements Scheduler {
-  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
-  now = 0;
-  setTimeout(fn: () => void, ms: number): unknown {
-    const h = { at: this.now + ms, fn, live: true };
-    this.timers.push(h);
-    return h;
-  }
-  clearTimeout(h: unknown): void {
-    (h as { live: boolean }).live = false;
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const h of this.timers) if (h.live && h.at <= this.now) {
-      h.live = false;
-      h.fn();
-    }
-    this.timers = this.timers.filter((h) => h.live);
-  }
 }
 
 /** The protocols a message can be written in. */

@@ -1,11 +1,12 @@
 /**
  * Test helpers: a scripted TCP conversation that produces real IP packets (through the packet
- * builder), a verdict recorder, and a minimal ClientHello builder. For unit tests only.
+ * builder), a verdict recorder, timers run by hand, and a minimal ClientHello builder. For unit tests only.
  */
 import { buildTcpPacket, type TcpPacketSpec } from '../../src/packet/build.js';
 import { ACK, FIN, PSH, RST, SYN } from '../../src/packet/types.js';
 import type { VerdictSink, VerdictValue } from '../../src/verdict/sink.js';
 import type { RawPacket } from '../../src/filter/engine.js';
+import type { Scheduler } from '../../src/filter/types.js';
 
 export type Extra = Partial<Omit<TcpPacketSpec, 'src' | 'dst' | 'sport' | 'dport' | 'payload'>>;
 
@@ -177,4 +178,26 @@ export function clientHello(o: { sni?: string; alpn?: string[]; pad?: number; re
     out.push(0x16, 0x03, 0x01, ...u16(chunk.length), ...chunk);
   }
   return Uint8Array.from(out);
+}
+
+/** Timers that run only when the test says so. */
+export class ManualScheduler implements Scheduler {
+  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+  now = 0;
+  setTimeout(fn: () => void, ms: number): unknown {
+    const h = { at: this.now + ms, fn, live: true };
+    this.timers.push(h);
+    return h;
+  }
+  clearTimeout(h: unknown): void {
+    (h as { live: boolean }).live = false;
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    for (const h of this.timers) if (h.live && h.at <= this.now) {
+      h.live = false;
+      h.fn();
+    }
+    this.timers = this.timers.filter((h) => h.live);
+  }
 }

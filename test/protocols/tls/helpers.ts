@@ -37,14 +37,19 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
 /**
  * Feeds chunks in order and collects every non-needMore result, following done with the unread
  * remainder of the chunk (lifecycle step 4). Ends with needMore when the last result was one.
+ * With `stream` (the chunks' concatenation), each chunk comes with the stream so far as history,
+ * as the engine's reassembler passes it, so a hello spread over chunks is read in place.
  */
-export function feedAll(reader: ClientHelloReader, chunks: Iterable<Uint8Array>): TlsResult[] {
+export function feedAll(reader: ClientHelloReader, chunks: Iterable<Uint8Array>, stream?: Uint8Array): TlsResult[] {
   const results: TlsResult[] = [];
   let last: TlsResult = { kind: 'needMore' };
+  let end = 0;
   for (let chunk of chunks) {
     if (chunk.length === 0) continue;
+    end += chunk.length;
+    const history = stream?.subarray(0, end);
     for (;;) {
-      last = reader.feed(chunk);
+      last = reader.feed(chunk, history);
       if (last.kind === 'needMore') break;
       results.push(last);
       if (last.kind !== 'done' || reader.unread === 0) break;

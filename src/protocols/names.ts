@@ -21,22 +21,26 @@ const IPV6 = /^[0-9a-f:.]+$/;
  * and a hit spares a regular expression per label. The results are shared: callers never modify them.
  */
 export const NAME_CACHE_ENTRIES = 1024;
-const nameCache = new Map<string, NormalizedHost>();
-const authorityCache = new Map<string, NormalizedHost>();
+
+/** `normalize` with its results remembered by raw text (the cache is emptied when full). */
+function cached(normalize: (raw: string) => NormalizedHost): (raw: string) => NormalizedHost {
+  const cache = new Map<string, NormalizedHost>();
+  return (raw) => {
+    let result = cache.get(raw);
+    if (result === undefined) {
+      if (cache.size >= NAME_CACHE_ENTRIES) cache.clear();
+      result = normalize(raw);
+      cache.set(raw, result);
+    }
+    return result;
+  };
+}
 
 /**
  * Normalises a DNS name or IP literal without a port (a TLS SNI value, a list entry).
  * Raw non-ASCII bytes are malformed: IDNs travel as A-labels (xn--).
  */
-export function normalizeName(raw: string): NormalizedHost {
-  let result = nameCache.get(raw);
-  if (result === undefined) {
-    if (nameCache.size >= NAME_CACHE_ENTRIES) nameCache.clear();
-    result = normalizeNameUncached(raw);
-    nameCache.set(raw, result);
-  }
-  return result;
-}
+export const normalizeName: (raw: string) => NormalizedHost = cached(normalizeNameUncached);
 
 function normalizeNameUncached(raw: string): NormalizedHost {
   let name = raw.toLowerCase();
@@ -63,15 +67,7 @@ function normalizeNameUncached(raw: string): NormalizedHost {
  * Normalises an HTTP Host header value or authority ("Example.COM.:8080", "[::1]:80").
  * Userinfo is rejected: it has no place in Host (RFC 9110 section 7.2).
  */
-export function normalizeAuthority(raw: string): NormalizedHost {
-  let result = authorityCache.get(raw);
-  if (result === undefined) {
-    if (authorityCache.size >= NAME_CACHE_ENTRIES) authorityCache.clear();
-    result = normalizeAuthorityUncached(raw);
-    authorityCache.set(raw, result);
-  }
-  return result;
-}
+export const normalizeAuthority: (raw: string) => NormalizedHost = cached(normalizeAuthorityUncached);
 
 function normalizeAuthorityUncached(raw: string): NormalizedHost {
   const value = raw.trim();

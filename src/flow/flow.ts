@@ -163,8 +163,8 @@ export class Flow {
   heldMs = 0;
   decisions = 0;
   /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut and bytesOut for c2s). */
-  readonly c2s: DirectionState = newDirection();
-  readonly s2c: DirectionState = newDirection();
+  readonly c2s: DirectionState = new Direction();
+  readonly s2c: DirectionState = new Direction();
   /** Free for embedders to attach their own state. */
   userData: unknown;
   /** The engine's inspection state while the flow is under inspection; not for embedders. */
@@ -320,40 +320,51 @@ class Direction implements DirectionState {
   packets = 0;
   bytes = 0;
 
+  /** An optional unsigned 32-bit field: its value when `flag` says it is set. */
+  private read(flag: number, stored: number): number | undefined {
+    return this.bits & flag ? stored >>> 0 : undefined;
+  }
+
+  /** Marks an optional field set or unset; returns what to store (signed, so V8 keeps it unboxed). */
+  private store(flag: number, v: number | undefined): number {
+    if (v === undefined) {
+      this.bits &= ~flag;
+      return 0;
+    }
+    this.bits |= flag;
+    return v | 0;
+  }
+
   get isn(): number | undefined {
-    return this.bits & HAS_ISN ? this.isn_ >>> 0 : undefined;
+    return this.read(HAS_ISN, this.isn_);
   }
 
   set isn(v: number | undefined) {
-    if (v === undefined) this.bits &= ~HAS_ISN;
-    else { this.isn_ = v | 0; this.bits |= HAS_ISN; }
+    this.isn_ = this.store(HAS_ISN, v);
   }
 
   get sndNxt(): number | undefined {
-    return this.bits & HAS_SND_NXT ? this.sndNxt_ >>> 0 : undefined;
+    return this.read(HAS_SND_NXT, this.sndNxt_);
   }
 
   set sndNxt(v: number | undefined) {
-    if (v === undefined) this.bits &= ~HAS_SND_NXT;
-    else { this.sndNxt_ = v | 0; this.bits |= HAS_SND_NXT; }
+    this.sndNxt_ = this.store(HAS_SND_NXT, v);
   }
 
   get lastAck(): number | undefined {
-    return this.bits & HAS_LAST_ACK ? this.lastAck_ >>> 0 : undefined;
+    return this.read(HAS_LAST_ACK, this.lastAck_);
   }
 
   set lastAck(v: number | undefined) {
-    if (v === undefined) this.bits &= ~HAS_LAST_ACK;
-    else { this.lastAck_ = v | 0; this.bits |= HAS_LAST_ACK; }
+    this.lastAck_ = this.store(HAS_LAST_ACK, v);
   }
 
   get tsVal(): number | undefined {
-    return this.bits & HAS_TS_VAL ? this.tsVal_ >>> 0 : undefined;
+    return this.read(HAS_TS_VAL, this.tsVal_);
   }
 
   set tsVal(v: number | undefined) {
-    if (v === undefined) this.bits &= ~HAS_TS_VAL;
-    else { this.tsVal_ = v | 0; this.bits |= HAS_TS_VAL; }
+    this.tsVal_ = this.store(HAS_TS_VAL, v);
   }
 
   /** TTL / hop limit: a byte of the IP header. */
@@ -401,8 +412,4 @@ class Direction implements DirectionState {
       packets: this.packets, bytes: this.bytes,
     };
   }
-}
-
-function newDirection(): DirectionState {
-  return new Direction();
 }

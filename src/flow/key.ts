@@ -1,4 +1,5 @@
 /** Direction-independent flow keys: both directions of a connection map to one key. */
+import { u32 } from '../packet/decode.js';
 import type { TcpPacket } from '../packet/types.js';
 
 /**
@@ -9,9 +10,7 @@ import type { TcpPacket } from '../packet/types.js';
  */
 export function flowKey(tcp: TcpPacket): string {
   const b = tcp.ip;
-  const t = tcp.tcpOffset;
-  const sport = (b[t] << 8) | b[t + 1];
-  const dport = (b[t + 2] << 8) | b[t + 3];
+  const { sport, dport } = tcp;
   if (tcp.family === 4) {
     const s = u32(b, 12);
     const d = u32(b, 16);
@@ -25,10 +24,6 @@ export function flowKey(tcp: TcpPacket): string {
   for (let i = 0; i < 16 && cmp === 0; i++) cmp = b[8 + i] - b[24 + i];
   if (cmp === 0) cmp = sport - dport;
   return cmp <= 0 ? v6Key(b, 8, sport, 24, dport) : v6Key(b, 24, dport, 8, sport);
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
 function u16(b: Uint8Array, o: number): number {

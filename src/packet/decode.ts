@@ -248,7 +248,8 @@ class DecodedTcp implements TcpPacket {
   }
 }
 
-function u32(b: Uint8Array, o: number): number {
+/** The big-endian unsigned 32-bit number at `b[o..o+4)`. */
+export function u32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 

@@ -948,15 +948,10 @@ export class Engine {
       const limit = (flow.phase === 'inspecting' ? t.inspectingS
         : flow.tcp === 'syn' ? t.synS : flow.tcp === 'closing' ? t.closingS : t.establishedS) * 1000;
       if (idle >= limit) {
-        this.stats.count('timeout_flows');
         const insp = this.inspections.get(flow);
-        if (insp !== undefined && insp.timer === undefined && this.incomplete(flow, insp)) {
-          // A client that stopped in the middle of a message (G2): not a slow policy, so not
-          // on_timeout but the limit verdict, remembered for the rest of the flow (the message
-          // completed later must not pass under a fresh midstream flow).
-          this.stats.count('limit_incomplete');
-          this.completeFlow(flow, 'timeout', this.options.onLimit, this.options.onLimit);
-        } else {
+        if (insp !== undefined && insp.timer === undefined && this.incomplete(flow, insp)) this.expireIncomplete(flow);
+        else {
+          this.stats.count('timeout_flows');
           this.completeFlow(flow, 'timeout', this.options.onTimeout);
         }
       }
@@ -971,12 +966,20 @@ export class Engine {
     for (const flow of busy) {
       const insp = this.inspections.get(flow);
       if (insp === undefined || insp.timer !== undefined || flow.held.length === 0) continue;
-      if (now - flow.held[0]!.heldAt < heldLimit || !this.incomplete(flow, insp)) continue;
-      this.stats.count('timeout_flows');
-      this.stats.count('limit_incomplete');
-      this.completeFlow(flow, 'timeout', this.options.onLimit, this.options.onLimit);
+      if (now - flow.held[0]!.heldAt >= heldLimit) this.expireIncomplete(flow);
     }
     this.table.expireTombstones(now);
+  }
+
+  /**
+   * A client that stopped in the middle of a message, or cannot finish it (G2): not a slow
+   * policy, so not on_timeout but the limit verdict, remembered for the rest of the flow (the
+   * message completed later must not pass under a fresh midstream flow).
+   */
+  private expireIncomplete(flow: Flow): void {
+    this.stats.count('timeout_flows');
+    this.stats.count('limit_incomplete');
+    this.completeFlow(flow, 'timeout', this.options.onLimit, this.options.onLimit);
   }
 
   /** True when the flow holds packets or part of a unit with no decision asked for. */

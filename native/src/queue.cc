@@ -91,6 +91,17 @@ void OnKick(uv_timer_t* t) {
   if (lh->owner != nullptr) lh->owner->OnReadable();
 }
 
+void OnSendFailed(uv_async_t* a) {
+  auto* lh = static_cast<LoopHandles*>(a->data);
+  if (lh->owner != nullptr) lh->owner->OnSendFailure();
+}
+
+// Runs on the sender thread: wake the loop, which reports the failure (uv_async_send is the one
+// libuv call that is safe from another thread). The thread ends before the handle closes.
+void WakeForFailure(void* arg) {
+  uv_async_send(&static_cast<LoopHandles*>(arg)->failed);
+}
+
 }  // namespace
 
 Napi::Function Queue::Init(Napi::Env env) {
@@ -115,7 +126,7 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   Napi::Object opts = info[0].As<Napi::Object>();
   uint32_t queue = 0x10000, maxLen = 65536, copyRange = 65535;
   uint32_t rcvbuf = 8u << 20, batchMax = 512;
-  bool gso = true, failOpen = false;
+  bool gso = true, failOpen = false, acceptHandshake = false;
   if (!opts.Get("queue").IsNumber()) {
     ThrowCodeError(env, "ERR_ARG", 0, "option queue is required (0..65535)");
     return;
@@ -125,11 +136,13 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
       !ReadUint(env, opts, "copyRange", 1, 65535, &copyRange) ||
       !ReadUint(env, opts, "rcvbufBytes", 4096, 1u << 30, &rcvbuf) ||
       !ReadUint(env, opts, "batchMaxPackets", 1, 65536, &batchMax) ||
-      !ReadBool(env, opts, "gso", &gso) || !ReadBool(env, opts, "failOpen", &failOpen)) {
+      !ReadBool(env, opts, "gso", &gso) || !ReadBool(env, opts, "failOpen", &failOpen) ||
+      !ReadBool(env, opts, "acceptHandshake", &acceptHandshake)) {
     return;
   }
   queue_ = static_cast<uint16_t>(queue);
   batchMax_ = batchMax;
+  acceptHandshake_ = acceptHandshake;
 
   BindConfig cfg{queue_, maxLen, copyRange, gso, failOpen};
   if (!OpenAndBind(env, cfg, rcvbuf)) return;
@@ -142,11 +155,15 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   napi_get_uv_event_loop(env, &loop);
   handles_ = new LoopHandles();
   handles_->owner = this;
-  handles_->openHandles = 2;
+  handles_->openHandles = 3;
   uv_poll_init_socket(loop, &handles_->poll, fd_);
   uv_timer_init(loop, &handles_->kick);
+  uv_async_init(loop, &handles_->failed, OnSendFailed);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->failed));  // never keeps the loop alive
   handles_->poll.data = handles_;
   handles_->kick.data = handles_;
+  handles_->failed.data = handles_;
+  sender_.Start(fd_, WakeForFailure, handles_);
   uv_poll_start(&handles_->poll, UV_READABLE, OnPollEvent);
   if (count_ > 0) uv_timer_start(&handles_->kick, OnKick, 0, 0);
 
@@ -240,16 +257,20 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
 Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (ThrowIfClosed(env)) return env.Undefined();
+  // Counters include the verdicts handed over before this call: wait (briefly) for the sender.
+  sender_.WaitIdle(kSendRetryMs);
+  VerdictSender::Counts sent = sender_.Snapshot();
   Napi::Object o = Napi::Object::New(env);
   auto put = [&](const char* k, uint64_t v) { o.Set(k, static_cast<double>(v)); };
   put("received", counters_.received);
   put("batches", counters_.batches);
   put("enobufs", counters_.enobufs);
-  put("verdicts", counters_.verdicts);
-  put("verdictSends", counters_.verdictSends);
-  put("sendErrors", counters_.sendErrors);
+  put("verdicts", sent.verdicts);
+  put("verdictSends", sent.sends);
+  put("sendErrors", counters_.sendErrors + sent.errors);
   put("recvErrors", counters_.recvErrors);
   put("kernelErrors", counters_.kernelErrors);
+  put("handshakeAccepts", counters_.handshakeAccepts);
   return o;
 }
 
@@ -278,11 +299,15 @@ void Queue::Shutdown(ShutdownMode mode) {
     return;
   }
   closed_ = true;
+  // Verdicts already handed over go out before the unbind (the kernel drops what is still
+  // queued when the queue goes away); the thread ends before the handles it wakes close.
+  sender_.Stop();
   if (handles_ != nullptr) {
     // Close the uv handles before the fd: libuv must stop polling an fd before it closes.
     handles_->owner = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->kick), OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->failed), OnHandleClosed);
     handles_ = nullptr;
   }
   if (fd_ >= 0) {

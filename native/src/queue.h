@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "sender.h"
 #include "wire.h"
 
 namespace fg {
@@ -21,11 +22,10 @@ struct QueueCounters {
   uint64_t received = 0;      // packets delivered to JS (or pending delivery)
   uint64_t batches = 0;       // onBatch calls
   uint64_t enobufs = 0;       // recv() said ENOBUFS: the kernel dropped messages for us
-  uint64_t verdicts = 0;      // verdict messages handed to the kernel
-  uint64_t verdictSends = 0;  // send() calls that carried them
-  uint64_t sendErrors = 0;    // verdict chunks or raw packets that could not be sent
+  uint64_t sendErrors = 0;    // raw packets that could not be sent (verdicts: VerdictSender)
   uint64_t recvErrors = 0;    // other recv() failures, truncated or malformed messages
   uint64_t kernelErrors = 0;  // NLMSG_ERROR replies to verdicts (e.g. ENOENT: unknown id)
+  uint64_t handshakeAccepts = 0;  // bare SYN/SYN-ACKs accepted here before JS saw them
 };
 
 /** JS class `Queue(opts, onBatch, onError?)`: binds on construction, see native/README.md. */
@@ -39,6 +39,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void OnReadable();
   /** Called when uv reports the poll handle itself failed. */
   void OnPollError(int uvStatus);
+  /** Called on the loop after the sender thread failed to send verdicts: reports ERR_QUEUE_SEND. */
+  void OnSendFailure();
 
  private:
   Napi::Value Verdicts(const Napi::CallbackInfo& info);
@@ -53,7 +55,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void DeliverBatch();
   void DeliverError(const char* code, int err, const std::string& message);
   void CallOnError(napi_value error);
-  int SendWithRetry(int fd, const void* buf, size_t len, const void* addr, socklen_t addrLen);
+  void AcceptHandshakes();
   enum class ShutdownMode { FromJs, FromCleanupHook, FromFinalizer };
   void Shutdown(ShutdownMode mode);
   void ReleaseJsRefs();
@@ -66,6 +68,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   uint32_t raw4Mark_ = 0, raw6Mark_ = 0;
   uint16_t queue_ = 0;
   uint32_t batchMax_ = 512;
+  bool acceptHandshake_ = false;
   uint32_t seq_ = 0;
   bool closed_ = true;
   bool cleanupHookAdded_ = false;
@@ -81,8 +84,11 @@ class Queue : public Napi::ObjectWrap<Queue> {
   size_t used_ = 0;
   std::vector<uint32_t> meta_;
   uint32_t count_ = 0;
+  // Batch indexes of the bare handshake packets to accept before the batch reaches JS.
+  std::vector<uint32_t> handshakes_;
 
-  std::vector<uint8_t> send_;
+  std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
+  VerdictSender sender_;
   QueueCounters counters_;
 
   Napi::FunctionReference onBatch_;

@@ -24,6 +24,8 @@ constexpr int kAckTimeoutMs = 2000;
 constexpr int kSendRetryMs = 1000;
 /** Uint32 slots per packet in the meta array (queue.ts META_STRIDE). */
 constexpr size_t kMetaStride = 8;
+/** Meta slot 4 bit: the binding already accepted this packet (acceptHandshake). */
+constexpr uint32_t kFlagAccepted = 0x80;
 
 inline int64_t NowMs() {
   timespec ts;
@@ -31,10 +33,11 @@ inline int64_t NowMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-/** The two uv handles of an open queue; freed once both close callbacks ran. */
+/** The uv handles of an open queue; freed once every close callback ran. */
 struct LoopHandles {
   uv_poll_t poll;
-  uv_timer_t kick;  // fires once after open when packets arrived before the bind ack
+  uv_timer_t kick;     // fires once after open when packets arrived before the bind ack
+  uv_async_t failed;   // the sender thread could not send verdicts
   Queue* owner;     // null once the queue closed
   int openHandles;
 };

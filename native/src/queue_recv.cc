@@ -3,6 +3,9 @@
 #include <linux/netlink.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>  // before linux/netfilter.h, which would otherwise redefine its types
+#include <linux/netfilter.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -51,8 +54,12 @@ void Queue::ProcessDatagram(size_t start, size_t len) {
     MsgResult r = DecodeMessage(base + off, msgLen, &pkt);
     switch (r.kind) {
       case MsgKind::Packet: {
-        uint32_t flags = (pkt.skbInfo & 0xff) | (static_cast<uint32_t>(pkt.hook) << 8) |
+        uint32_t flags = (pkt.skbInfo & 0x7f) | (static_cast<uint32_t>(pkt.hook) << 8) |
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
+        if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
+          flags |= kFlagAccepted;
+          handshakes_.push_back(count_);
+        }
         uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
                                    static_cast<uint32_t>(used_), pkt.payloadLen, pkt.capLen};
         meta_.insert(meta_.end(), m, m + kMetaStride);
@@ -87,6 +94,7 @@ void Queue::OnReadable() {
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
   int err = Drain(false);
+  if (!handshakes_.empty()) AcceptHandshakes();
   if (count_ > 0) DeliverBatch();
   if (err != 0 && !closed_) {
     DeliverError("ERR_QUEUE_RECV", err,
@@ -124,6 +132,21 @@ void Queue::OnPollError(int uvStatus) {
     if (closed_) return;
   }
   OnReadable();
+}
+
+// Accepts the batch's bare SYN/SYN-ACKs before JS runs: they carry nothing to inspect, and a
+// connection's handshake should not wait for the JavaScript engine (native/README.md,
+// "Handshakes"). The accepts go to the sender thread first, ahead of any verdict JS gives.
+void Queue::AcceptHandshakes() {
+  size_t n = handshakes_.size();
+  if (send_.size() < n * kVerdictMsgMax) send_.resize(n * kVerdictMsgMax);
+  size_t off = 0;
+  for (uint32_t index : handshakes_) {
+    off += BuildVerdict(send_.data() + off, queue_, meta_[index * kMetaStride], NF_ACCEPT, false, 0);
+  }
+  sender_.Push(send_.data(), off, n);
+  counters_.handshakeAccepts += n;
+  handshakes_.clear();
 }
 
 void Queue::DeliverBatch() {

@@ -1,5 +1,5 @@
-// The Queue class, sending part: batched verdicts (many netlink messages per datagram) and
-// raw IPv4/IPv6 injection. See native/README.md ("Verdicts", "sendRaw").
+// The Queue class, sending part: verdicts (built here, sent in batches by the sender thread)
+// and raw IPv4/IPv6 injection. See native/README.md ("Verdicts", "sendRaw").
 #include <arpa/inet.h>
 #include <linux/netfilter.h>
 #include <linux/netlink.h>
@@ -16,27 +16,6 @@
 #include "queue_internal.h"
 
 namespace fg {
-
-int Queue::SendWithRetry(int fd, const void* buf, size_t len, const void* addr,
-                         socklen_t addrLen) {
-  int64_t deadline = 0;
-  for (;;) {
-    ssize_t n = sendto(fd, buf, len, 0, static_cast<const sockaddr*>(addr), addrLen);
-    if (n >= 0) return 0;
-    int e = errno;
-    if (e == EINTR) continue;
-    if (e != EAGAIN && e != EWOULDBLOCK && e != ENOBUFS) return e;
-    int64_t now = NowMs();
-    if (deadline == 0) deadline = now + kSendRetryMs;
-    if (now >= deadline) return e;
-    if (e == ENOBUFS) {
-      usleep(1000);  // memory pressure: writability says nothing, just back off
-    } else {
-      pollfd pfd{fd, POLLOUT, 0};
-      poll(&pfd, 1, 10);
-    }
-  }
-}
 
 Napi::Value Queue::Verdicts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -66,38 +45,27 @@ Napi::Value Queue::Verdicts(const Napi::CallbackInfo& info) {
     }
   }
 
-  sockaddr_nl kernel;
-  std::memset(&kernel, 0, sizeof kernel);
-  kernel.nl_family = AF_NETLINK;
-  int lastErr = 0;
-  size_t failed = 0;
-  size_t off = 0, inChunk = 0;
-  for (size_t i = 0; i <= count; i++) {
-    bool last = i == count;
-    if (off > 0 && (last || off + kVerdictMsgMax > kSendChunk)) {
-      int err = SendWithRetry(fd_, send_.data(), off, &kernel, sizeof kernel);
-      if (err == 0) {
-        counters_.verdicts += inChunk;
-        counters_.verdictSends++;
-      } else {
-        counters_.sendErrors++;
-        failed += inChunk;
-        lastErr = err;
-      }
-      off = 0;
-      inChunk = 0;
-    }
-    if (last) break;
+  // Built here, sent by the sender thread (sender.h): the kernel's work for each verdict
+  // (reinjecting and forwarding the packet) then runs beside JavaScript instead of inside it.
+  if (send_.size() < count * kVerdictMsgMax) send_.resize(count * kVerdictMsgMax);
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
     off += BuildVerdict(send_.data() + off, queue_, q[4 * i], q[4 * i + 1], q[4 * i + 2] != 0,
                         q[4 * i + 3]);
-    inChunk++;
   }
-  if (failed > 0) {
-    ThrowCodeError(env, "ERR_QUEUE_SEND", lastErr,
-                   "sending " + std::to_string(failed) + " of " + std::to_string(count) +
-                       " verdicts failed: " + std::strerror(lastErr));
-  }
+  sender_.Push(send_.data(), off, count);
   return env.Undefined();
+}
+
+void Queue::OnSendFailure() {
+  uint64_t failed = 0;
+  int err = 0;
+  if (closed_ || !sender_.TakeFailure(&failed, &err)) return;
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  DeliverError("ERR_QUEUE_SEND", err,
+               "sending " + std::to_string(failed) + " verdicts to NFQUEUE " +
+                   std::to_string(queue_) + " failed: " + std::strerror(err));
 }
 
 Napi::Value Queue::SendRaw(const Napi::CallbackInfo& info) {

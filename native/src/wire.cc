@@ -192,4 +192,31 @@ MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt) {
   return res;
 }
 
+bool IsBareHandshake(const uint8_t* ip, size_t len) {
+  if (ip == nullptr || len < 1) return false;
+  size_t l3;         // IP header length
+  size_t ipPayload;  // bytes after the IP header, from the header's own length field
+  int version = ip[0] >> 4;
+  if (version == 4) {
+    if (len < 20) return false;
+    l3 = static_cast<size_t>(ip[0] & 0x0f) * 4;
+    uint16_t total = static_cast<uint16_t>((ip[2] << 8) | ip[3]);
+    uint16_t frag = static_cast<uint16_t>((ip[6] << 8) | ip[7]);
+    if (l3 < 20 || ip[9] != 6 /* TCP */ || (frag & 0x3fff) != 0 || total < l3) return false;
+    ipPayload = total - l3;
+  } else if (version == 6) {
+    if (len < 40 || ip[6] != 6 /* next header TCP, no extension headers */) return false;
+    l3 = 40;
+    ipPayload = static_cast<size_t>((ip[4] << 8) | ip[5]);
+  } else {
+    return false;
+  }
+  if (len < l3 + 14) return false;  // up to the TCP flags
+  const uint8_t* tcp = ip + l3;
+  size_t l4 = static_cast<size_t>(tcp[12] >> 4) * 4;
+  uint8_t flags = tcp[13];
+  constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04;
+  return l4 >= 20 && ipPayload == l4 && (flags & (kSyn | kFin | kRst)) == kSyn;
+}
+
 }  // namespace fg

@@ -75,4 +75,12 @@ size_t MessageAt(const uint8_t* buf, size_t len, size_t off);
 /** Decodes one message starting at msg (msgLen = its nlmsg_len), filling pkt for packets. */
 MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt);
 
+/**
+ * True for a TCP SYN or SYN-ACK with no data, no FIN and no RST, right behind an IPv4 header
+ * (not a fragment) or the fixed IPv6 header (no extension headers): a handshake packet with
+ * nothing in it to inspect. `ip`/`len` is the queued payload (possibly cut to copy_range);
+ * lengths come from the headers, so a cut packet still answers correctly.
+ */
+bool IsBareHandshake(const uint8_t* ip, size_t len);
+
 }  // namespace fg

@@ -1,5 +1,7 @@
 /** Binds an engine to a kernel queue: the few lines `run` uses, for embedders. */
-import { NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, type QueueOptions } from './queue.js';
+import {
+  ACCEPTED_BY_BINDING, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
+} from './queue.js';
 import type { RawPacket } from '../filter/engine.js';
 import type { VerdictSink } from '../verdict/sink.js';
 import type { FlowgateError } from '../errors.js';
@@ -13,12 +15,22 @@ export interface PacketHandler {
  * Opens the queue and feeds every packet of every batch to `target`; returns the queue (close it
  * when done) and the sink to give the engine. Create the engine with `sink` first, then call
  * `bind(engine)`.
+ *
+ * With `acceptHandshake`, bare SYN/SYN-ACKs arrive already accepted by the binding: the engine
+ * still sees them (they open flows and carry sequence numbers), and its verdict for them is
+ * not sent again.
  */
 export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => void):
   { sink: VerdictSink; bind(target: PacketHandler): NfQueue } {
   let queue: NfQueue | undefined;
+  // Packets the binding accepted that the engine has not given its verdict yet. It answers a
+  // bare SYN/SYN-ACK while handling it, so this holds the one being handled, if any.
+  const accepted = new Set<number>();
   const sink: VerdictSink = {
-    verdict: (id, v, mark) => queue!.verdict(id, v, mark),
+    verdict: (id, v, mark) => {
+      if (accepted.size > 0 && accepted.delete(id)) queue!.alreadyAccepted(v);
+      else queue!.verdict(id, v, mark);
+    },
     sendRaw: (p) => queue!.sendRaw(p),
   };
   return {
@@ -29,11 +41,13 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
         for (let i = 0; i < b.count; i++) {
           const base = i * META_STRIDE;
           const off = meta[base + M_OFF]!;
+          const flags = meta[base + M_FLAGS]!;
+          if (flags & ACCEPTED_BY_BINDING) accepted.add(meta[base + M_ID]!);
           target.handle({
             id: meta[base + M_ID]!,
             mark: meta[base + M_MARK]!,
             data: b.data.subarray(off, off + meta[base + M_LEN]!),
-            skbInfo: meta[base + M_FLAGS]! & 0xff,
+            skbInfo: skbInfoOf(flags),
           });
         }
       }, onError);

@@ -30,6 +30,12 @@ export const SKB_GSO = 2;
 /** NFQA_SKB_INFO bit: the receiving device did not verify the checksum. */
 export const SKB_CSUM_NOTVERIFIED = 4;
 
+/**
+ * M_FLAGS bit (ours, not the kernel's): the binding already accepted this packet, a bare SYN or
+ * SYN-ACK, because the queue was opened with `acceptHandshake`. Give it no verdict of your own.
+ */
+export const ACCEPTED_BY_BINDING = 0x80;
+
 /** Number of uint32 slots per packet in PacketBatch.meta. */
 export const META_STRIDE = 8;
 /** meta slot: kernel packet id, the handle for verdict(). */
@@ -40,7 +46,7 @@ export const M_MARK = 1;
 export const M_INDEV = 2;
 /** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
 export const M_OUTDEV = 3;
-/** meta slot: bits 0-7 SKB_* info bits, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
+/** meta slot: bits 0-6 SKB_* info bits, bit 7 ACCEPTED_BY_BINDING, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
 export const M_FLAGS = 4;
 /** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
 export const M_OFF = 5;
@@ -65,6 +71,13 @@ export interface QueueOptions {
   rcvbufBytes?: number;
   /** Most packets delivered in one onBatch call, 1..65536; default 512. */
   batchMaxPackets?: number;
+  /**
+   * Accept bare SYN and SYN-ACK packets (no data, no FIN/RST, no IPv6 extension headers) in the
+   * binding, before the batch reaches JavaScript, so a handshake never waits for the event loop.
+   * They are still delivered, flagged ACCEPTED_BY_BINDING. Default false: leave it off when
+   * something must be able to drop or mark a SYN (a `newFlow` hook that decides flows).
+   */
+  acceptHandshake?: boolean;
 }
 
 /** Defaults applied to QueueOptions (units as documented there). */
@@ -75,6 +88,7 @@ export const QUEUE_DEFAULTS = {
   failOpen: false,
   rcvbufBytes: 8 * 1024 * 1024,
   batchMaxPackets: 512,
+  acceptHandshake: false,
 } as const;
 
 /**
@@ -106,12 +120,16 @@ export interface QueueStats {
   recvErrors: number;
   /** Verdicts the kernel rejected (e.g. an id that is no longer queued). */
   kernelErrors: number;
+  /** Bare SYN/SYN-ACKs the binding accepted itself (acceptHandshake); included in `verdicts`. */
+  handshakeAccepts: number;
+  /** Of those, how many the caller then wanted to drop or re-mark (see alreadyAccepted); 0 normally. */
+  handshakeOverrides: number;
 }
 
 interface NativeQueue {
   verdicts(quads: Uint32Array, count: number): void;
   sendRaw(packet: Uint8Array, mark?: number): void;
-  stats(): QueueStats;
+  stats(): Omit<QueueStats, 'handshakeOverrides'>;
   close(): void;
   readonly closed: boolean;
 }
@@ -225,13 +243,14 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
     failOpen: opts.failOpen ?? QUEUE_DEFAULTS.failOpen,
     rcvbufBytes: opts.rcvbufBytes ?? QUEUE_DEFAULTS.rcvbufBytes,
     batchMaxPackets: opts.batchMaxPackets ?? QUEUE_DEFAULTS.batchMaxPackets,
+    acceptHandshake: opts.acceptHandshake ?? QUEUE_DEFAULTS.acceptHandshake,
   };
   checkInt('queue', o.queue, 0, 65535);
   checkInt('maxLen', o.maxLen, 1, 0xffffffff);
   checkInt('copyRange', o.copyRange, 1, 65535);
   checkInt('rcvbufBytes', o.rcvbufBytes, 4096, 1024 * 1024 * 1024);
   checkInt('batchMaxPackets', o.batchMaxPackets, 1, 65536);
-  for (const k of ['gso', 'failOpen'] as const) {
+  for (const k of ['gso', 'failOpen', 'acceptHandshake'] as const) {
     if (typeof o[k] !== 'boolean') throw new FlowgateError('ERR_ARG', `option ${k} must be a boolean`);
   }
   return o;
@@ -252,6 +271,7 @@ export class NfQueue {
   #count = 0;
   #inBatch = false;
   #flushScheduled = false;
+  #handshakeOverrides = 0;
 
   private constructor(opts: Required<QueueOptions>, onBatch: (b: PacketBatch) => void, onError: (e: FlowgateError) => void) {
     this.queue = opts.queue;
@@ -341,7 +361,15 @@ export class NfQueue {
   /** Current counters (throws ERR_QUEUE_CLOSED after close: read them before). */
   stats(): QueueStats {
     if (this.#native.closed) throw closedError(this.queue);
-    return this.#native.stats();
+    return { ...this.#native.stats(), handshakeOverrides: this.#handshakeOverrides };
+  }
+
+  /**
+   * The caller's verdict for a packet flagged ACCEPTED_BY_BINDING: nothing is sent (the packet
+   * already left), but a verdict other than NF_ACCEPT is counted in stats().handshakeOverrides.
+   */
+  alreadyAccepted(verdict: number): void {
+    if (verdict !== NF_ACCEPT) this.#handshakeOverrides++;
   }
 
   /** Sends queued verdicts, unbinds and closes the socket. Idempotent. */
@@ -394,7 +422,7 @@ export function packetPayload(batch: PacketBatch, i: number): Buffer {
 
 /** The SKB_* bits of a packet's M_FLAGS slot. */
 export function skbInfoOf(flags: number): number {
-  return flags & 0xff;
+  return flags & 0x7f;
 }
 
 /** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */

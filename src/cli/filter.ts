@@ -26,8 +26,12 @@ export class QueueFilter {
     private readonly log: Logger, idPrefix = '') {
     this.policy = compilePolicy(config);
     const decide: DecideFn = (info) => this.policy.decide(info);
-    const link = attachQueue({ queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true },
-      (err) => log.error('queue error', { queue: queueNum, code: err.code, errno: err.errno, message: err.message }));
+    const link = attachQueue({
+      queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true,
+      // The daemon never decides a flow on its SYN (no newFlow hook), so the binding may pass
+      // handshakes at once; see QueueOptions.acceptHandshake.
+      acceptHandshake: true,
+    }, (err) => log.error('queue error', { queue: queueNum, code: err.code, errno: err.errno, message: err.message }));
     this.engine = new Engine({
       decide,
       sink: link.sink,

@@ -1,12 +1,13 @@
 /**
  * How long each kind of packet stays in the gateway: captures on both gateway interfaces, the
- * same packet matched on the way in and out, medians per kind (client SYN, client data, FIN,
- * server SYN-ACK, ...). Sequential curl requests over HTTP, one every ~10 ms plus curl's start,
- * as a lightly loaded gateway sees them. Configurations: no queue, the C accept loop with every
- * TCP packet queued, flowgate with its default rules (and the bare-ACK rules).
+ * same packet matched on the way in and out, medians per kind (client SYN, a connection's first
+ * client data, FIN, server SYN-ACK, ...). Sequential curl requests over HTTP and HTTPS, one every
+ * ~10 ms plus curl's start, as a lightly loaded gateway sees them. Configurations: no queue, the C
+ * accept loop with every TCP packet queued, flowgate with its default rules (and the bare-ACK
+ * rules) as installed, and the same daemon started without bin/flowgate.js's V8 tuning.
  *
  * Run as root after `npm run build` (and `make -C bench/c-accept`):
- * `node dist/bench/residence.js [requests]` (default 100). Prints a markdown table.
+ * `node dist/bench/residence.js [requests]` (default 100). Prints markdown tables.
  */
 import { join } from 'node:path';
 import {
@@ -15,10 +16,13 @@ import {
 import { applyRules, startFlowgate } from '../test/e2e/flowgate.js';
 
 const REQUESTS = Number(process.argv[2] ?? 100);
-const KINDS = ['c SYN', 'c data', 'c FIN', 'c ACK', 's SYN-ACK', 's data', 's FIN', 's ACK'];
+const KINDS = ['c SYN', 'c 1st data', 'c data', 'c FIN', 'c ACK', 's SYN-ACK', 's data', 's FIN', 's ACK'];
+const SCHEMES = ['http', 'https'] as const;
+type Scheme = (typeof SCHEMES)[number];
 
-function kindOf(s: TcpSegment, fromClient: boolean): string {
-  const what = s.flags & 0x02 ? (fromClient ? 'SYN' : 'SYN-ACK') : s.payload.length > 0 ? 'data' : s.flags & 0x01 ? 'FIN' : 'ACK';
+function kindOf(s: TcpSegment, fromClient: boolean, first: boolean): string {
+  const what = s.flags & 0x02 ? (fromClient ? 'SYN' : 'SYN-ACK')
+    : s.payload.length > 0 ? (fromClient && first ? '1st data' : 'data') : s.flags & 0x01 ? 'FIN' : 'ACK';
   return `${fromClient ? 'c' : 's'} ${what}`;
 }
 
@@ -27,13 +31,14 @@ function median(xs: number[]): number {
   return s.length === 0 ? NaN : s[s.length >> 1]!;
 }
 
-/** Median milliseconds each kind of packet spent between the gateway's two interfaces. */
-async function measure(topo: Topology): Promise<Map<string, number[]>> {
+/** Milliseconds each kind of packet spent between the gateway's two interfaces. */
+async function measure(topo: Topology, scheme: Scheme): Promise<Map<string, number[]>> {
   const inside = await capture(topo, 'gw', topo.ifaces.gwClient, 'tcp');
   const outside = await capture(topo, 'gw', topo.ifaces.gwServer, 'tcp');
   const server = topo.addrs(4).server;
-  const loop = `for i in $(seq ${REQUESTS}); do curl -s -o /dev/null --resolve allowed.test:80:${server} `
-    + 'http://allowed.test/; sleep 0.01; done';
+  const port = scheme === 'http' ? 80 : 443;
+  const loop = `for i in $(seq ${REQUESTS}); do curl -sk -o /dev/null --resolve allowed.test:${port}:${server} `
+    + `${scheme}://allowed.test/; sleep 0.01; done`;
   await topo.exec('client', ['sh', '-c', loop], { timeoutMs: 600_000, check: true });
   const a = readTcpSegments(await inside.stop());
   const b = readTcpSegments(await outside.stop());
@@ -47,41 +52,57 @@ async function measure(topo: Topology): Promise<Map<string, number[]>> {
   const atB = firstSeen(b);
   const out = new Map<string, number[]>();
   const add = (k: string, ms: number) => (out.get(k) ?? out.set(k, []).get(k)!).push(ms);
+  const sawData = new Set<string>(); // connections whose first client data was seen
   for (const [k, seg] of atA) {
     const fromClient = seg.dst === server;
+    const conn = fromClient ? `${seg.sport}` : `${seg.dport}`;
+    const first = fromClient && seg.payload.length > 0 && !sawData.has(conn);
+    if (first) sawData.add(conn);
     const other = atB.get(k);
     if (other === undefined) continue;
     const ms = (fromClient ? other.time - seg.time : seg.time - other.time) * 1000;
-    if (ms >= 0) add(kindOf(seg, fromClient), ms);
+    if (ms >= 0) add(kindOf(seg, fromClient, first), ms);
   }
   return out;
 }
 
 async function main(): Promise<void> {
   const topo = await createTopology({});
-  const rows: string[] = [];
-  const row = (name: string, m: Map<string, number[]>) =>
-    rows.push(`| ${name} | ${KINDS.map((k) => (m.get(k)?.length ? median(m.get(k)!).toFixed(3) : '-')).join(' | ')} |`);
+  const rows = new Map<Scheme, string[]>(SCHEMES.map((s) => [s, []]));
+  const measureBoth = async (name: string) => {
+    for (const scheme of SCHEMES) {
+      const m = await measure(topo, scheme);
+      rows.get(scheme)!.push(`| ${name} | ${KINDS.map((k) => (m.get(k)?.length ? median(m.get(k)!).toFixed(3) : '-')).join(' | ')} |`);
+    }
+  };
   try {
     await startNginx(topo);
-    row('no queue', await measure(topo));
+    await measureBoth('no queue');
     await topo.exec('gw', ['iptables', '-A', 'FORWARD', '-p', 'tcp', '-j', 'NFQUEUE', '--queue-num', '0'], { check: true });
     const c = topo.spawn('gw', [join(repoRoot(), 'bench', 'c-accept', 'accept'), '0']);
     await new Promise((r) => setTimeout(r, 500));
-    row('C loop, every packet queued', await measure(topo));
+    await measureBoth('C loop, every packet queued');
     await c.kill('SIGTERM', 3000);
     await topo.exec('gw', ['iptables', '-F', 'FORWARD'], { check: true });
     await applyRules(topo);
-    const fg = await startFlowgate(topo, 'default: allow\n');
-    row('flowgate, default rules', await measure(topo));
-    row('flowgate, default rules, again', await measure(topo));
+    let fg = await startFlowgate(topo, 'default: allow\n');
+    await measureBoth('flowgate, default rules');
+    await measureBoth('flowgate, default rules, again');
+    await fg.stop();
+    // The same daemon without bin/flowgate.js (which lowers V8's tier-up budget for `run`).
+    const entry = (...args: string[]) => [process.execPath, join(repoRoot(), 'dist', 'src', 'cli', 'entry.js'), ...args];
+    fg = await startFlowgate(topo, 'default: allow\n', 'flowgate-v8-defaults', entry);
+    await measureBoth('flowgate, default rules, V8 default tier-up budget');
     await fg.stop();
   } finally {
     await topo.destroy();
   }
-  process.stdout.write([
-    `Gateway residence, median ms per packet kind, ${REQUESTS} sequential curl requests (HTTP), ${new Date().toISOString()}`,
-    '', `| configuration | ${KINDS.join(' | ')} |`, `| --- |${KINDS.map(() => ' ---: |').join('')}`, ...rows, ''].join('\n'));
+  const out = [`Gateway residence, median ms per packet kind, ${REQUESTS} sequential curl requests, ${new Date().toISOString()}`];
+  for (const scheme of SCHEMES) {
+    out.push('', `${scheme.toUpperCase()}:`, '', `| configuration | ${KINDS.join(' | ')} |`,
+      `| --- |${KINDS.map(() => ' ---: |').join('')}`, ...rows.get(scheme)!);
+  }
+  process.stdout.write(out.join('\n') + '\n');
 }
 
 await main();

@@ -72,13 +72,14 @@ export async function applyRules(topo: Topology, extra: string[] = []): Promise<
 
 /**
  * Writes `yaml` (a control socket line is added) and starts `flowgate run` in gw; resolves once
- * the queue is bound.
+ * the queue is bound. `argv` builds the command line (default: bin/flowgate.js, as installed).
  */
-export async function startFlowgate(topo: Topology, yaml: string, name = 'flowgate'): Promise<Flowgate> {
+export async function startFlowgate(topo: Topology, yaml: string, name = 'flowgate',
+  argv: (...args: string[]) => string[] = cliArgv): Promise<Flowgate> {
   const socket = join(topo.tmpDir, `${name}.sock`);
   const config = join(topo.tmpDir, `${name}.yaml`);
   writeFileSync(config, `${yaml}\ncontrol: ${socket}\n`);
-  const proc = topo.spawn('gw', cliArgv('run', '--config', config));
+  const proc = topo.spawn('gw', argv('run', '--config', config));
   const decisions: Decision[] = [];
   proc.on('line', (line: string, stream: string) => {
     if (stream !== 'stdout') return;

@@ -58,6 +58,9 @@ export async function startNpmNfqueue(topo: Topology, prefix: string): Promise<F
   return handle('npm nfqueue', proc);
 }
 
+/** What bin/flowgate.js sets for `run`, repeated when node runs the entry directly (profiles). */
+const RUN_V8_FLAGS = ['--interrupt-budget=4096'];
+
 /** Options for startFlowgateDaemon(). */
 export interface DaemonOptions {
   /** Name for the config and socket files in the topology's temporary folder. */
@@ -76,7 +79,7 @@ export async function startFlowgateDaemon(topo: Topology, yaml: string, opts: Da
   writeFileSync(config, `${yaml.trimEnd()}\ncontrol: ${socket}\n`);
   const argv = opts.nodeFlags === undefined
     ? cliArgv('run', '--config', config)
-    : [process.execPath, ...opts.nodeFlags, join(repoRoot(), 'dist', 'src', 'cli', 'entry.js'), 'run', '--config', config];
+    : [process.execPath, ...opts.nodeFlags, ...RUN_V8_FLAGS, join(repoRoot(), 'dist', 'src', 'cli', 'entry.js'), 'run', '--config', config];
   const proc = topo.spawn('gw', argv);
   await proc.waitForLine(/bound queue/, { timeoutMs: 20_000, stream: 'stderr' });
   const status = async () => {

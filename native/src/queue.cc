@@ -9,6 +9,7 @@
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,23 +73,9 @@ void OnHandleClosed(uv_handle_t* h) {
   if (--lh->openHandles == 0) delete lh;
 }
 
-}  // namespace
-
-void OnPollEvent(uv_poll_t* h, int status, int /*events*/) {
-  auto* lh = static_cast<LoopHandles*>(h->data);
-  if (lh->owner == nullptr) return;
-  if (status < 0) {
-    lh->owner->OnPollError(status);
-  } else {
-    lh->owner->OnReadable();
-  }
-}
-
-namespace {
-
-void OnKick(uv_timer_t* t) {
-  auto* lh = static_cast<LoopHandles*>(t->data);
-  if (lh->owner != nullptr) lh->owner->OnReadable();
+void OnReadyAsync(uv_async_t* a) {
+  auto* lh = static_cast<LoopHandles*>(a->data);
+  if (lh->owner != nullptr) lh->owner->OnReady();
 }
 
 void OnSendFailed(uv_async_t* a) {
@@ -155,17 +142,19 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   napi_get_uv_event_loop(env, &loop);
   handles_ = new LoopHandles();
   handles_->owner = this;
-  handles_->openHandles = 3;
-  uv_poll_init_socket(loop, &handles_->poll, fd_);
-  uv_timer_init(loop, &handles_->kick);
+  handles_->openHandles = 2;
+  uv_async_init(loop, &handles_->ready, OnReadyAsync);  // referenced: an open queue keeps the loop alive
   uv_async_init(loop, &handles_->failed, OnSendFailed);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->failed));  // never keeps the loop alive
-  handles_->poll.data = handles_;
-  handles_->kick.data = handles_;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->failed));
+  handles_->ready.data = handles_;
   handles_->failed.data = handles_;
   sender_.Start(fd_, WakeForFailure, handles_);
-  uv_poll_start(&handles_->poll, UV_READABLE, OnPollEvent);
-  if (count_ > 0) uv_timer_start(&handles_->kick, OnKick, 0, 0);
+  // Packets that arrived before the bind ack are pending already: deliver them on the next turn.
+  if (pending_.count > 0) {
+    signalled_ = true;
+    uv_async_send(&handles_->ready);
+  }
+  reader_ = std::thread([this] { ReaderLoop(); });
 
   napi_add_env_cleanup_hook(env, CleanupHook, this);
   cleanupHookAdded_ = true;
@@ -200,8 +189,15 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
     return false;
   }
 
-  data_.resize(2 * kRecvMax);
-  meta_.reserve(static_cast<size_t>(batchMax_) * kMetaStride);
+  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakeFd_ < 0) {
+    int e = errno;
+    close(fd_);
+    fd_ = -1;
+    ThrowCodeError(env, "ERR_QUEUE_BIND", e, std::string("eventfd: ") + std::strerror(e));
+    return false;
+  }
+  rx_.resize(kRecvMax);
   send_.resize(kSendChunk + kVerdictMsgMax);
 
   uint8_t msg[kConfigMsgMax];
@@ -217,7 +213,7 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
   // created it) are kept in the batch and delivered by the kick timer after open returns.
   int64_t deadline = NowMs() + kAckTimeoutMs;
   while (err == 0 && ackErr_ < 0) {
-    int recvErr = Drain(true);
+    int recvErr = ReadAvailable(true);
     if (recvErr != 0) {
       err = recvErr;
       break;
@@ -236,9 +232,10 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
 
   close(fd_);
   fd_ = -1;
-  count_ = 0;
-  used_ = 0;
-  meta_.clear();
+  close(wakeFd_);
+  wakeFd_ = -1;
+  pending_.Clear();
+  handshakes_.clear();
   std::string q = std::to_string(cfg.queue);
   if ((err == EPERM && QueueListed(cfg.queue)) || err == EBUSY || err == EEXIST) {
     // The kernel answers EPERM when another socket owns the queue; /proc tells them apart.
@@ -262,6 +259,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   VerdictSender::Counts sent = sender_.Snapshot();
   Napi::Object o = Napi::Object::New(env);
   auto put = [&](const char* k, uint64_t v) { o.Set(k, static_cast<double>(v)); };
+  std::lock_guard<std::mutex> lock(rmu_);
   put("received", counters_.received);
   put("batches", counters_.batches);
   put("enobufs", counters_.enobufs);
@@ -301,12 +299,12 @@ void Queue::Shutdown(ShutdownMode mode) {
   closed_ = true;
   // Verdicts already handed over go out before the unbind (the kernel drops what is still
   // queued when the queue goes away); the thread ends before the handles it wakes close.
+  StopReader();
   sender_.Stop();
   if (handles_ != nullptr) {
-    // Close the uv handles before the fd: libuv must stop polling an fd before it closes.
+    // Both threads have ended, so nothing wakes these handles any more.
     handles_->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->kick), OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->ready), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->failed), OnHandleClosed);
     handles_ = nullptr;
   }
@@ -320,14 +318,15 @@ void Queue::Shutdown(ShutdownMode mode) {
     close(fd_);
     fd_ = -1;
   }
+  if (wakeFd_ >= 0) close(wakeFd_);
+  wakeFd_ = -1;
   if (raw4_ >= 0) close(raw4_);
   if (raw6_ >= 0) close(raw6_);
   raw4_ = raw6_ = -1;
-  std::vector<uint8_t>().swap(data_);
-  std::vector<uint32_t>().swap(meta_);
+  std::vector<uint8_t>().swap(rx_);
   std::vector<uint8_t>().swap(send_);
-  used_ = 0;
-  count_ = 0;
+  pending_ = Batch();
+  delivering_ = Batch();
 
   if (mode == ShutdownMode::FromCleanupHook) return;  // the env is going away
   if (cleanupHookAdded_) {

@@ -5,9 +5,12 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sender.h"
@@ -28,6 +31,18 @@ struct QueueCounters {
   uint64_t handshakeAccepts = 0;  // bare SYN/SYN-ACKs accepted here before JS saw them
 };
 
+/** Packets read but not yet handed to JavaScript: payloads back to back, kMetaStride uint32 each. */
+struct Batch {
+  std::vector<uint8_t> data;
+  std::vector<uint32_t> meta;
+  uint32_t count = 0;
+  void Clear() {
+    data.clear();
+    meta.clear();
+    count = 0;
+  }
+};
+
 /** JS class `Queue(opts, onBatch, onError?)`: binds on construction, see native/README.md. */
 class Queue : public Napi::ObjectWrap<Queue> {
  public:
@@ -35,10 +50,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   explicit Queue(const Napi::CallbackInfo& info);
   ~Queue() override;
 
-  /** Called from the uv poll/timer callbacks: drain the socket and deliver one batch. */
-  void OnReadable();
-  /** Called when uv reports the poll handle itself failed. */
-  void OnPollError(int uvStatus);
+  /** Called on the loop when the reader thread has packets or an error for JavaScript. */
+  void OnReady();
   /** Called on the loop after the sender thread failed to send verdicts: reports ERR_QUEUE_SEND. */
   void OnSendFailure();
 
@@ -50,8 +63,11 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
 
   bool OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf);
-  int Drain(bool ignoreLimit);
-  void ProcessDatagram(size_t start, size_t len);
+  int ReadAvailable(bool ignoreLimit);
+  void ProcessDatagram(size_t len);
+  void ReaderLoop();
+  void Wake();
+  void StopReader();
   void DeliverBatch();
   void DeliverError(const char* code, int err, const std::string& message);
   void CallOnError(napi_value error);
@@ -79,13 +95,20 @@ class Queue : public Napi::ObjectWrap<Queue> {
   uint32_t waitSeq_ = 0;
   int ackErr_ = -1;
 
-  // Batch under construction: payloads back to back in data_[0, used_), 8 uint32 per packet.
-  std::vector<uint8_t> data_;
-  size_t used_ = 0;
-  std::vector<uint32_t> meta_;
-  uint32_t count_ = 0;
-  // Batch indexes of the bare handshake packets to accept before the batch reaches JS.
-  std::vector<uint32_t> handshakes_;
+  // Receiving (queue_recv.cc). The reader thread owns rx_ and handshakes_; rmu_ guards the
+  // rest of this block and counters_, which JavaScript-side calls read.
+  std::thread reader_;
+  int wakeFd_ = -1;                // eventfd: ends the reader's poll() when the queue closes
+  std::vector<uint8_t> rx_;        // one datagram
+  std::vector<uint32_t> handshakes_;  // ids of bare handshakes in the datagram being read
+  std::mutex rmu_;
+  std::condition_variable taken_;  // the loop took the pending batch, or the reader must stop
+  bool stopReader_ = false;
+  bool signalled_ = false;         // a wake-up of the loop is on its way
+  Batch pending_;                  // read, not yet taken by the loop
+  Batch delivering_;               // loop thread only: the batch being handed to JS
+  int readErr_ = 0;                // a receive failure for onError (errno), 0 if none
+  std::string readErrWhat_;
 
   std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
   VerdictSender sender_;

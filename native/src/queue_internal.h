@@ -35,14 +35,11 @@ inline int64_t NowMs() {
 
 /** The uv handles of an open queue; freed once every close callback ran. */
 struct LoopHandles {
-  uv_poll_t poll;
-  uv_timer_t kick;     // fires once after open when packets arrived before the bind ack
+  uv_async_t ready;    // the reader thread has packets or an error for JavaScript
   uv_async_t failed;   // the sender thread could not send verdicts
   Queue* owner;     // null once the queue closed
   int openHandles;
 };
 
-/** uv_poll_t callback of every queue socket (queue.cc). */
-void OnPollEvent(uv_poll_t* h, int status, int events);
 
 }  // namespace fg

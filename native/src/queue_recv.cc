@@ -1,7 +1,11 @@
-// The Queue class, receiving part: drain the socket into one compact batch, hand it to JS
-// once, and keep reading through ENOBUFS. See native/README.md ("Receive", "Overflow").
+// The Queue class, receiving part: a reader thread reads the socket, accepts bare handshakes at
+// once, and appends packets to the pending batch; the loop thread takes that batch and hands it
+// to JS in one call. See native/README.md ("Receive", "Handshakes", "Overflow").
 #include <linux/netlink.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <netinet/in.h>  // before linux/netfilter.h, which would otherwise redefine its types
 #include <linux/netfilter.h>
@@ -15,15 +19,28 @@
 
 namespace fg {
 
-// Receives datagrams until EAGAIN or the batch is full. Returns 0, or the errno of a recv()
-// failure other than EAGAIN/EINTR/ENOBUFS (ENOBUFS is counted and skipped).
-int Queue::Drain(bool ignoreLimit) {
-  while (ignoreLimit || (count_ < batchMax_ && used_ < kBatchMaxBytes)) {
-    if (data_.size() < used_ + kRecvMax) data_.resize(used_ + 2 * kRecvMax);
-    ssize_t n = recv(fd_, data_.data() + used_, kRecvMax, MSG_TRUNC);
+namespace {
+
+bool Full(const Batch& b, uint32_t batchMax) {
+  return b.count >= batchMax || b.data.size() >= kBatchMaxBytes;
+}
+
+}  // namespace
+
+// Receives datagrams until EAGAIN, or until the pending batch is full (unless ignoreLimit, as
+// while waiting for the bind ack). Returns 0, or the errno of a recv() failure other than
+// EAGAIN/EINTR/ENOBUFS (ENOBUFS is counted and skipped).
+int Queue::ReadAvailable(bool ignoreLimit) {
+  for (;;) {
+    if (!ignoreLimit) {
+      std::lock_guard<std::mutex> lock(rmu_);
+      if (Full(pending_, batchMax_)) return 0;
+    }
+    ssize_t n = recv(fd_, rx_.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      std::lock_guard<std::mutex> lock(rmu_);
       if (errno == ENOBUFS) {
         counters_.enobufs++;
         continue;
@@ -34,21 +51,22 @@ int Queue::Drain(bool ignoreLimit) {
     if (n == 0) return 0;
     size_t len = static_cast<size_t>(n);
     if (len > kRecvMax) {  // MSG_TRUNC: the datagram was longer than our buffer
+      std::lock_guard<std::mutex> lock(rmu_);
       counters_.recvErrors++;
       len = kRecvMax;
     }
-    ProcessDatagram(used_, len);
+    ProcessDatagram(len);
+    if (!handshakes_.empty()) AcceptHandshakes();
   }
-  return 0;
 }
 
-// Walks the messages of the datagram at data_[start, start+len). Payloads are moved down to
-// data_[used_...] so the batch stays compact; each move goes to a lower or equal address and
-// never overwrites a message not yet decoded.
-void Queue::ProcessDatagram(size_t start, size_t len) {
-  uint8_t* base = data_.data() + start;
+// Walks the messages of the datagram in rx_[0, len) and appends its packets to the pending batch.
+void Queue::ProcessDatagram(size_t len) {
+  uint8_t* base = rx_.data();
   size_t off = 0;
   size_t msgLen;
+  bool added = false;
+  std::lock_guard<std::mutex> lock(rmu_);
   while ((msgLen = MessageAt(base, len, off)) != 0) {
     PacketInfo pkt;
     MsgResult r = DecodeMessage(base + off, msgLen, &pkt);
@@ -58,15 +76,17 @@ void Queue::ProcessDatagram(size_t start, size_t len) {
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
         if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
           flags |= kFlagAccepted;
-          handshakes_.push_back(count_);
+          handshakes_.push_back(pkt.id);
         }
+        Batch& b = pending_;
         uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
-                                   static_cast<uint32_t>(used_), pkt.payloadLen, pkt.capLen};
-        meta_.insert(meta_.end(), m, m + kMetaStride);
-        if (pkt.payloadLen > 0) std::memmove(data_.data() + used_, pkt.payload, pkt.payloadLen);
-        used_ += pkt.payloadLen;
-        count_++;
+                                   static_cast<uint32_t>(b.data.size()), pkt.payloadLen,
+                                   pkt.capLen};
+        b.meta.insert(b.meta.end(), m, m + kMetaStride);
+        b.data.insert(b.data.end(), pkt.payload, pkt.payload + pkt.payloadLen);
+        b.count++;
         counters_.received++;
+        added = true;
         break;
       }
       case MsgKind::Ack:
@@ -87,80 +107,126 @@ void Queue::ProcessDatagram(size_t start, size_t len) {
     }
     off += NLMSG_ALIGN(msgLen);
   }
-}
-
-void Queue::OnReadable() {
-  if (closed_) return;
-  Napi::Env env(env_);
-  Napi::HandleScope scope(env);
-  int err = Drain(false);
-  if (!handshakes_.empty()) AcceptHandshakes();
-  if (count_ > 0) DeliverBatch();
-  if (err != 0 && !closed_) {
-    DeliverError("ERR_QUEUE_RECV", err,
-                 std::string("receiving from NFQUEUE ") + std::to_string(queue_) + ": " +
-                     std::strerror(err));
+  if (added && !signalled_ && handles_ != nullptr) {
+    signalled_ = true;
+    uv_async_send(&handles_->ready);
   }
 }
 
-// libuv turns POLLERR into status UV_EBADF and stops the handle. On a netlink socket POLLERR
-// means sk_err is set, and for us that is ENOBUFS (the kernel dropped messages because the
-// receive buffer was full): read and clear it, count it, restart polling and go on reading.
-void Queue::OnPollError(int uvStatus) {
-  if (closed_) return;
-  int sockErr = 0;
-  socklen_t len = sizeof sockErr;
-  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &sockErr, &len) < 0) {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    counters_.recvErrors++;
-    DeliverError("ERR_QUEUE_RECV", errno,
-                 std::string("polling NFQUEUE ") + std::to_string(queue_) +
-                     " failed, no more packets will be read: " + uv_strerror(uvStatus));
-    return;
-  }
-  uv_poll_start(&handles_->poll, UV_READABLE, OnPollEvent);
-  if (sockErr == ENOBUFS) {
-    counters_.enobufs++;
-  } else if (sockErr != 0) {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    counters_.recvErrors++;
-    DeliverError("ERR_QUEUE_RECV", sockErr,
-                 std::string("NFQUEUE ") + std::to_string(queue_) + " socket error: " +
-                     std::strerror(sockErr));
-    if (closed_) return;
-  }
-  OnReadable();
-}
-
-// Accepts the batch's bare SYN/SYN-ACKs before JS runs: they carry nothing to inspect, and a
+// Accepts the datagram's bare SYN/SYN-ACKs before JS runs: they carry nothing to inspect, and a
 // connection's handshake should not wait for the JavaScript engine (native/README.md,
-// "Handshakes"). The accepts go to the sender thread first, ahead of any verdict JS gives.
+// "Handshakes"). The accepts go to the sender thread ahead of any verdict JS gives for them.
 void Queue::AcceptHandshakes() {
   size_t n = handshakes_.size();
-  if (send_.size() < n * kVerdictMsgMax) send_.resize(n * kVerdictMsgMax);
-  size_t off = 0;
-  for (uint32_t index : handshakes_) {
-    off += BuildVerdict(send_.data() + off, queue_, meta_[index * kMetaStride], NF_ACCEPT, false, 0);
+  uint8_t msg[kVerdictMsgMax];
+  std::vector<uint8_t> msgs;
+  msgs.reserve(n * kVerdictMsgMax);
+  for (uint32_t id : handshakes_) {
+    size_t len = BuildVerdict(msg, queue_, id, NF_ACCEPT, false, 0);
+    msgs.insert(msgs.end(), msg, msg + len);
   }
-  sender_.Push(send_.data(), off, n);
-  counters_.handshakeAccepts += n;
+  sender_.Push(msgs.data(), msgs.size(), n);
+  {
+    std::lock_guard<std::mutex> lock(rmu_);
+    counters_.handshakeAccepts += n;
+  }
   handshakes_.clear();
+}
+
+// The reader thread: waits for the socket (or the stop eventfd), reads what is there, and stops
+// reading while the pending batch is full, until the loop takes it: packets then wait in the
+// kernel queue, whose length is the real buffer.
+void Queue::ReaderLoop() {
+  pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(rmu_);
+      taken_.wait(lock, [this] { return stopReader_ || !Full(pending_, batchMax_); });
+      if (stopReader_) return;
+    }
+    int n = poll(fds, 2, -1);
+    if (n < 0 && errno != EINTR) {
+      int e = errno;
+      std::lock_guard<std::mutex> lock(rmu_);
+      readErr_ = e;
+      readErrWhat_ = "polling";
+      if (!signalled_) {
+        signalled_ = true;
+        uv_async_send(&handles_->ready);
+      }
+      return;  // poll() itself failing means the fds are gone: nothing more can be read
+    }
+    if (n <= 0) continue;
+    if (fds[1].revents != 0) return;
+    // POLLERR on a netlink socket means sk_err is set, which for us is ENOBUFS (the kernel
+    // dropped messages because the receive buffer was full): the next recv() returns it once,
+    // and ReadAvailable counts it and reads on.
+    int err = ReadAvailable(false);
+    if (err != 0) {
+      std::lock_guard<std::mutex> lock(rmu_);
+      readErr_ = err;
+      readErrWhat_ = "receiving from";
+      if (!signalled_) {
+        signalled_ = true;
+        uv_async_send(&handles_->ready);
+      }
+    }
+    if (err != 0) usleep(10000);  // a persistent failure must not spin
+  }
+}
+
+void Queue::StopReader() {
+  if (!reader_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(rmu_);
+    stopReader_ = true;
+  }
+  taken_.notify_all();
+  uint64_t one = 1;
+  ssize_t ignored = write(wakeFd_, &one, sizeof one);
+  (void)ignored;
+  reader_.join();
+}
+
+// On the loop thread, after the reader's uv_async_send: take the pending batch (the reader may
+// go on filling a fresh one meanwhile) and hand it to JS, then report a receive failure if any.
+void Queue::OnReady() {
+  if (closed_) return;
+  int err;
+  std::string what;
+  {
+    std::lock_guard<std::mutex> lock(rmu_);
+    signalled_ = false;
+    std::swap(pending_, delivering_);
+    pending_.Clear();
+    err = readErr_;
+    what = readErrWhat_;
+    readErr_ = 0;
+  }
+  taken_.notify_all();
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  if (delivering_.count > 0) DeliverBatch();
+  if (err != 0 && !closed_) {
+    DeliverError("ERR_QUEUE_RECV", err,
+                 what + " NFQUEUE " + std::to_string(queue_) + ": " + std::strerror(err));
+  }
 }
 
 void Queue::DeliverBatch() {
   Napi::Env env(env_);
-  uint32_t count = count_;
-  Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, data_.data(), used_);
-  size_t metaBytes = meta_.size() * sizeof(uint32_t);
+  Batch& b = delivering_;
+  uint32_t count = b.count;
+  Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, b.data.data(), b.data.size());
+  size_t metaBytes = b.meta.size() * sizeof(uint32_t);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, metaBytes);
-  std::memcpy(ab.Data(), meta_.data(), metaBytes);
-  Napi::Uint32Array meta = Napi::Uint32Array::New(env, meta_.size(), ab, 0);
-  count_ = 0;
-  used_ = 0;
-  meta_.clear();
-  counters_.batches++;
+  std::memcpy(ab.Data(), b.meta.data(), metaBytes);
+  Napi::Uint32Array meta = Napi::Uint32Array::New(env, b.meta.size(), ab, 0);
+  b.Clear();  // keeps its capacity for the next swap
+  {
+    std::lock_guard<std::mutex> lock(rmu_);
+    counters_.batches++;
+  }
 
   inCallback_++;
   Ref();  // keep this object alive even if the callback drops the last JS reference

@@ -1,12 +1,14 @@
 /**
  * The live packet source: one kernel NFQUEUE, read in batches through our own N-API addon
- * (native/, raw nfnetlink_queue over netlink), with verdicts buffered and sent in batches.
+ * (native/, raw nfnetlink_queue over netlink), with verdicts buffered and sent in batches. The
+ * addon reads and sends on threads of its own (native/README.md); JavaScript only sees batches.
  *
  * Lifecycle of an NfQueue:
  *  1. `NfQueue.open()` validates the options, binds the queue and waits for the kernel's ack.
- *  2. `onBatch` runs 0..n times, once per drained burst of packets. Verdicts queued during it
- *     go out in one send when it returns (even if it throws; the exception goes to onError).
- *  3. `verdict()` outside a batch callback is sent on the next microtask, or by `flush()`.
+ *  2. `onBatch` runs 0..n times, once per burst of packets read. Verdicts queued during it are
+ *     handed to the sender in one call when it returns (even if it throws; the exception goes
+ *     to onError).
+ *  3. `verdict()` outside a batch callback is handed over on the next microtask, or by `flush()`.
  *  4. `close()` sends what is still queued, unbinds and closes the socket; later calls throw
  *     ERR_QUEUE_CLOSED. Packets still held in the kernel queue are dropped by the kernel.
  */
@@ -333,7 +335,7 @@ export class NfQueue {
     }
   }
 
-  /** Sends every queued verdict now (one send() per ~64 KiB of verdicts). */
+  /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts). */
   flush(): void {
     if (this.#native.closed) throw closedError(this.queue);
     if (this.#count === 0) return;

@@ -362,7 +362,9 @@ t.test('the real kernel queue', async (t) => {
   });
 
   await t.test('a full socket buffer (ENOBUFS) is counted and reading goes on', async (t) => {
-    await child.call('open', { name: 'small', opts: { queue: QE, rcvbufBytes: 4096 } });
+    // The reader thread keeps draining the socket while JS is blocked, up to one batch: with
+    // one-packet batches and a 4 KiB buffer, the socket overflows as soon as JS stops taking.
+    await child.call('open', { name: 'small', opts: { queue: QE, rcvbufBytes: 4096, batchMaxPackets: 1 } });
     await weak.ready;
     await child.call('block', { ms: 800 });
     await weak.call('connectMany', { host: '127.0.0.1', port: P.enobufs, n: 60, holdMs: 300 });

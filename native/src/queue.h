@@ -66,6 +66,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   int ReadAvailable(bool ignoreLimit);
   void ProcessDatagram(size_t len);
   void ReaderLoop();
+  void ReportReadError(int err, const char* what);
   void Wake();
   void StopReader();
   void DeliverBatch();

@@ -146,14 +146,7 @@ void Queue::ReaderLoop() {
     }
     int n = poll(fds, 2, -1);
     if (n < 0 && errno != EINTR) {
-      int e = errno;
-      std::lock_guard<std::mutex> lock(rmu_);
-      readErr_ = e;
-      readErrWhat_ = "polling";
-      if (!signalled_) {
-        signalled_ = true;
-        uv_async_send(&handles_->ready);
-      }
+      ReportReadError(errno, "polling");
       return;  // poll() itself failing means the fds are gone: nothing more can be read
     }
     if (n <= 0) continue;
@@ -163,15 +156,20 @@ void Queue::ReaderLoop() {
     // and ReadAvailable counts it and reads on.
     int err = ReadAvailable(false);
     if (err != 0) {
-      std::lock_guard<std::mutex> lock(rmu_);
-      readErr_ = err;
-      readErrWhat_ = "receiving from";
-      if (!signalled_) {
-        signalled_ = true;
-        uv_async_send(&handles_->ready);
-      }
+      ReportReadError(err, "receiving from");
+      usleep(10000);  // a persistent failure must not spin
     }
-    if (err != 0) usleep(10000);  // a persistent failure must not spin
+  }
+}
+
+// Reader thread: leaves a receive failure for the loop, which reports it to onError.
+void Queue::ReportReadError(int err, const char* what) {
+  std::lock_guard<std::mutex> lock(rmu_);
+  readErr_ = err;
+  readErrWhat_ = what;
+  if (!signalled_) {
+    signalled_ = true;
+    uv_async_send(&handles_->ready);
   }
 }
 

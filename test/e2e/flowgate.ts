@@ -118,6 +118,11 @@ export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Prom
   t.ok(s.received > 0, `the daemon saw packets (${s.received})`);
   t.equal(s.received, s.verdicts, 'every packet received got one verdict');
   t.equal(s.held, 0, 'nothing held');
+  // The binding's own count: its handshake accepts plus the engine's verdicts, one per packet.
+  const k = s.kernel;
+  t.equal(k.verdicts, k.received, `the binding sent one verdict per packet read (${k.verdicts})`);
+  t.equal(k.kernelErrors, 0, 'the kernel rejected no verdict (none was given twice)');
+  t.equal(k.handshakeOverrides, 0, 'the engine wanted no handshake the binding accepted dropped');
   const q = await waitUntil(async () => {
     const stats = await readQueueStats(topo);
     return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;

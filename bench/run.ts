@@ -7,9 +7,10 @@
  * daemon where a target was missed. Writes bench/RESULTS.md (its own section) and the raw
  * numbers and profiles to bench/out/. Progress goes to stderr. See bench/README.md.
  *
- * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_TTFB (200) requests per
+ * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_RUNS (3) runs of each
+ * throughput workload per configuration (the median is reported), BENCH_TTFB (200) requests per
  * TTFB series, BENCH_FLOWS (10000) paused flows, BENCH_ONLY (comma-separated configuration
- * keys), BENCH_PROFILE (auto | always | never), BENCH_LIMIT_S (900) hard time limit.
+ * keys), BENCH_PROFILE (auto | always | never), BENCH_LIMIT_S (1500) hard time limit.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -31,11 +32,13 @@ import { profileDaemon, type ProfileSummary } from './lib/profile.js';
 import { evaluateTargets, renderReport, writeResults, type BenchReport, type ConfigResult, type Target } from './lib/report.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+/** Runs of each throughput workload per configuration; the median run is reported (one 5 s run varied 0.6-1.0x). */
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const TTFB_REQUESTS = Number(process.env.BENCH_TTFB ?? 200);
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 10000);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
 const PROFILE = process.env.BENCH_PROFILE ?? 'auto';
-const LIMIT_S = Number(process.env.BENCH_LIMIT_S ?? 900);
+const LIMIT_S = Number(process.env.BENCH_LIMIT_S ?? 1500);
 
 const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 300);
@@ -177,18 +180,31 @@ async function measure(topo: Topology, def: ConfigDef, filter: FilterProcess | u
       return undefined;
     }
   };
+  // Each throughput workload RUNS times; the run with the median value stands for the configuration.
+  const runs = { bulk: [] as number[], http: [] as number[], https: [] as number[] };
+  const repeat = async <T>(name: 'bulk' | 'http' | 'https', fn: () => Promise<T>, value: (x: T) => number): Promise<T | undefined> => {
+    const all: T[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const x = await step(name, fn);
+      if (x !== undefined) all.push(x);
+    }
+    runs[name] = all.map(value);
+    return all.sort((a, b) => value(a) - value(b))[Math.floor((all.length - 1) / 2)];
+  };
+  const perRun = (s: number | undefined) => (s === undefined ? undefined : s / RUNS);
   const c0 = cpu();
-  r.bulk = await step('bulk', () => bulk(topo, SECONDS));
+  r.bulk = await repeat('bulk', () => bulk(topo, SECONDS), (x) => x.gbps);
   const c1 = cpu();
-  r.http = await step('http', () => connRate(topo, 'http', SECONDS));
+  r.http = await repeat('http', () => connRate(topo, 'http', SECONDS), (x) => x.perSecond);
   const c2 = cpu();
-  r.https = await step('https', () => connRate(topo, 'https', SECONDS));
+  r.https = await repeat('https', () => connRate(topo, 'https', SECONDS), (x) => x.perSecond);
   const c3 = cpu();
+  r.runs = runs;
   r.ttfbHttp = await step('ttfb', () => ttfb(topo, 'http', TTFB_REQUESTS));
   r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS));
   const c4 = cpu();
   if (pid !== undefined) {
-    r.cpu = { bulk: diff(c0, c1), http: diff(c1, c2), https: diff(c2, c3), ttfb: diff(c3, c4) };
+    r.cpu = { bulk: perRun(diff(c0, c1)), http: perRun(diff(c1, c2)), https: perRun(diff(c2, c3)), ttfb: diff(c3, c4) };
     r.peakRssMb = memoryMb(pid)?.peak;
     if (!filter!.proc.running) r.notes.push(`**the filter process exited during the run** (${filter!.proc.tail(300)})`);
   }
@@ -393,7 +409,7 @@ async function main(): Promise<void> {
     durationS: 0,
     command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'npm run build && node dist/bench/run.js',
     machine: machine(),
-    settings: { seconds: SECONDS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
+    settings: { seconds: SECONDS, runs: RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
       wrk: `wrk -t ${WRK_THREADS} -c ${WRK_CONNECTIONS} -H 'Connection: close'` },
     npm,
     configs: [],

@@ -18,14 +18,17 @@ export interface ConfigResult {
   rules: string;
   /** Why it was not measured (e.g. the npm binding did not build). */
   skipped?: string;
+  /** The median run of each throughput workload (see `runs` for all of them). */
   bulk?: Bulk;
   http?: Rate;
   https?: Rate;
+  /** Every run's value (Gbit/s, conn/s), in the order measured. */
+  runs?: { bulk: number[]; http: number[]; https: number[] };
   ttfbHttp?: Ttfb;
   ttfbHttps?: Ttfb;
   /** Errors of individual workloads, by workload. */
   errors: Record<string, string>;
-  /** Filter CPU seconds per phase (undefined without a filter process). */
+  /** Filter CPU seconds per phase and run (undefined without a filter process). */
   cpu?: { bulk?: number; http?: number; https?: number; ttfb?: number };
   peakRssMb?: number;
   queue?: { queueDropped: number; userDropped: number; lastId: number };
@@ -41,7 +44,7 @@ export interface BenchReport {
   durationS: number;
   command: string;
   machine: Machine;
-  settings: { seconds: number; ttfbRequests: number; flows: number; wrk: string };
+  settings: { seconds: number; runs: number; ttfbRequests: number; flows: number; wrk: string };
   npm: { ok: boolean; detail: string };
   /** /proc/loadavg (1, 5, 15 min) before the first configuration. */
   loadBefore?: string;
@@ -133,17 +136,21 @@ function metricTable(r: BenchReport, title: string, unit: string, get: (c: Confi
   return `### ${title}\n\n${head}\n${sep}\n${rows.join('\n')}\n`;
 }
 
+function runsOf(c: ConfigResult, key: 'bulk' | 'http' | 'https', digits: number): string {
+  return c.runs?.[key].map((v) => fmt(v, digits)).join(', ') ?? '-';
+}
+
 function errorsOf(c: ConfigResult, ...keys: string[]): string {
   return keys.map((k) => c.errors[k]).filter((e) => e !== undefined).join('; ');
 }
 
-function rateExtra(get: (c: ConfigResult) => Rate | undefined, errKey: string) {
+function rateExtra(get: (c: ConfigResult) => Rate | undefined, errKey: 'http' | 'https') {
   return {
-    head: 'connections | errors',
+    head: 'connections | errors | every run',
     cell: (c: ConfigResult) => {
       const x = get(c);
-      if (x === undefined) return `- | ${errorsOf(c, errKey) || '-'}`;
-      return `${x.requests} | ${x.socketErrors + x.non2xx}${c.errors[errKey] ? ` (${c.errors[errKey]})` : ''}`;
+      if (x === undefined) return `- | ${errorsOf(c, errKey) || '-'} | -`;
+      return `${x.requests} | ${x.socketErrors + x.non2xx}${c.errors[errKey] ? ` (${c.errors[errKey]})` : ''} | ${runsOf(c, errKey, 0)}`;
     },
   };
 }
@@ -246,7 +253,7 @@ function profileSection(r: BenchReport): string {
 /** The Markdown of one run. */
 export function renderReport(r: BenchReport, targets: Target[], analysis: string[]): string {
   const m = r.machine;
-  const c = (get: (x: ConfigResult) => Rate | undefined, key: string) => rateExtra(get, key);
+  const c = (get: (x: ConfigResult) => Rate | undefined, key: 'http' | 'https') => rateExtra(get, key);
   const lines = [
     `# Gateway benchmark (issues 2 and 7)`,
     '',
@@ -254,12 +261,13 @@ export function renderReport(r: BenchReport, targets: Target[], analysis: string
     '',
     `Machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, kernel \`${m.kernel}\`, Node ${m.node}. `
       + `Load average before the run: ${r.loadBefore ?? '?'}. `
-      + 'One run on a shared machine: differences of a few percent are noise (compare the two "no queue" rows).',
+      + 'A shared machine: differences of a few percent are noise (compare the two "no queue" rows, and the runs of each).',
     '',
     `Path: client - gateway - server network namespaces joined by veth pairs (offloads on), built by the e2e harness. `
-      + `Servers: nginx (2 workers) on 80/443 and iperf3 in the server namespace. Per configuration: iperf3 one stream for `
-      + `${r.settings.seconds} s; wrk \`${r.settings.wrk}\` for ${r.settings.seconds} s against http://allowed.test/ and `
-      + `https://allowed.test/ (the client namespace resolves the name, so SNI and Host carry it); `
+      + `Servers: nginx (2 workers) on 80/443 and iperf3 in the server namespace. Per configuration, ${r.settings.runs} runs of each (the median run `
+      + `is reported, every run is listed): iperf3 one stream for ${r.settings.seconds} s; wrk \`${r.settings.wrk}\` for `
+      + `${r.settings.seconds} s against http://allowed.test/ and https://allowed.test/ (the client namespace resolves the `
+      + `name, so SNI and Host carry it); filter CPU time is per run; `
       + `${r.settings.ttfbRequests} sequential curl requests each for HTTP and HTTPS.`,
     '',
     '## Configurations',
@@ -279,12 +287,12 @@ export function renderReport(r: BenchReport, targets: Target[], analysis: string
     ...(analysis.length ? ['## What dominates where targets are missed', '', ...analysis, ''] : []),
     '## Results',
     '',
-    metricTable(r, 'Bulk throughput (iperf3, one stream)', 'Gbit/s', (x) => x.bulk?.gbps, 2, {
-      head: 'retransmits', cell: (x) => (x.bulk ? String(x.bulk.retransmits) : errorsOf(x, 'bulk') || '-'),
+    metricTable(r, 'Bulk throughput (iperf3, one stream; median run)', 'Gbit/s', (x) => x.bulk?.gbps, 2, {
+      head: 'retransmits | every run', cell: (x) => `${x.bulk ? String(x.bulk.retransmits) : errorsOf(x, 'bulk') || '-'} | ${runsOf(x, 'bulk', 2)}`,
     }),
-    metricTable(r, 'New HTTP connections per second (wrk, Connection: close)', 'conn/s', (x) => x.http?.perSecond, 0,
+    metricTable(r, 'New HTTP connections per second (wrk, Connection: close; median run)', 'conn/s', (x) => x.http?.perSecond, 0,
       c((x) => x.http, 'http')),
-    metricTable(r, 'New HTTPS connections per second (wrk, Connection: close)', 'conn/s', (x) => x.https?.perSecond, 0,
+    metricTable(r, 'New HTTPS connections per second (wrk, Connection: close; median run)', 'conn/s', (x) => x.https?.perSecond, 0,
       c((x) => x.https, 'https')),
     ttfbTable(r, 'HTTP', (x) => x.ttfbHttp),
     ttfbTable(r, 'HTTPS', (x) => x.ttfbHttps),

@@ -9,6 +9,7 @@ import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
 import { Flow, HeldEntry, NO_HELD, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
+import { srcIsLow } from '../flow/key.js';
 import { StreamReassembler } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
@@ -231,11 +232,12 @@ export class Engine {
     }
     const tcp = decoded.packet;
     const now = this.now();
-    const key = this.table.keyOf(tcp);
+    const low = srcIsLow(tcp);
+    const key = this.table.keyOf(tcp, low);
     let flow = this.table.get(key);
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
     if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn
-      && flow.isFromClient(tcp.src, tcp.sport)) {
+      && flow.isClientSide(low)) {
       // A new connection on the same four-tuple (the client reused its port): the old flow is over.
       this.stats.count('port_reuse');
       this.completeFlow(flow, 'closed', 'drop');
@@ -252,7 +254,7 @@ export class Engine {
         else this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.block)); // the rules reset the sender
         return;
       }
-      flow = this.createFlow(tcp, now, key);
+      flow = this.createFlow(tcp, now, key, low);
       if (flow === undefined) {
         // Servers put no data in a SYN-ACK: one opening a connection is a client's fake, which a
         // server in LISTEN answers with an RST (EVASION.md 14). It must not pass, nor name the client.
@@ -265,7 +267,7 @@ export class Engine {
     }
     flow.lastSeen = now;
     this.table.touch(flow);
-    const fromClient = flow.isFromClient(tcp.src, tcp.sport);
+    const fromClient = flow.isClientSide(low);
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
       flow.c2s.packets++;
@@ -301,17 +303,14 @@ export class Engine {
     this.noteBusy(flow);
   }
 
-  private createFlow(tcp: TcpPacket, now: number, key: string): Flow | undefined {
+  private createFlow(tcp: TcpPacket, now: number, key: string, srcLow: boolean): Flow | undefined {
     const syn = (tcp.flags & (SYN | ACK)) === SYN;
     if (!syn && tcp.payload.length === 0) return undefined; // a bare ACK/FIN/RST of a connection we never knew: not ours
     if (tcp.flags & RST) return undefined;
     // A SYN-ACK opens nothing: its sender is not known to be the server (a client can send one first).
     if ((tcp.flags & (SYN | ACK)) === (SYN | ACK)) return undefined;
     // The SYN sender is the client; otherwise the first data sender.
-    const client = { addr: tcp.src, port: tcp.sport };
-    const server = { addr: tcp.dst, port: tcp.dport };
-    const flow = new Flow(key, tcp.family, client, server, now,
-      this.options.idPrefix);
+    const flow = new Flow(key, srcLow, now, this.options.idPrefix);
     if (!syn) {
       flow.midstream = true;
       flow.tcp = 'established';

@@ -14,6 +14,7 @@
  */
 import type { StreamReassembler } from '../reassembly/stream.js';
 import { FlowgateError } from '../errors.js';
+import { keyAddr, keyPort } from './key.js';
 
 /** What a paused flow can be resumed with (the filter API): a final verdict, more data, or pass N more bytes. */
 export type ResumeVerdict = 'allow' | 'block' | 'needMore' | { pass: number };
@@ -99,8 +100,8 @@ export class HeldEntry implements HeldPacket {
 
 let nextFlowNumber = 1;
 
-/** Bits of Flow.flags. */
-const FLAG_V6 = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
+/** Bits of Flow.flags. FLAG_CLIENT_LOW: the client is the endpoint the key names first. */
+const FLAG_CLIENT_LOW = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
 const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
 const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
 /** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
@@ -133,18 +134,14 @@ export const NO_HELD: HeldPacket[] = Object.freeze([]) as unknown as HeldPacket[
 export class Flow {
   /** The number in the id (the engine's id prefix is an index in the flags): the id string is made when asked for. */
   private readonly idNumber: number;
-  readonly key: string;
   /**
-   * Client and server address and port, the engine's copy (embedders use `client` and `server`):
-   * flat fields, since an object per endpoint cost 40 bytes a flow.
+   * The flow table's key, which holds both endpoints' addresses and ports: the flow reads them
+   * back from it when asked (copies cost 56 bytes a flow, and the address texts are seldom needed).
    */
-  readonly clientAddr: string;
-  readonly serverAddr: string;
-  /** Client port in the high 16 bits, server port in the low 16 (one field: 8 bytes a flow less). */
-  private readonly ports: number;
+  readonly key: string;
   readonly createdAt: number;
   lastSeen: number;
-  /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
+  /** client side, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
   /** `tfo` and `resumer`, rarely set: one field for both, made when either is first set (8 bytes a flow less). */
   private rare: { tfo: FastOpen | undefined; resumer: ((verdict: ResumeVerdict) => void) | undefined } | undefined = undefined;
@@ -170,14 +167,11 @@ export class Flow {
   /** The engine's inspection state while the flow is under inspection; not for embedders. */
   inspection?: unknown;
 
-  constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
-    server: { addr: string; port: number }, now: number, idPrefix = '') {
+  /** @param clientLow the client is the endpoint `key` names first (see srcIsLow). */
+  constructor(key: string, clientLow: boolean, now: number, idPrefix = '') {
     this.idNumber = nextFlowNumber++;
     this.key = key;
-    this.flags = (family === 6 ? FLAG_V6 : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
-    this.clientAddr = client.addr;
-    this.serverAddr = server.addr;
-    this.ports = ((client.port & 0xffff) << 16 | (server.port & 0xffff)) | 0;
+    this.flags = (clientLow ? FLAG_CLIENT_LOW : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
     this.createdAt = now;
     this.lastSeen = now;
   }
@@ -210,12 +204,27 @@ export class Flow {
     };
   }
 
+  /** The client is the endpoint the key names first. */
+  private get clientLow(): boolean {
+    return (this.flags & FLAG_CLIENT_LOW) !== 0;
+  }
+
+  /** The client's address text (as a packet's `src`), made from the key when asked. */
+  get clientAddr(): string {
+    return keyAddr(this.key, this.clientLow);
+  }
+
+  /** The server's address text, made from the key when asked. */
+  get serverAddr(): string {
+    return keyAddr(this.key, !this.clientLow);
+  }
+
   get clientPort(): number {
-    return this.ports >>> 16;
+    return keyPort(this.key, this.clientLow);
   }
 
   get serverPort(): number {
-    return this.ports & 0xffff;
+    return keyPort(this.key, !this.clientLow);
   }
 
   /** Short id, unique in this process ("f1a2"). */
@@ -224,7 +233,7 @@ export class Flow {
   }
 
   get family(): 4 | 6 {
-    return this.flags & FLAG_V6 ? 6 : 4;
+    return this.key.length === 6 ? 4 : 6;
   }
 
   /** Where the flow stands in its lifecycle. */
@@ -293,6 +302,14 @@ export class Flow {
   /** True when the packet with this source is client-to-server. */
   isFromClient(src: string, sport: number): boolean {
     return sport === this.clientPort && src === this.clientAddr;
+  }
+
+  /**
+   * True when a packet of this flow whose source is the lower endpoint (`srcIsLow(tcp)`) is
+   * client-to-server: what isFromClient answers, without the address text.
+   */
+  isClientSide(srcLow: boolean): boolean {
+    return srcLow === this.clientLow;
   }
 }
 

@@ -7,7 +7,7 @@ import { decodeIp } from '../packet/decode.js';
 import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
-import { Flow, HeldEntry, NO_HELD, type HeldPacket } from '../flow/flow.js';
+import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
 import { srcIsLow } from '../flow/key.js';
 import { StreamReassembler } from '../reassembly/stream.js';
@@ -202,7 +202,7 @@ export class Engine {
     if (insp === undefined) return flow.phase;
     const deciding = insp.units.find((u) => u.state === 'deciding');
     if (deciding !== undefined) return `decision (${deciding.info.sni ?? deciding.info.host ?? deciding.info.app})`;
-    if (flow.held.length > 0) return 'more data';
+    if (flow.heldCount > 0) return 'more data';
     return 'next request';
   }
 
@@ -400,7 +400,7 @@ export class Engine {
   private noteBusy(flow: Flow): void {
     const insp = this.inspections.get(flow);
     if (insp === undefined) return;
-    const busy = flow.held.length > 0 || insp.timer !== undefined;
+    const busy = flow.heldCount > 0 || insp.timer !== undefined;
     if (busy === ((insp.bits & INSP_BUSY) !== 0)) return;
     this.busyFlows += busy ? 1 : -1;
     if (busy) {
@@ -495,7 +495,8 @@ export class Engine {
         // A retransmitted SYN with data: redundant while the first is held, needed once it left;
         // never with different bytes.
         const dup = flow.stream.insert(seqAdd(tcp.seq, 1), tcp.payload);
-        const stillHeld = flow.held.some((h) => h.seq === seqAdd(tcp.seq, 1));
+        let stillHeld = false;
+        for (let i = 0; i < flow.heldCount; i++) if (flow.heldPacket(i).seq === seqAdd(tcp.seq, 1)) stillHeld = true;
         this.verdict(pkt, dup.kind === 'duplicate' && !stillHeld ? NF_ACCEPT : NF_DROP);
         return;
       }
@@ -512,7 +513,7 @@ export class Engine {
       flow.tcp = 'closing';
       return;
     }
-    if (len === 0 && (!(tcp.flags & FIN) || flow.held.length === 0)) {
+    if (len === 0 && (!(tcp.flags & FIN) || flow.heldCount === 0)) {
       // Pure ACKs, and a FIN with nothing held in front of it, pass at once.
       trackClient(flow, tcp);
       this.verdict(pkt, NF_ACCEPT);
@@ -585,7 +586,7 @@ export class Engine {
         if (endOffset <= 0) {
           this.stats.count('evasion_before_isn');
           this.verdict(pkt, NF_DROP);
-        } else if (endOffset <= this.clearedUntil(flow, inspection) && flow.held.length === 0) {
+        } else if (endOffset <= this.clearedUntil(flow, inspection) && flow.heldCount === 0) {
           this.verdict(pkt, NF_ACCEPT);
         } else {
           this.stats.count('duplicate_dropped');
@@ -607,7 +608,7 @@ export class Engine {
     }
     // Bytes already covered by an allow (a request body) pass at once when nothing waits before them.
     const cleared = this.clearedUntil(flow, inspection);
-    if (endOffset <= cleared && flow.held.length === 0 && res.buffered === 0) {
+    if (endOffset <= cleared && flow.heldCount === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
       // A request body streams through: keep only what the analyzer still needs.
       this.releaseTo(flow, Math.min(cleared, inspection.analyzer.consumed()));
@@ -615,10 +616,11 @@ export class Engine {
       return;
     }
     this.advance(flow, inspection);
-    if (syn && flow.held.length > 0 && flow.held[0]!.id === pkt.id && !inspection.units.some((u) => u.state === 'deciding')) {
+    if (syn && flow.heldCount > 0 && flow.heldPacket(0).id === pkt.id && !inspection.units.some((u) => u.state === 'deciding')) {
       // An incomplete unit in a SYN: the client cannot send the rest before the handshake, so
       // the SYN goes on; its bytes are still counted and the unit is decided when complete.
-      flow.held.shift();
+      const first = flow.heldPacket(0);
+      flow.keepHeld((h) => h !== first);
       this.unhold(flow, { id: pkt.id, mark: pkt.mark, endOffset, seq: dataSeq, bytes: len, heldAt: now }, now);
       this.send(pkt.id, NF_ACCEPT);
     }
@@ -650,15 +652,13 @@ export class Engine {
   private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number, seq = tcp.seq): boolean {
     if (pkt.id === this.current) this.currentTaken = true;
     const entry: HeldPacket = new HeldEntry(pkt.id, pkt.mark, endOffset, seq, tcp.payload.length, now);
-    // The first held packet gets an array of one (a push on an empty array reserves 17 slots).
-    if (flow.held.length === 0) flow.held = [entry];
-    else flow.held.push(entry);
+    flow.addHeld(entry);
     flow.heldBytes += entry.bytes;
     this.heldBytesTotal += entry.bytes;
     flow.heldPackets++;
     this.stats.held++;
     const l = this.options.limits;
-    if (flow.held.length > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
+    if (flow.heldCount > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
       || this.heldBytesTotal > l.maxHeldBytesTotal) {
       this.stats.count('limit_held');
       this.force(flow, { verdict: this.options.onLimit, reason: 'limit' }, { app: flow.app ?? 'unknown' });
@@ -774,9 +774,9 @@ export class Engine {
     const now = this.now();
     if (!unit.silent && !decision.quiet) {
       flow.decisions++;
-      const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
+      const heldMs = flow.heldCount > 0 ? now - flow.heldPacket(0).heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
-      this.onEvent(decisionEvent(flow, unit.info, decision, flow.held.length, heldMs, this.wallClock()));
+      this.onEvent(decisionEvent(flow, unit.info, decision, flow.heldCount, heldMs, this.wallClock()));
     }
     if (decision.verdict === 'block') {
       this.block(flow, insp);
@@ -804,13 +804,13 @@ export class Engine {
 
   /** Releases, in arrival order, every held packet whose bytes are all allowed. */
   private releaseCleared(flow: Flow, insp: Inspection): void {
-    if (flow.held.length === 0) return;
+    if (flow.heldCount === 0) return;
     const cleared = this.clearedUntil(flow, insp);
     const now = this.now();
-    const held = flow.held;
     let released = 0;
     const m = this.options.marks;
-    for (const h of held) {
+    for (let i = 0; i < flow.heldCount; i++) {
+      const h = flow.heldPacket(i);
       if (h.endOffset <= cleared) {
         released++;
         // The first release of a flow inspected request by request marks it so replies bypass the
@@ -820,14 +820,7 @@ export class Engine {
         else this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
       }
     }
-    // Only a release changes the array, and the new one is sized to what it keeps (a pushed-to
-    // or filtered array reserves 17 slots, per waiting flow).
-    if (released > 0) {
-      const kept = new Array<HeldPacket>(held.length - released);
-      let k = 0;
-      for (const h of held) if (h.endOffset > cleared) kept[k++] = h;
-      flow.held = kept;
-    }
+    if (released > 0) flow.keepHeld((h) => h.endOffset > cleared);
     // Units before the frontier are done; forget their bytes.
     this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
     if (insp.units.some((u) => u.state === 'allowed')) {
@@ -850,19 +843,17 @@ export class Engine {
     if (flow.tfo !== undefined && !flow.tfo.confirmed) {
       // Data from a SYN is allowed, but the flow is marked only once the SYN-ACK has shown the
       // server kept that data: until then its packets must keep coming here.
-      for (const h of flow.held) {
+      for (const h of flow.takeHeld()) {
         this.unhold(flow, h, now);
         this.send(h.id, NF_ACCEPT);
       }
-      flow.held = NO_HELD;
       flow.bypassPending = true;
       return;
     }
-    for (const h of flow.held) {
+    for (const h of flow.takeHeld()) {
       this.unhold(flow, h, now);
       this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
     }
-    flow.held = NO_HELD;
     void insp;
     this.completeFlow(flow, 'bypassed');
   }
@@ -872,8 +863,7 @@ export class Engine {
     void insp;
     const now = this.now();
     const m = this.options.marks;
-    const held = flow.held;
-    flow.held = NO_HELD;
+    const held = flow.takeHeld();
     // The server expects the lowest held byte next (nothing from there on was released).
     let firstSeq: number | undefined;
     for (const h of held) if (h.bytes > 0 && (firstSeq === undefined || seqDiff(h.seq, firstSeq) < 0)) firstSeq = h.seq;
@@ -917,17 +907,16 @@ export class Engine {
    */
   private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop', remember?: Verdict): void {
     this.endInspection(flow);
-    if (flow.held.length > 0) {
+    if (flow.heldCount > 0) {
       // Only reached for timeouts, eviction and shutdown: the verdict was passed in as `tomb`.
       const now = this.now();
       const allow = tomb === 'allow';
       const m = this.options.marks;
-      for (const h of flow.held) {
+      for (const h of flow.takeHeld()) {
         this.unhold(flow, h, now);
         if (allow) this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
         else this.send(h.id, NF_DROP);
       }
-      flow.held = NO_HELD;
     }
     flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
     flow.stream = undefined;
@@ -964,8 +953,8 @@ export class Engine {
     for (let f = this.busyHead; f !== undefined; f = (f.inspection as Inspection).busyNext) busy.push(f);
     for (const flow of busy) {
       const insp = this.inspections.get(flow);
-      if (insp === undefined || insp.timer !== undefined || flow.held.length === 0) continue;
-      if (now - flow.held[0]!.heldAt >= heldLimit) this.expireIncomplete(flow);
+      if (insp === undefined || insp.timer !== undefined || flow.heldCount === 0) continue;
+      if (now - flow.heldPacket(0).heldAt >= heldLimit) this.expireIncomplete(flow);
     }
     this.table.expireTombstones(now);
   }
@@ -983,7 +972,7 @@ export class Engine {
 
   /** True when the flow holds packets or part of a unit with no decision asked for. */
   private incomplete(flow: Flow, insp: Inspection): boolean {
-    if (flow.held.length > 0) return true;
+    if (flow.heldCount > 0) return true;
     const stream = flow.stream;
     return stream !== undefined && insp.analyzer.frontier() < stream.offset;
   }

@@ -124,12 +124,6 @@ function internPrefix(prefix: string): number {
 /** Index 0 is the initial phase. */
 const PHASES: readonly FlowPhase[] = ['handshake', 'inspecting', 'bypassed', 'blocked', 'closed'];
 
-/**
- * The held packets of a flow holding none: shared (an empty array per flow cost 32 bytes, and a
- * push on one reserves 17 slots). The engine replaces it, never pushes to it.
- */
-export const NO_HELD: HeldPacket[] = Object.freeze([]) as unknown as HeldPacket[];
-
 /** One TCP connection. Fields are read-only for embedders; the engine owns them. */
 export class Flow {
   /** The number in the id (the engine's id prefix is an index in the flags): the id string is made when asked for. */
@@ -149,8 +143,12 @@ export class Flow {
   app?: 'tls' | 'http' | 'unknown';
   /** Client-to-server byte stream, once data flows. */
   stream?: StreamReassembler;
-  /** Packets held in arrival order. */
-  held: HeldPacket[] = NO_HELD;
+  /**
+   * The packets held, in arrival order: none, the one packet as is (an array of one cost 56 bytes
+   * more, and a flow waiting for the rest of its hello mostly holds one), or an array of two or
+   * more. Read through heldCount and heldPacket; changed only by the methods below.
+   */
+  private heldSlot: HeldPacket | HeldPacket[] | undefined = undefined;
   heldBytes = 0;
   /**
    * The counters kept flat (a counters object per flow cost 80 bytes): packets and bytes are the
@@ -194,6 +192,57 @@ export class Flow {
   set resumer(v: ((verdict: ResumeVerdict) => void) | undefined) {
     if (this.rare !== undefined) this.rare.resumer = v;
     else if (v !== undefined) this.rare = { tfo: undefined, resumer: v };
+  }
+
+  /** Packets held right now. */
+  get heldCount(): number {
+    const h = this.heldSlot;
+    return h === undefined ? 0 : Array.isArray(h) ? h.length : 1;
+  }
+
+  /** The `i`th packet held, oldest first (`i` below heldCount). */
+  heldPacket(i: number): HeldPacket {
+    const h = this.heldSlot!;
+    return Array.isArray(h) ? h[i]! : h;
+  }
+
+  /** The packets held, oldest first (a copy). */
+  get held(): HeldPacket[] {
+    const h = this.heldSlot;
+    return h === undefined ? [] : Array.isArray(h) ? h.slice() : [h];
+  }
+
+  /** Holds one more packet (the engine's bookkeeping of bytes and counters is its own). */
+  addHeld(entry: HeldPacket): void {
+    const h = this.heldSlot;
+    if (h === undefined) this.heldSlot = entry;
+    else if (Array.isArray(h)) h.push(entry);
+    else this.heldSlot = [h, entry];
+  }
+
+  /** Keeps only the held packets `keep` answers true for, in order. */
+  keepHeld(keep: (h: HeldPacket) => boolean): void {
+    const h = this.heldSlot;
+    if (h === undefined) return;
+    if (!Array.isArray(h)) {
+      if (!keep(h)) this.heldSlot = undefined;
+      return;
+    }
+    let n = 0;
+    for (const x of h) if (keep(x)) n++;
+    if (n === h.length) return;
+    // Sized to what it keeps (a filtered array reserves 17 slots, per waiting flow).
+    const kept = new Array<HeldPacket>(n);
+    let k = 0;
+    for (const x of h) if (keep(x)) kept[k++] = x;
+    this.heldSlot = n === 0 ? undefined : n === 1 ? kept[0] : kept;
+  }
+
+  /** Takes every held packet out, oldest first: the flow holds none after. */
+  takeHeld(): HeldPacket[] {
+    const all = this.held;
+    this.heldSlot = undefined;
+    return all;
   }
 
   /** The flow's counters, as they stand when read (a copy: the engine counts in the flow). */

@@ -10,7 +10,7 @@ import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
 import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
 import { srcIsLow } from '../flow/key.js';
-import { StreamReassembler } from '../reassembly/stream.js';
+import { StreamReassembler, type StreamLimits } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
 import { analyzerFactory } from '../protocols/dispatch.js';
@@ -152,6 +152,8 @@ export class Engine {
   private readonly hooks: EngineHooks;
   private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
   private readonly inspections = new Inspections();
+  /** The limits of every client stream: one object for all (see StreamReassembler's `limits`). */
+  private readonly streamLimits: StreamLimits;
   private heldBytesTotal = 0;
   /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
   private busyFlows = 0;
@@ -174,6 +176,11 @@ export class Engine {
     this.hooks = init.hooks ?? {};
     this.makeAnalyzer = init.analyzer ?? analyzerFactory(this.options.limits);
     this.table = new FlowTable(this.options.limits.maxFlows);
+    const l = this.options.limits;
+    this.streamLimits = Object.freeze({
+      maxOutOfOrderBytes: l.maxOutOfOrderBytesPerFlow,
+      maxRetainedBytes: Math.max(l.maxHelloBytes, l.maxRequestHeadBytes) * 2,
+    });
   }
 
   /** Swaps the policy; decisions already in flight keep the one they started with. */
@@ -429,10 +436,7 @@ export class Engine {
 
   /** Starts reassembling and inspecting the client stream at `firstSeq`. */
   private openStream(flow: Flow, firstSeq: number): void {
-    flow.stream = new StreamReassembler(firstSeq, {
-      maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
-      maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
-    });
+    flow.stream = new StreamReassembler(firstSeq, this.streamLimits);
     this.beginInspection(flow);
   }
 

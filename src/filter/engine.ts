@@ -657,7 +657,6 @@ export class Engine {
     if (pkt.id === this.current) this.currentTaken = true;
     const entry: HeldPacket = new HeldEntry(pkt.id, pkt.mark, endOffset, seq, tcp.payload.length, now);
     flow.addHeld(entry);
-    flow.heldBytes += entry.bytes;
     this.heldBytesTotal += entry.bytes;
     flow.heldPackets++;
     this.stats.held++;
@@ -834,7 +833,6 @@ export class Engine {
   }
 
   private unhold(flow: Flow, h: HeldPacket, now: number): void {
-    flow.heldBytes -= h.bytes;
     this.heldBytesTotal -= h.bytes;
     flow.heldMs += now - h.heldAt;
     this.stats.held--;

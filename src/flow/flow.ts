@@ -104,8 +104,13 @@ let nextFlowNumber = 1;
 const FLAG_CLIENT_LOW = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
 const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
 const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
+/** Flow.flags bits 8-10: the index of the flow's app in APPS (APP_OTHER: a name of an embedder's analyzer, kept in `rare`). */
+const APP_SHIFT = 8, APP_MASK = 7 << APP_SHIFT;
+type App = 'tls' | 'http' | 'unknown';
+const APPS: readonly (App | undefined)[] = [undefined, 'tls', 'http', 'unknown'];
+const APP_OTHER = APPS.length;
 /** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
-const PREFIX_SHIFT = 8;
+const PREFIX_SHIFT = 11;
 /**
  * The id prefixes in use (one per engine, '' first), so a flow keeps a small index in its flags
  * rather than a field of its own (8 bytes a flow).
@@ -137,10 +142,11 @@ export class Flow {
   lastSeen: number;
   /** client side, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
-  /** `tfo` and `resumer`, rarely set: one field for both, made when either is first set (8 bytes a flow less). */
-  private rare: { tfo: FastOpen | undefined; resumer: ((verdict: ResumeVerdict) => void) | undefined } | undefined = undefined;
-  /** The application protocol found in the client stream (an embedder's analyzer may name others). */
-  app?: 'tls' | 'http' | 'unknown';
+  /**
+   * What is rarely set (`tfo`, `resumer`, `userData`, an app name outside APPS): one field for
+   * all, made when one is first set (each field of its own cost 8 bytes a flow).
+   */
+  private rare: RareFlowState | undefined = undefined;
   /** Client-to-server byte stream, once data flows. */
   stream?: StreamReassembler;
   /**
@@ -149,7 +155,6 @@ export class Flow {
    * more. Read through heldCount and heldPacket; changed only by the methods below.
    */
   private heldSlot: HeldPacket | HeldPacket[] | undefined = undefined;
-  heldBytes = 0;
   /**
    * The counters kept flat (a counters object per flow cost 80 bytes): packets and bytes are the
    * directions' (c2s is out, s2c in), these three the flow's. `counters` reads them all.
@@ -160,8 +165,6 @@ export class Flow {
   /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut and bytesOut for c2s). */
   readonly c2s: DirectionState = new Direction();
   readonly s2c: DirectionState = new Direction();
-  /** Free for embedders to attach their own state. */
-  userData: unknown;
   /** The engine's inspection state while the flow is under inspection; not for embedders. */
   inspection?: unknown;
 
@@ -174,14 +177,42 @@ export class Flow {
     this.lastSeen = now;
   }
 
+  /** The rarely set state, made on first use. */
+  private get rareState(): RareFlowState {
+    return (this.rare ??= { tfo: undefined, resumer: undefined, userData: undefined, app: undefined });
+  }
+
+  /** Free for embedders to attach their own state. */
+  get userData(): unknown {
+    return this.rare?.userData;
+  }
+
+  set userData(v: unknown) {
+    if (this.rare !== undefined || v !== undefined) this.rareState.userData = v;
+  }
+
+  /** The application protocol found in the client stream (an embedder's analyzer may name others). */
+  get app(): App | undefined {
+    const i = (this.flags & APP_MASK) >>> APP_SHIFT;
+    return i === APP_OTHER ? this.rare!.app : APPS[i];
+  }
+
+  set app(v: App | undefined) {
+    let i = APPS.indexOf(v);
+    if (i < 0) {
+      i = APP_OTHER;
+      this.rareState.app = v;
+    }
+    this.flags = (this.flags & ~APP_MASK) | (i << APP_SHIFT);
+  }
+
   /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
   get tfo(): FastOpen | undefined {
     return this.rare?.tfo;
   }
 
   set tfo(v: FastOpen | undefined) {
-    if (this.rare !== undefined) this.rare.tfo = v;
-    else if (v !== undefined) this.rare = { tfo: v, resumer: undefined };
+    if (this.rare !== undefined || v !== undefined) this.rareState.tfo = v;
   }
 
   /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
@@ -190,14 +221,20 @@ export class Flow {
   }
 
   set resumer(v: ((verdict: ResumeVerdict) => void) | undefined) {
-    if (this.rare !== undefined) this.rare.resumer = v;
-    else if (v !== undefined) this.rare = { tfo: undefined, resumer: v };
+    if (this.rare !== undefined || v !== undefined) this.rareState.resumer = v;
   }
 
   /** Packets held right now. */
   get heldCount(): number {
     const h = this.heldSlot;
     return h === undefined ? 0 : Array.isArray(h) ? h.length : 1;
+  }
+
+  /** Payload bytes held right now (summed when asked: at most max_held_packets_per_flow packets). */
+  get heldBytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.heldCount; i++) n += this.heldPacket(i).bytes;
+    return n;
   }
 
   /** The `i`th packet held, oldest first (`i` below heldCount). */
@@ -360,6 +397,15 @@ export class Flow {
   isClientSide(srcLow: boolean): boolean {
     return srcLow === this.clientLow;
   }
+}
+
+/** The flow state that is rarely set, kept apart (see Flow.rare). */
+interface RareFlowState {
+  tfo: FastOpen | undefined;
+  resumer: ((verdict: ResumeVerdict) => void) | undefined;
+  userData: unknown;
+  /** The app name when it is not one of APPS. */
+  app: App | undefined;
 }
 
 /** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */

@@ -82,15 +82,28 @@ export interface HeldPacket {
 }
 
 /**
- * A held packet as the engine stores it: the sequence number is kept as a signed 32-bit integer,
- * which V8 keeps in the object (an unsigned one of 2^31 or more costs a 16-byte box).
+ * A held packet as the engine stores it: the packet id, mark and sequence number (unsigned 32-bit
+ * numbers) are kept as signed 32-bit integers, which V8 keeps in the object (an unsigned one of
+ * 2^31 or more costs a 16-byte box).
  */
 export class HeldEntry implements HeldPacket {
+  private readonly id_: number;
+  private readonly mark_: number;
   private readonly seq_: number;
 
-  constructor(readonly id: number, readonly mark: number, readonly endOffset: number, seq: number,
+  constructor(id: number, mark: number, readonly endOffset: number, seq: number,
     readonly bytes: number, readonly heldAt: number) {
+    this.id_ = id | 0;
+    this.mark_ = mark | 0;
     this.seq_ = seq | 0;
+  }
+
+  get id(): number {
+    return this.id_ >>> 0;
+  }
+
+  get mark(): number {
+    return this.mark_ >>> 0;
   }
 
   get seq(): number {
@@ -138,7 +151,12 @@ export class Flow {
    * back from it when asked (copies cost 56 bytes a flow, and the address texts are seldom needed).
    */
   readonly key: string;
+  /**
+   * When the flow was created, in whole milliseconds of the engine's clock (rounded down): a
+   * small integer is kept in the object, where the clock's fractional time cost a 16-byte box.
+   */
   readonly createdAt: number;
+  /** When the flow's last packet was seen, on the engine's clock. */
   lastSeen: number;
   /** client side, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
@@ -173,7 +191,7 @@ export class Flow {
     this.idNumber = nextFlowNumber++;
     this.key = key;
     this.flags = (clientLow ? FLAG_CLIENT_LOW : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
-    this.createdAt = now;
+    this.createdAt = Math.floor(now);
     this.lastSeen = now;
   }
 

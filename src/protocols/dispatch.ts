@@ -64,8 +64,12 @@ class FlowAnalyzer implements StreamAnalyzer {
    * in `http` (one field for both: an analyzer per flow under inspection, each field 8 bytes).
    */
   private reader: ClientHelloReader | HttpRequestReader | undefined = undefined;
-  /** Bytes gathered while the protocol is still unclear. */
-  private sniff = EMPTY;
+  /**
+   * In `detect` mode the bytes gathered while the protocol is still unclear (`sniff`); in
+   * `afterHello` a record header being gathered (`header`, made with its first byte). One field
+   * for both: no analyzer is in both modes at once, and a field costs 8 bytes a flow.
+   */
+  private scratch: Uint8Array = EMPTY;
   /** Start of the unit being gathered (Infinity while in a request body). */
   private unitStart = 0;
   /** Offset one past the last byte fed. */
@@ -75,9 +79,17 @@ class FlowAnalyzer implements StreamAnalyzer {
    * inspection: each field is 8 bytes); layout in TUNNELLED .. HELLOS_SHIFT.
    */
   private packed = 0;
-  /** After the first hello: a record header being gathered (allocated with its first byte), and record bytes left to skip. */
-  private header: Uint8Array | null = null;
+  /** After the first hello: record bytes left to skip. */
   private skip = 0;
+
+  /** Bytes gathered while the protocol is still unclear (see `scratch`). */
+  private get sniff(): Uint8Array {
+    return this.scratch;
+  }
+
+  private set sniff(v: Uint8Array) {
+    this.scratch = v;
+  }
 
   private get mode(): Mode {
     return MODES[(this.packed & MODE_MASK) >>> MODE_SHIFT]!;
@@ -250,7 +262,8 @@ class FlowAnalyzer implements StreamAnalyzer {
         this.unitStart += n;
         continue;
       }
-      const header = (this.header ??= new Uint8Array(5));
+      // `scratch` was let go of (EMPTY) when detection ended: the first header byte gets it its 5 bytes.
+      const header = this.scratch.length === 5 ? this.scratch : (this.scratch = new Uint8Array(5));
       header[this.headerFill++] = bytes[i++]!;
       if (this.headerFill === 1 && header[0] !== TLS_CHANGE_CIPHER_SPEC && header[0] !== TLS_HANDSHAKE) {
         this.mode = 'done';

@@ -74,11 +74,13 @@ interface Unit {
 interface Inspection {
   analyzer: StreamAnalyzer;
   units: Unit[];
-  /** Token of the decision in flight, to ignore late settles. */
-  token: number;
   timer?: unknown;
   decidingSince: number;
-  /** INSP_ADVANCING and INSP_BUSY (counted in `busyFlows`: holds packets or waits for an asynchronous decision). */
+  /**
+   * INSP_ADVANCING and INSP_BUSY (counted in `busyFlows`: holds packets or waits for an
+   * asynchronous decision), and from TOKEN_SHIFT up the token of the decision in flight, to ignore
+   * late settles (see newToken: one field for the three, an inspection per flow).
+   */
   bits: number;
   /**
    * A copy of the last bytes released from the stream after a decision (at most the largest
@@ -95,8 +97,23 @@ interface Inspection {
   busyNext: Flow | undefined;
 }
 
-/** Bits of Inspection.bits. */
-const INSP_ADVANCING = 1, INSP_BUSY = 2;
+/** Bits of Inspection.bits; the token from TOKEN_SHIFT up. */
+const INSP_ADVANCING = 1, INSP_BUSY = 2, TOKEN_SHIFT = 2;
+
+/**
+ * Starts a new decision token for the inspection: settles carrying an earlier one are ignored.
+ * Tokens count per inspection (a settle for another inspection of the flow is told apart by the
+ * inspection itself), so they stay small: 2^29 of them would take that many decisions on one flow.
+ */
+function newToken(insp: Inspection): number {
+  insp.bits += 1 << TOKEN_SHIFT;
+  return insp.bits >>> TOKEN_SHIFT;
+}
+
+/** The token of the inspection's decision in flight. */
+function currentToken(insp: Inspection): number {
+  return insp.bits >>> TOKEN_SHIFT;
+}
 
 /**
  * The units of an inspection with none: shared (an empty array per flow cost 32 bytes, and the
@@ -160,7 +177,6 @@ export class Engine {
   /** The flows counted in busyFlows, oldest first, for the held-message deadline in tick() (see Inspection.busyNext). */
   private busyHead: Flow | undefined = undefined;
   private busyTail: Flow | undefined = undefined;
-  private tokens = 0;
   /** The packet being handled and whether it was given a verdict or held. */
   private current = -1;
   private currentTaken = false;
@@ -647,7 +663,7 @@ export class Engine {
   /** A fresh inspection. Every field is set here, so none is added later (an added field costs an extra object per flow). */
   private newInspection(flow: Flow): Inspection {
     return {
-      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, token: 0, timer: undefined, decidingSince: 0, bits: 0,
+      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, timer: undefined, decidingSince: 0, bits: 0,
       released: undefined, busyPrev: undefined, busyNext: undefined,
     };
   }
@@ -707,10 +723,10 @@ export class Engine {
     if (insp === undefined) return;
     // Anything already pending is superseded: the flow's fate is this decision.
     if (insp.timer !== undefined) this.scheduler.clearTimeout(insp.timer);
-    insp.token = ++this.tokens;
+    const token = newToken(insp);
     const unit: Unit = { start: 0, info, opaque: true, state: 'waiting', forced: decision };
     insp.units = [unit];
-    this.settle(flow, insp, unit, decision, insp.token);
+    this.settle(flow, insp, unit, decision, token);
   }
 
   /** Starts the next decision if none is in flight, and releases what is cleared. */
@@ -721,7 +737,7 @@ export class Engine {
       const unit = insp.units.find((u) => u.state !== 'allowed');
       if (unit === undefined || unit.state === 'deciding') break;
       unit.state = 'deciding';
-      const token = (insp.token = ++this.tokens);
+      const token = newToken(insp);
       insp.decidingSince = this.now();
       if (unit.forced !== undefined) {
         this.settle(flow, insp, unit, unit.forced, token);
@@ -767,8 +783,8 @@ export class Engine {
 
   /** Applies a decision if it is still the one the flow waits for. */
   private settle(flow: Flow, insp: Inspection, unit: Unit, decision: Decision, token: number): void {
-    if (insp.token !== token || this.inspections.get(flow) !== insp) return; // superseded or flow gone
-    insp.token = ++this.tokens; // a second settle of the same decision is ignored
+    if (currentToken(insp) !== token || this.inspections.get(flow) !== insp) return; // superseded or flow gone
+    newToken(insp); // a second settle of the same decision is ignored
     if (insp.timer !== undefined) {
       this.scheduler.clearTimeout(insp.timer);
       insp.timer = undefined;

@@ -7,9 +7,10 @@ import { decodeIp } from '../packet/decode.js';
 import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
-import { Flow, HeldEntry, NO_HELD, type HeldPacket } from '../flow/flow.js';
+import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
 import { FlowTable } from '../flow/table.js';
-import { StreamReassembler } from '../reassembly/stream.js';
+import { srcIsLow } from '../flow/key.js';
+import { StreamReassembler, type StreamLimits } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
 import { analyzerFactory } from '../protocols/dispatch.js';
@@ -73,11 +74,13 @@ interface Unit {
 interface Inspection {
   analyzer: StreamAnalyzer;
   units: Unit[];
-  /** Token of the decision in flight, to ignore late settles. */
-  token: number;
   timer?: unknown;
   decidingSince: number;
-  /** INSP_ADVANCING and INSP_BUSY (counted in `busyFlows`: holds packets or waits for an asynchronous decision). */
+  /**
+   * INSP_ADVANCING and INSP_BUSY (counted in `busyFlows`: holds packets or waits for an
+   * asynchronous decision), and from TOKEN_SHIFT up the token of the decision in flight, to ignore
+   * late settles (see newToken: one field for the three, an inspection per flow).
+   */
   bits: number;
   /**
    * A copy of the last bytes released from the stream after a decision (at most the largest
@@ -94,8 +97,23 @@ interface Inspection {
   busyNext: Flow | undefined;
 }
 
-/** Bits of Inspection.bits. */
-const INSP_ADVANCING = 1, INSP_BUSY = 2;
+/** Bits of Inspection.bits; the token from TOKEN_SHIFT up. */
+const INSP_ADVANCING = 1, INSP_BUSY = 2, TOKEN_SHIFT = 2;
+
+/**
+ * Starts a new decision token for the inspection: settles carrying an earlier one are ignored.
+ * Tokens count per inspection (a settle for another inspection of the flow is told apart by the
+ * inspection itself), so they stay small: 2^29 of them would take that many decisions on one flow.
+ */
+function newToken(insp: Inspection): number {
+  insp.bits += 1 << TOKEN_SHIFT;
+  return insp.bits >>> TOKEN_SHIFT;
+}
+
+/** The token of the inspection's decision in flight. */
+function currentToken(insp: Inspection): number {
+  return insp.bits >>> TOKEN_SHIFT;
+}
 
 /**
  * The units of an inspection with none: shared (an empty array per flow cost 32 bytes, and the
@@ -151,13 +169,14 @@ export class Engine {
   private readonly hooks: EngineHooks;
   private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
   private readonly inspections = new Inspections();
+  /** The limits of every client stream: one object for all (see StreamReassembler's `limits`). */
+  private readonly streamLimits: StreamLimits;
   private heldBytesTotal = 0;
   /** Flows holding packets or waiting for an asynchronous decision: what max_inspecting_flows bounds. */
   private busyFlows = 0;
   /** The flows counted in busyFlows, oldest first, for the held-message deadline in tick() (see Inspection.busyNext). */
   private busyHead: Flow | undefined = undefined;
   private busyTail: Flow | undefined = undefined;
-  private tokens = 0;
   /** The packet being handled and whether it was given a verdict or held. */
   private current = -1;
   private currentTaken = false;
@@ -173,6 +192,11 @@ export class Engine {
     this.hooks = init.hooks ?? {};
     this.makeAnalyzer = init.analyzer ?? analyzerFactory(this.options.limits);
     this.table = new FlowTable(this.options.limits.maxFlows);
+    const l = this.options.limits;
+    this.streamLimits = Object.freeze({
+      maxOutOfOrderBytes: l.maxOutOfOrderBytesPerFlow,
+      maxRetainedBytes: Math.max(l.maxHelloBytes, l.maxRequestHeadBytes) * 2,
+    });
   }
 
   /** Swaps the policy; decisions already in flight keep the one they started with. */
@@ -201,7 +225,7 @@ export class Engine {
     if (insp === undefined) return flow.phase;
     const deciding = insp.units.find((u) => u.state === 'deciding');
     if (deciding !== undefined) return `decision (${deciding.info.sni ?? deciding.info.host ?? deciding.info.app})`;
-    if (flow.held.length > 0) return 'more data';
+    if (flow.heldCount > 0) return 'more data';
     return 'next request';
   }
 
@@ -231,11 +255,12 @@ export class Engine {
     }
     const tcp = decoded.packet;
     const now = this.now();
-    const key = this.table.keyOf(tcp);
+    const low = srcIsLow(tcp);
+    const key = this.table.keyOf(tcp, low);
     let flow = this.table.get(key);
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
     if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn
-      && flow.isFromClient(tcp.src, tcp.sport)) {
+      && flow.isClientSide(low)) {
       // A new connection on the same four-tuple (the client reused its port): the old flow is over.
       this.stats.count('port_reuse');
       this.completeFlow(flow, 'closed', 'drop');
@@ -252,7 +277,7 @@ export class Engine {
         else this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.block)); // the rules reset the sender
         return;
       }
-      flow = this.createFlow(tcp, now, key);
+      flow = this.createFlow(tcp, now, key, low);
       if (flow === undefined) {
         // Servers put no data in a SYN-ACK: one opening a connection is a client's fake, which a
         // server in LISTEN answers with an RST (EVASION.md 14). It must not pass, nor name the client.
@@ -265,7 +290,7 @@ export class Engine {
     }
     flow.lastSeen = now;
     this.table.touch(flow);
-    const fromClient = flow.isFromClient(tcp.src, tcp.sport);
+    const fromClient = flow.isClientSide(low);
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
       flow.c2s.packets++;
@@ -301,17 +326,14 @@ export class Engine {
     this.noteBusy(flow);
   }
 
-  private createFlow(tcp: TcpPacket, now: number, key: string): Flow | undefined {
+  private createFlow(tcp: TcpPacket, now: number, key: string, srcLow: boolean): Flow | undefined {
     const syn = (tcp.flags & (SYN | ACK)) === SYN;
     if (!syn && tcp.payload.length === 0) return undefined; // a bare ACK/FIN/RST of a connection we never knew: not ours
     if (tcp.flags & RST) return undefined;
     // A SYN-ACK opens nothing: its sender is not known to be the server (a client can send one first).
     if ((tcp.flags & (SYN | ACK)) === (SYN | ACK)) return undefined;
     // The SYN sender is the client; otherwise the first data sender.
-    const client = { addr: tcp.src, port: tcp.sport };
-    const server = { addr: tcp.dst, port: tcp.dport };
-    const flow = new Flow(key, tcp.family, client, server, now,
-      this.options.idPrefix);
+    const flow = new Flow(key, srcLow, now, this.options.idPrefix);
     if (!syn) {
       flow.midstream = true;
       flow.tcp = 'established';
@@ -401,7 +423,7 @@ export class Engine {
   private noteBusy(flow: Flow): void {
     const insp = this.inspections.get(flow);
     if (insp === undefined) return;
-    const busy = flow.held.length > 0 || insp.timer !== undefined;
+    const busy = flow.heldCount > 0 || insp.timer !== undefined;
     if (busy === ((insp.bits & INSP_BUSY) !== 0)) return;
     this.busyFlows += busy ? 1 : -1;
     if (busy) {
@@ -430,10 +452,7 @@ export class Engine {
 
   /** Starts reassembling and inspecting the client stream at `firstSeq`. */
   private openStream(flow: Flow, firstSeq: number): void {
-    flow.stream = new StreamReassembler(firstSeq, {
-      maxOutOfOrderBytes: this.options.limits.maxOutOfOrderBytesPerFlow,
-      maxRetainedBytes: Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes) * 2,
-    });
+    flow.stream = new StreamReassembler(firstSeq, this.streamLimits);
     this.beginInspection(flow);
   }
 
@@ -496,7 +515,8 @@ export class Engine {
         // A retransmitted SYN with data: redundant while the first is held, needed once it left;
         // never with different bytes.
         const dup = flow.stream.insert(seqAdd(tcp.seq, 1), tcp.payload);
-        const stillHeld = flow.held.some((h) => h.seq === seqAdd(tcp.seq, 1));
+        let stillHeld = false;
+        for (let i = 0; i < flow.heldCount; i++) if (flow.heldPacket(i).seq === seqAdd(tcp.seq, 1)) stillHeld = true;
         this.verdict(pkt, dup.kind === 'duplicate' && !stillHeld ? NF_ACCEPT : NF_DROP);
         return;
       }
@@ -513,7 +533,7 @@ export class Engine {
       flow.tcp = 'closing';
       return;
     }
-    if (len === 0 && (!(tcp.flags & FIN) || flow.held.length === 0)) {
+    if (len === 0 && (!(tcp.flags & FIN) || flow.heldCount === 0)) {
       // Pure ACKs, and a FIN with nothing held in front of it, pass at once.
       trackClient(flow, tcp);
       this.verdict(pkt, NF_ACCEPT);
@@ -586,7 +606,7 @@ export class Engine {
         if (endOffset <= 0) {
           this.stats.count('evasion_before_isn');
           this.verdict(pkt, NF_DROP);
-        } else if (endOffset <= this.clearedUntil(flow, inspection) && flow.held.length === 0) {
+        } else if (endOffset <= this.clearedUntil(flow, inspection) && flow.heldCount === 0) {
           this.verdict(pkt, NF_ACCEPT);
         } else {
           this.stats.count('duplicate_dropped');
@@ -608,7 +628,7 @@ export class Engine {
     }
     // Bytes already covered by an allow (a request body) pass at once when nothing waits before them.
     const cleared = this.clearedUntil(flow, inspection);
-    if (endOffset <= cleared && flow.held.length === 0 && res.buffered === 0) {
+    if (endOffset <= cleared && flow.heldCount === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
       // A request body streams through: keep only what the analyzer still needs.
       this.releaseTo(flow, Math.min(cleared, inspection.analyzer.consumed()));
@@ -616,10 +636,11 @@ export class Engine {
       return;
     }
     this.advance(flow, inspection);
-    if (syn && flow.held.length > 0 && flow.held[0]!.id === pkt.id && !inspection.units.some((u) => u.state === 'deciding')) {
+    if (syn && flow.heldCount > 0 && flow.heldPacket(0).id === pkt.id && !inspection.units.some((u) => u.state === 'deciding')) {
       // An incomplete unit in a SYN: the client cannot send the rest before the handshake, so
       // the SYN goes on; its bytes are still counted and the unit is decided when complete.
-      flow.held.shift();
+      const first = flow.heldPacket(0);
+      flow.keepHeld((h) => h !== first);
       this.unhold(flow, { id: pkt.id, mark: pkt.mark, endOffset, seq: dataSeq, bytes: len, heldAt: now }, now);
       this.send(pkt.id, NF_ACCEPT);
     }
@@ -642,7 +663,7 @@ export class Engine {
   /** A fresh inspection. Every field is set here, so none is added later (an added field costs an extra object per flow). */
   private newInspection(flow: Flow): Inspection {
     return {
-      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, token: 0, timer: undefined, decidingSince: 0, bits: 0,
+      analyzer: this.makeAnalyzer(flow), units: NO_UNITS, timer: undefined, decidingSince: 0, bits: 0,
       released: undefined, busyPrev: undefined, busyNext: undefined,
     };
   }
@@ -651,15 +672,12 @@ export class Engine {
   private hold(flow: Flow, pkt: RawPacket, tcp: TcpPacket, now: number, endOffset: number, seq = tcp.seq): boolean {
     if (pkt.id === this.current) this.currentTaken = true;
     const entry: HeldPacket = new HeldEntry(pkt.id, pkt.mark, endOffset, seq, tcp.payload.length, now);
-    // The first held packet gets an array of one (a push on an empty array reserves 17 slots).
-    if (flow.held.length === 0) flow.held = [entry];
-    else flow.held.push(entry);
-    flow.heldBytes += entry.bytes;
+    flow.addHeld(entry);
     this.heldBytesTotal += entry.bytes;
     flow.heldPackets++;
     this.stats.held++;
     const l = this.options.limits;
-    if (flow.held.length > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
+    if (flow.heldCount > l.maxHeldPacketsPerFlow || flow.heldBytes > l.maxHeldBytesPerFlow
       || this.heldBytesTotal > l.maxHeldBytesTotal) {
       this.stats.count('limit_held');
       this.force(flow, { verdict: this.options.onLimit, reason: 'limit' }, { app: flow.app ?? 'unknown' });
@@ -705,10 +723,10 @@ export class Engine {
     if (insp === undefined) return;
     // Anything already pending is superseded: the flow's fate is this decision.
     if (insp.timer !== undefined) this.scheduler.clearTimeout(insp.timer);
-    insp.token = ++this.tokens;
+    const token = newToken(insp);
     const unit: Unit = { start: 0, info, opaque: true, state: 'waiting', forced: decision };
     insp.units = [unit];
-    this.settle(flow, insp, unit, decision, insp.token);
+    this.settle(flow, insp, unit, decision, token);
   }
 
   /** Starts the next decision if none is in flight, and releases what is cleared. */
@@ -719,7 +737,7 @@ export class Engine {
       const unit = insp.units.find((u) => u.state !== 'allowed');
       if (unit === undefined || unit.state === 'deciding') break;
       unit.state = 'deciding';
-      const token = (insp.token = ++this.tokens);
+      const token = newToken(insp);
       insp.decidingSince = this.now();
       if (unit.forced !== undefined) {
         this.settle(flow, insp, unit, unit.forced, token);
@@ -765,8 +783,8 @@ export class Engine {
 
   /** Applies a decision if it is still the one the flow waits for. */
   private settle(flow: Flow, insp: Inspection, unit: Unit, decision: Decision, token: number): void {
-    if (insp.token !== token || this.inspections.get(flow) !== insp) return; // superseded or flow gone
-    insp.token = ++this.tokens; // a second settle of the same decision is ignored
+    if (currentToken(insp) !== token || this.inspections.get(flow) !== insp) return; // superseded or flow gone
+    newToken(insp); // a second settle of the same decision is ignored
     if (insp.timer !== undefined) {
       this.scheduler.clearTimeout(insp.timer);
       insp.timer = undefined;
@@ -775,9 +793,9 @@ export class Engine {
     const now = this.now();
     if (!unit.silent && !decision.quiet) {
       flow.decisions++;
-      const heldMs = flow.held.length > 0 ? now - flow.held[0]!.heldAt : 0;
+      const heldMs = flow.heldCount > 0 ? now - flow.heldPacket(0).heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
-      this.onEvent(decisionEvent(flow, unit.info, decision, flow.held.length, heldMs, this.wallClock()));
+      this.onEvent(decisionEvent(flow, unit.info, decision, flow.heldCount, heldMs, this.wallClock()));
     }
     if (decision.verdict === 'block') {
       this.block(flow, insp);
@@ -805,13 +823,13 @@ export class Engine {
 
   /** Releases, in arrival order, every held packet whose bytes are all allowed. */
   private releaseCleared(flow: Flow, insp: Inspection): void {
-    if (flow.held.length === 0) return;
+    if (flow.heldCount === 0) return;
     const cleared = this.clearedUntil(flow, insp);
     const now = this.now();
-    const held = flow.held;
     let released = 0;
     const m = this.options.marks;
-    for (const h of held) {
+    for (let i = 0; i < flow.heldCount; i++) {
+      const h = flow.heldPacket(i);
       if (h.endOffset <= cleared) {
         released++;
         // The first release of a flow inspected request by request marks it so replies bypass the
@@ -821,14 +839,7 @@ export class Engine {
         else this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
       }
     }
-    // Only a release changes the array, and the new one is sized to what it keeps (a pushed-to
-    // or filtered array reserves 17 slots, per waiting flow).
-    if (released > 0) {
-      const kept = new Array<HeldPacket>(held.length - released);
-      let k = 0;
-      for (const h of held) if (h.endOffset > cleared) kept[k++] = h;
-      flow.held = kept;
-    }
+    if (released > 0) flow.keepHeld((h) => h.endOffset > cleared);
     // Units before the frontier are done; forget their bytes.
     this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
     if (insp.units.some((u) => u.state === 'allowed')) {
@@ -838,7 +849,6 @@ export class Engine {
   }
 
   private unhold(flow: Flow, h: HeldPacket, now: number): void {
-    flow.heldBytes -= h.bytes;
     this.heldBytesTotal -= h.bytes;
     flow.heldMs += now - h.heldAt;
     this.stats.held--;
@@ -851,19 +861,17 @@ export class Engine {
     if (flow.tfo !== undefined && !flow.tfo.confirmed) {
       // Data from a SYN is allowed, but the flow is marked only once the SYN-ACK has shown the
       // server kept that data: until then its packets must keep coming here.
-      for (const h of flow.held) {
+      for (const h of flow.takeHeld()) {
         this.unhold(flow, h, now);
         this.send(h.id, NF_ACCEPT);
       }
-      flow.held = NO_HELD;
       flow.bypassPending = true;
       return;
     }
-    for (const h of flow.held) {
+    for (const h of flow.takeHeld()) {
       this.unhold(flow, h, now);
       this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
     }
-    flow.held = NO_HELD;
     void insp;
     this.completeFlow(flow, 'bypassed');
   }
@@ -873,8 +881,7 @@ export class Engine {
     void insp;
     const now = this.now();
     const m = this.options.marks;
-    const held = flow.held;
-    flow.held = NO_HELD;
+    const held = flow.takeHeld();
     // The server expects the lowest held byte next (nothing from there on was released).
     let firstSeq: number | undefined;
     for (const h of held) if (h.bytes > 0 && (firstSeq === undefined || seqDiff(h.seq, firstSeq) < 0)) firstSeq = h.seq;
@@ -918,17 +925,16 @@ export class Engine {
    */
   private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop', remember?: Verdict): void {
     this.endInspection(flow);
-    if (flow.held.length > 0) {
+    if (flow.heldCount > 0) {
       // Only reached for timeouts, eviction and shutdown: the verdict was passed in as `tomb`.
       const now = this.now();
       const allow = tomb === 'allow';
       const m = this.options.marks;
-      for (const h of flow.held) {
+      for (const h of flow.takeHeld()) {
         this.unhold(flow, h, now);
         if (allow) this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
         else this.send(h.id, NF_DROP);
       }
-      flow.held = NO_HELD;
     }
     flow.phase = why === 'blocked' ? 'blocked' : why === 'bypassed' ? 'bypassed' : 'closed';
     flow.stream = undefined;
@@ -965,8 +971,8 @@ export class Engine {
     for (let f = this.busyHead; f !== undefined; f = (f.inspection as Inspection).busyNext) busy.push(f);
     for (const flow of busy) {
       const insp = this.inspections.get(flow);
-      if (insp === undefined || insp.timer !== undefined || flow.held.length === 0) continue;
-      if (now - flow.held[0]!.heldAt >= heldLimit) this.expireIncomplete(flow);
+      if (insp === undefined || insp.timer !== undefined || flow.heldCount === 0) continue;
+      if (now - flow.heldPacket(0).heldAt >= heldLimit) this.expireIncomplete(flow);
     }
     this.table.expireTombstones(now);
   }
@@ -984,7 +990,7 @@ export class Engine {
 
   /** True when the flow holds packets or part of a unit with no decision asked for. */
   private incomplete(flow: Flow, insp: Inspection): boolean {
-    if (flow.held.length > 0) return true;
+    if (flow.heldCount > 0) return true;
     const stream = flow.stream;
     return stream !== undefined && insp.analyzer.frontier() < stream.offset;
   }

@@ -14,6 +14,8 @@
  */
 import type { StreamReassembler } from '../reassembly/stream.js';
 import { FlowgateError } from '../errors.js';
+import { Direction } from './direction.js';
+import { keyAddr, keyPort } from './key.js';
 
 /** What a paused flow can be resumed with (the filter API): a final verdict, more data, or pass N more bytes. */
 export type ResumeVerdict = 'allow' | 'block' | 'needMore' | { pass: number };
@@ -81,15 +83,28 @@ export interface HeldPacket {
 }
 
 /**
- * A held packet as the engine stores it: the sequence number is kept as a signed 32-bit integer,
- * which V8 keeps in the object (an unsigned one of 2^31 or more costs a 16-byte box).
+ * A held packet as the engine stores it: the packet id, mark and sequence number (unsigned 32-bit
+ * numbers) are kept as signed 32-bit integers, which V8 keeps in the object (an unsigned one of
+ * 2^31 or more costs a 16-byte box).
  */
 export class HeldEntry implements HeldPacket {
+  private readonly id_: number;
+  private readonly mark_: number;
   private readonly seq_: number;
 
-  constructor(readonly id: number, readonly mark: number, readonly endOffset: number, seq: number,
+  constructor(id: number, mark: number, readonly endOffset: number, seq: number,
     readonly bytes: number, readonly heldAt: number) {
+    this.id_ = id | 0;
+    this.mark_ = mark | 0;
     this.seq_ = seq | 0;
+  }
+
+  get id(): number {
+    return this.id_ >>> 0;
+  }
+
+  get mark(): number {
+    return this.mark_ >>> 0;
   }
 
   get seq(): number {
@@ -99,12 +114,17 @@ export class HeldEntry implements HeldPacket {
 
 let nextFlowNumber = 1;
 
-/** Bits of Flow.flags. */
-const FLAG_V6 = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
+/** Bits of Flow.flags. FLAG_CLIENT_LOW: the client is the endpoint the key names first. */
+const FLAG_CLIENT_LOW = 1, FLAG_MIDSTREAM = 2, FLAG_BYPASS_PENDING = 4, TCP_SHIFT = 3, TCP_MASK = 3 << TCP_SHIFT;
 const TCP_STATES: readonly TcpState[] = ['syn', 'established', 'closing'];
 const PHASE_SHIFT = 5, PHASE_MASK = 7 << PHASE_SHIFT;
+/** Flow.flags bits 8-10: the index of the flow's app in APPS (APP_OTHER: a name of an embedder's analyzer, kept in `rare`). */
+const APP_SHIFT = 8, APP_MASK = 7 << APP_SHIFT;
+type App = 'tls' | 'http' | 'unknown';
+const APPS: readonly (App | undefined)[] = [undefined, 'tls', 'http', 'unknown'];
+const APP_OTHER = APPS.length;
 /** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
-const PREFIX_SHIFT = 8;
+const PREFIX_SHIFT = 11;
 /**
  * The id prefixes in use (one per engine, '' first), so a flow keeps a small index in its flags
  * rather than a field of its own (8 bytes a flow).
@@ -123,38 +143,37 @@ function internPrefix(prefix: string): number {
 /** Index 0 is the initial phase. */
 const PHASES: readonly FlowPhase[] = ['handshake', 'inspecting', 'bypassed', 'blocked', 'closed'];
 
-/**
- * The held packets of a flow holding none: shared (an empty array per flow cost 32 bytes, and a
- * push on one reserves 17 slots). The engine replaces it, never pushes to it.
- */
-export const NO_HELD: HeldPacket[] = Object.freeze([]) as unknown as HeldPacket[];
-
 /** One TCP connection. Fields are read-only for embedders; the engine owns them. */
 export class Flow {
   /** The number in the id (the engine's id prefix is an index in the flags): the id string is made when asked for. */
   private readonly idNumber: number;
+  /**
+   * The flow table's key, which holds both endpoints' addresses and ports: the flow reads them
+   * back from it when asked (copies cost 56 bytes a flow, and the address texts are seldom needed).
+   */
   readonly key: string;
   /**
-   * Client and server address and port, the engine's copy (embedders use `client` and `server`):
-   * flat fields, since an object per endpoint cost 40 bytes a flow.
+   * When the flow was created, in whole milliseconds of the engine's clock (rounded down): a
+   * small integer is kept in the object, where the clock's fractional time cost a 16-byte box.
    */
-  readonly clientAddr: string;
-  readonly serverAddr: string;
-  /** Client port in the high 16 bits, server port in the low 16 (one field: 8 bytes a flow less). */
-  private readonly ports: number;
   readonly createdAt: number;
+  /** When the flow's last packet was seen, on the engine's clock. */
   lastSeen: number;
-  /** family, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
+  /** client side, tcp, midstream, bypassPending and phase in one integer (FLAG_* bits, states in *_MASK). */
   private flags = 0;
-  /** `tfo` and `resumer`, rarely set: one field for both, made when either is first set (8 bytes a flow less). */
-  private rare: { tfo: FastOpen | undefined; resumer: ((verdict: ResumeVerdict) => void) | undefined } | undefined = undefined;
-  /** The application protocol found in the client stream (an embedder's analyzer may name others). */
-  app?: 'tls' | 'http' | 'unknown';
+  /**
+   * What is rarely set (`tfo`, `resumer`, `userData`, an app name outside APPS): one field for
+   * all, made when one is first set (each field of its own cost 8 bytes a flow).
+   */
+  private rare: RareFlowState | undefined = undefined;
   /** Client-to-server byte stream, once data flows. */
   stream?: StreamReassembler;
-  /** Packets held in arrival order. */
-  held: HeldPacket[] = NO_HELD;
-  heldBytes = 0;
+  /**
+   * The packets held, in arrival order: none, the one packet as is (an array of one cost 56 bytes
+   * more, and a flow waiting for the rest of its hello mostly holds one), or an array of two or
+   * more. Read through heldCount and heldPacket; changed only by the methods below.
+   */
+  private heldSlot: HeldPacket | HeldPacket[] | undefined = undefined;
   /**
    * The counters kept flat (a counters object per flow cost 80 bytes): packets and bytes are the
    * directions' (c2s is out, s2c in), these three the flow's. `counters` reads them all.
@@ -165,21 +184,45 @@ export class Flow {
   /** Per-direction TCP state; their packets and bytes are the counters' (packetsOut and bytesOut for c2s). */
   readonly c2s: DirectionState = new Direction();
   readonly s2c: DirectionState = new Direction();
-  /** Free for embedders to attach their own state. */
-  userData: unknown;
   /** The engine's inspection state while the flow is under inspection; not for embedders. */
   inspection?: unknown;
 
-  constructor(key: string, family: 4 | 6, client: { addr: string; port: number },
-    server: { addr: string; port: number }, now: number, idPrefix = '') {
+  /** @param clientLow the client is the endpoint `key` names first (see srcIsLow). */
+  constructor(key: string, clientLow: boolean, now: number, idPrefix = '') {
     this.idNumber = nextFlowNumber++;
     this.key = key;
-    this.flags = (family === 6 ? FLAG_V6 : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
-    this.clientAddr = client.addr;
-    this.serverAddr = server.addr;
-    this.ports = ((client.port & 0xffff) << 16 | (server.port & 0xffff)) | 0;
-    this.createdAt = now;
+    this.flags = (clientLow ? FLAG_CLIENT_LOW : 0) | (internPrefix(idPrefix) << PREFIX_SHIFT);
+    this.createdAt = Math.floor(now);
     this.lastSeen = now;
+  }
+
+  /** The rarely set state, made on first use. */
+  private get rareState(): RareFlowState {
+    return (this.rare ??= { tfo: undefined, resumer: undefined, userData: undefined, app: undefined });
+  }
+
+  /** Free for embedders to attach their own state. */
+  get userData(): unknown {
+    return this.rare?.userData;
+  }
+
+  set userData(v: unknown) {
+    if (this.rare !== undefined || v !== undefined) this.rareState.userData = v;
+  }
+
+  /** The application protocol found in the client stream (an embedder's analyzer may name others). */
+  get app(): App | undefined {
+    const i = (this.flags & APP_MASK) >>> APP_SHIFT;
+    return i === APP_OTHER ? this.rare!.app : APPS[i];
+  }
+
+  set app(v: App | undefined) {
+    let i = APPS.indexOf(v);
+    if (i < 0) {
+      i = APP_OTHER;
+      this.rareState.app = v;
+    }
+    this.flags = (this.flags & ~APP_MASK) | (i << APP_SHIFT);
   }
 
   /** The SYN carried data (TCP Fast Open): `end` is one past it; `confirmed` once the SYN-ACK was seen. */
@@ -188,8 +231,7 @@ export class Flow {
   }
 
   set tfo(v: FastOpen | undefined) {
-    if (this.rare !== undefined) this.rare.tfo = v;
-    else if (v !== undefined) this.rare = { tfo: v, resumer: undefined };
+    if (this.rare !== undefined || v !== undefined) this.rareState.tfo = v;
   }
 
   /** Set while an embedder's handler has paused the flow; `resume` hands it the verdict. */
@@ -198,8 +240,65 @@ export class Flow {
   }
 
   set resumer(v: ((verdict: ResumeVerdict) => void) | undefined) {
-    if (this.rare !== undefined) this.rare.resumer = v;
-    else if (v !== undefined) this.rare = { tfo: undefined, resumer: v };
+    if (this.rare !== undefined || v !== undefined) this.rareState.resumer = v;
+  }
+
+  /** Packets held right now. */
+  get heldCount(): number {
+    const h = this.heldSlot;
+    return h === undefined ? 0 : Array.isArray(h) ? h.length : 1;
+  }
+
+  /** Payload bytes held right now (summed when asked: at most max_held_packets_per_flow packets). */
+  get heldBytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.heldCount; i++) n += this.heldPacket(i).bytes;
+    return n;
+  }
+
+  /** The `i`th packet held, oldest first (`i` below heldCount). */
+  heldPacket(i: number): HeldPacket {
+    const h = this.heldSlot!;
+    return Array.isArray(h) ? h[i]! : h;
+  }
+
+  /** The packets held, oldest first (a copy). */
+  get held(): HeldPacket[] {
+    const h = this.heldSlot;
+    return h === undefined ? [] : Array.isArray(h) ? h.slice() : [h];
+  }
+
+  /** Holds one more packet (the engine's bookkeeping of bytes and counters is its own). */
+  addHeld(entry: HeldPacket): void {
+    const h = this.heldSlot;
+    if (h === undefined) this.heldSlot = entry;
+    else if (Array.isArray(h)) h.push(entry);
+    else this.heldSlot = [h, entry];
+  }
+
+  /** Keeps only the held packets `keep` answers true for, in order. */
+  keepHeld(keep: (h: HeldPacket) => boolean): void {
+    const h = this.heldSlot;
+    if (h === undefined) return;
+    if (!Array.isArray(h)) {
+      if (!keep(h)) this.heldSlot = undefined;
+      return;
+    }
+    let n = 0;
+    for (const x of h) if (keep(x)) n++;
+    if (n === h.length) return;
+    // Sized to what it keeps (a filtered array reserves 17 slots, per waiting flow).
+    const kept = new Array<HeldPacket>(n);
+    let k = 0;
+    for (const x of h) if (keep(x)) kept[k++] = x;
+    this.heldSlot = n === 0 ? undefined : n === 1 ? kept[0] : kept;
+  }
+
+  /** Takes every held packet out, oldest first: the flow holds none after. */
+  takeHeld(): HeldPacket[] {
+    const h = this.heldSlot;
+    this.heldSlot = undefined;
+    return h === undefined ? [] : Array.isArray(h) ? h : [h];
   }
 
   /** The flow's counters, as they stand when read (a copy: the engine counts in the flow). */
@@ -210,12 +309,27 @@ export class Flow {
     };
   }
 
+  /** The client is the endpoint the key names first. */
+  private get clientLow(): boolean {
+    return (this.flags & FLAG_CLIENT_LOW) !== 0;
+  }
+
+  /** The client's address text (as a packet's `src`), made from the key when asked. */
+  get clientAddr(): string {
+    return keyAddr(this.key, this.clientLow);
+  }
+
+  /** The server's address text, made from the key when asked. */
+  get serverAddr(): string {
+    return keyAddr(this.key, !this.clientLow);
+  }
+
   get clientPort(): number {
-    return this.ports >>> 16;
+    return keyPort(this.key, this.clientLow);
   }
 
   get serverPort(): number {
-    return this.ports & 0xffff;
+    return keyPort(this.key, !this.clientLow);
   }
 
   /** Short id, unique in this process ("f1a2"). */
@@ -224,7 +338,7 @@ export class Flow {
   }
 
   get family(): 4 | 6 {
-    return this.flags & FLAG_V6 ? 6 : 4;
+    return this.key.length === 6 ? 4 : 6;
   }
 
   /** Where the flow stands in its lifecycle. */
@@ -294,122 +408,21 @@ export class Flow {
   isFromClient(src: string, sport: number): boolean {
     return sport === this.clientPort && src === this.clientAddr;
   }
+
+  /**
+   * True when a packet of this flow whose source is the lower endpoint (`srcIsLow(tcp)`) is
+   * client-to-server: what isFromClient answers, without the address text.
+   */
+  isClientSide(srcLow: boolean): boolean {
+    return srcLow === this.clientLow;
+  }
 }
 
-/** Bits of {@link Direction.bits}: which optional fields hold a value, the flags, TTL and window scale. */
-const HAS_ISN = 1, HAS_SND_NXT = 2, HAS_LAST_ACK = 4, HAS_TS_VAL = 8, HAS_TTL = 16, HAS_MD5 = 32, MD5 = 64, FIN_SEEN = 128;
-const TTL_SHIFT = 8, WSCALE_SHIFT = 16;
-
-/**
- * A {@link DirectionState} kept small. Its 32-bit numbers are stored as signed 32-bit integers: V8
- * keeps those in the object itself, where an unsigned one of 2^31 or more (half of all sequence
- * numbers) costs a 16-byte box. The one-byte fields (TTL, window scale: both come from a byte of
- * the packet) and the flags share one integer. The accessors read and write the plain values.
- * Every field is present from the start: one set later would cost a property array per direction.
- */
-class Direction implements DirectionState {
-  /** HAS_* bits saying which optional fields are set (undefined otherwise), MD5, FIN_SEEN, TTL and window scale. */
-  private bits = 0;
-  private isn_ = 0;
-  private sndNxt_ = 0;
-  private lastAck_ = 0;
-  private tsVal_ = 0;
-  window = 0;
-  maxWindow = 0;
-  /** This direction's packets and bytes: the flow's counters (packetsOut and bytesOut for the client's). */
-  packets = 0;
-  bytes = 0;
-
-  /** An optional unsigned 32-bit field: its value when `flag` says it is set. */
-  private read(flag: number, stored: number): number | undefined {
-    return this.bits & flag ? stored >>> 0 : undefined;
-  }
-
-  /** Marks an optional field set or unset; returns what to store (signed, so V8 keeps it unboxed). */
-  private store(flag: number, v: number | undefined): number {
-    if (v === undefined) {
-      this.bits &= ~flag;
-      return 0;
-    }
-    this.bits |= flag;
-    return v | 0;
-  }
-
-  get isn(): number | undefined {
-    return this.read(HAS_ISN, this.isn_);
-  }
-
-  set isn(v: number | undefined) {
-    this.isn_ = this.store(HAS_ISN, v);
-  }
-
-  get sndNxt(): number | undefined {
-    return this.read(HAS_SND_NXT, this.sndNxt_);
-  }
-
-  set sndNxt(v: number | undefined) {
-    this.sndNxt_ = this.store(HAS_SND_NXT, v);
-  }
-
-  get lastAck(): number | undefined {
-    return this.read(HAS_LAST_ACK, this.lastAck_);
-  }
-
-  set lastAck(v: number | undefined) {
-    this.lastAck_ = this.store(HAS_LAST_ACK, v);
-  }
-
-  get tsVal(): number | undefined {
-    return this.read(HAS_TS_VAL, this.tsVal_);
-  }
-
-  set tsVal(v: number | undefined) {
-    this.tsVal_ = this.store(HAS_TS_VAL, v);
-  }
-
-  /** TTL / hop limit: a byte of the IP header. */
-  get ttl(): number | undefined {
-    return this.bits & HAS_TTL ? (this.bits >>> TTL_SHIFT) & 0xff : undefined;
-  }
-
-  set ttl(v: number | undefined) {
-    this.bits &= ~(HAS_TTL | (0xff << TTL_SHIFT));
-    if (v !== undefined) this.bits |= HAS_TTL | ((v & 0xff) << TTL_SHIFT);
-  }
-
-  get md5(): boolean | undefined {
-    return this.bits & HAS_MD5 ? (this.bits & MD5) !== 0 : undefined;
-  }
-
-  set md5(v: boolean | undefined) {
-    this.bits &= ~(HAS_MD5 | MD5);
-    if (v !== undefined) this.bits |= HAS_MD5 | (v ? MD5 : 0);
-  }
-
-  /** Window scale shift: a byte of the SYN's option. */
-  get wscale(): number {
-    return (this.bits >>> WSCALE_SHIFT) & 0xff;
-  }
-
-  set wscale(v: number) {
-    this.bits = (this.bits & ~(0xff << WSCALE_SHIFT)) | ((v & 0xff) << WSCALE_SHIFT);
-  }
-
-  get finSeen(): boolean {
-    return (this.bits & FIN_SEEN) !== 0;
-  }
-
-  set finSeen(v: boolean) {
-    if (v) this.bits |= FIN_SEEN;
-    else this.bits &= ~FIN_SEEN;
-  }
-
-  /** The fields as plain data (what JSON.stringify shows). */
-  toJSON(): DirectionState {
-    return {
-      isn: this.isn, sndNxt: this.sndNxt, lastAck: this.lastAck, wscale: this.wscale, window: this.window,
-      maxWindow: this.maxWindow, tsVal: this.tsVal, ttl: this.ttl, md5: this.md5, finSeen: this.finSeen,
-      packets: this.packets, bytes: this.bytes,
-    };
-  }
+/** The flow state that is rarely set, kept apart (see Flow.rare). */
+interface RareFlowState {
+  tfo: FastOpen | undefined;
+  resumer: ((verdict: ResumeVerdict) => void) | undefined;
+  userData: unknown;
+  /** The app name when it is not one of APPS. */
+  app: App | undefined;
 }

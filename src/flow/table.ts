@@ -3,7 +3,7 @@
  * tombstones that remember for a short while how a removed flow was decided, so packets
  * already on their way when it was decided get the same fate.
  */
-import { flowKey } from './key.js';
+import { flowKey, srcIsLow } from './key.js';
 import type { Flow } from './flow.js';
 import type { TcpPacket } from '../packet/types.js';
 
@@ -36,9 +36,9 @@ export class FlowTable {
     return this.tombs.size;
   }
 
-  /** The key of the connection a packet belongs to. */
-  keyOf(tcp: TcpPacket): string {
-    return flowKey(tcp);
+  /** The key of the connection a packet belongs to (`low`: its source is the lower endpoint, see srcIsLow). */
+  keyOf(tcp: TcpPacket, low = srcIsLow(tcp)): string {
+    return flowKey(tcp, low);
   }
 
   /** The live flow with this key (see keyOf), if any. */

@@ -6,6 +6,7 @@ import { tcpChecksumOk } from '../packet/checksum.js';
 import { ACK, FIN, RST, SYN, type TcpPacket } from '../packet/types.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { Flow } from './flow.js';
+import { srcIsLow } from './key.js';
 
 /** Smallest window assumed when judging sequence and acknowledgement numbers, bytes. */
 const MIN_WINDOW = 65535;
@@ -51,7 +52,7 @@ export function trackClient(flow: Flow, tcp: TcpPacket): void {
 /** Marks a direction's FIN and the connection as closing on FIN or RST. */
 export function noteClose(flow: Flow, tcp: TcpPacket): void {
   if (tcp.flags & (FIN | RST)) {
-    if (tcp.flags & FIN) (flow.isFromClient(tcp.src, tcp.sport) ? flow.c2s : flow.s2c).finSeen = true;
+    if (tcp.flags & FIN) (flow.isClientSide(srcIsLow(tcp)) ? flow.c2s : flow.s2c).finSeen = true;
     flow.tcp = 'closing';
   }
 }

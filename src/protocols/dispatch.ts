@@ -51,52 +51,98 @@ export function httpInfo(r: HttpRequest): UnitInfo {
 }
 
 type Mode = 'detect' | 'tls' | 'afterHello' | 'http' | 'done';
+/** Index 0 is the initial mode. */
+const MODES: readonly Mode[] = ['detect', 'tls', 'afterHello', 'http', 'done'];
+
+/** Layout of FlowAnalyzer.packed: the fields below in one integer, hellos from HELLOS_SHIFT up. */
+const TUNNELLED = 1, FILL_SHIFT = 1, FILL_MASK = 7 << FILL_SHIFT, MODE_SHIFT = 4, MODE_MASK = 7 << MODE_SHIFT;
+const LAST_CONNECT = 1 << 7, HELLOS_SHIFT = 8;
 
 class FlowAnalyzer implements StreamAnalyzer {
-  private mode: Mode = 'detect';
-  private tls?: ClientHelloReader;
-  private http?: HttpRequestReader;
-  /** Bytes gathered while the protocol is still unclear. */
-  private sniff = EMPTY;
+  /**
+   * The reader of the current unit: a ClientHelloReader in the TLS modes, an HttpRequestReader
+   * in `http` (one field for both: an analyzer per flow under inspection, each field 8 bytes).
+   */
+  private reader: ClientHelloReader | HttpRequestReader | undefined = undefined;
+  /**
+   * In `detect` mode the bytes gathered while the protocol is still unclear (`sniff`); in
+   * `afterHello` a record header being gathered (`header`, made with its first byte). One field
+   * for both: no analyzer is in both modes at once, and a field costs 8 bytes a flow.
+   */
+  private scratch: Uint8Array = EMPTY;
   /** Start of the unit being gathered (Infinity while in a request body). */
   private unitStart = 0;
   /** Offset one past the last byte fed. */
   private end = 0;
-  private lastMethod = '';
   /**
-   * tunnelled, headerFill and hellos in one integer (an analyzer per flow under inspection: each
-   * field is 8 bytes): bit 0 tunnelled, bits 1-3 headerFill, the rest hellos.
+   * mode, tunnelled, headerFill, lastConnect and hellos in one integer (an analyzer per flow under
+   * inspection: each field is 8 bytes); layout in TUNNELLED .. HELLOS_SHIFT.
    */
   private packed = 0;
-  /** After the first hello: a record header being gathered (allocated with its first byte), and record bytes left to skip. */
-  private header: Uint8Array | null = null;
+  /** After the first hello: record bytes left to skip. */
   private skip = 0;
+
+  /** Bytes gathered while the protocol is still unclear (see `scratch`). */
+  private get sniff(): Uint8Array {
+    return this.scratch;
+  }
+
+  private set sniff(v: Uint8Array) {
+    this.scratch = v;
+  }
+
+  private get mode(): Mode {
+    return MODES[(this.packed & MODE_MASK) >>> MODE_SHIFT]!;
+  }
+
+  private set mode(v: Mode) {
+    this.packed = (this.packed & ~MODE_MASK) | (MODES.indexOf(v) << MODE_SHIFT);
+  }
+
+  /** The TLS modes' reader. */
+  private get tls(): ClientHelloReader {
+    return this.reader as ClientHelloReader;
+  }
+
+  /** The `http` mode's reader. */
+  private get http(): HttpRequestReader {
+    return this.reader as HttpRequestReader;
+  }
 
   /** Set when the TLS reader reads the stream tunnelled by a CONNECT. */
   private get tunnelled(): boolean {
-    return (this.packed & 1) !== 0;
+    return (this.packed & TUNNELLED) !== 0;
   }
 
   private set tunnelled(v: boolean) {
-    this.packed = v ? this.packed | 1 : this.packed & ~1;
+    this.packed = v ? this.packed | TUNNELLED : this.packed & ~TUNNELLED;
   }
 
   /** Bytes of `header` gathered (0 to 5). */
   private get headerFill(): number {
-    return (this.packed >>> 1) & 7;
+    return (this.packed & FILL_MASK) >>> FILL_SHIFT;
   }
 
   private set headerFill(v: number) {
-    this.packed = (this.packed & ~14) | ((v & 7) << 1);
+    this.packed = (this.packed & ~FILL_MASK) | ((v << FILL_SHIFT) & FILL_MASK);
+  }
+
+  /** The last request head read was a CONNECT (what follows its head may be a tunnelled TLS stream). */
+  private get lastConnect(): boolean {
+    return (this.packed & LAST_CONNECT) !== 0;
+  }
+
+  private set lastConnect(v: boolean) {
+    this.packed = v ? this.packed | LAST_CONNECT : this.packed & ~LAST_CONNECT;
   }
 
   /** ClientHellos read so far. */
   private get hellos(): number {
-    return this.packed >>> 4;
+    return this.packed >>> HELLOS_SHIFT;
   }
 
   private set hellos(v: number) {
-    this.packed = (this.packed & 15) | (v << 4);
+    this.packed = (this.packed & ((1 << HELLOS_SHIFT) - 1)) | (v << HELLOS_SHIFT);
   }
 
   constructor(private readonly limits: AnalyzerLimits) {}
@@ -137,10 +183,10 @@ class FlowAnalyzer implements StreamAnalyzer {
       this.sniff = EMPTY;
       if (kind === 'tls') {
         this.mode = 'tls';
-        this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
+        this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
       } else if (kind === 'yes') {
         this.mode = 'http';
-        this.http = new HttpRequestReader({ maxHeadBytes: this.limits.maxRequestHeadBytes });
+        this.reader = new HttpRequestReader({ maxHeadBytes: this.limits.maxRequestHeadBytes });
       } else {
         this.mode = 'done';
         out.push({ kind: 'unit', start, info: { app: 'unknown' }, opaque: true });
@@ -161,7 +207,7 @@ class FlowAnalyzer implements StreamAnalyzer {
 
   /** `retained` (see StreamAnalyzer.feed) ends where `bytes` ends: the reader reads a partial hello there, uncopied. */
   private feedTls(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
-    const res = this.tls!.feed(bytes, retained);
+    const res = this.tls.feed(bytes, retained);
     const start = this.unitStart;
     switch (res.kind) {
       case 'needMore':
@@ -216,7 +262,8 @@ class FlowAnalyzer implements StreamAnalyzer {
         this.unitStart += n;
         continue;
       }
-      const header = (this.header ??= new Uint8Array(5));
+      // `scratch` was let go of (EMPTY) when detection ended: the first header byte gets it its 5 bytes.
+      const header = this.scratch.length === 5 ? this.scratch : (this.scratch = new Uint8Array(5));
       header[this.headerFill++] = bytes[i++]!;
       if (this.headerFill === 1 && header[0] !== TLS_CHANGE_CIPHER_SPEC && header[0] !== TLS_HANDSHAKE) {
         this.mode = 'done';
@@ -232,7 +279,7 @@ class FlowAnalyzer implements StreamAnalyzer {
       }
       // A handshake record: read it with a fresh reader, header first.
       this.mode = 'tls';
-      this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
+      this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
       this.tls.feed(header.subarray(0, 5));
     }
     if (this.mode === 'tls' && i < bytes.length) this.feedSecondHello(bytes.subarray(i), out);
@@ -240,7 +287,7 @@ class FlowAnalyzer implements StreamAnalyzer {
 
   /** The rest of a second ClientHello; its decision is the flow's last. */
   private feedSecondHello(bytes: Uint8Array, out: AnalyzerEvent[]): void {
-    const res = this.tls!.feed(bytes);
+    const res = this.tls.feed(bytes);
     if (res.kind === 'needMore') return;
     this.mode = 'done';
     if (res.kind === 'done') {
@@ -252,10 +299,10 @@ class FlowAnalyzer implements StreamAnalyzer {
   }
 
   private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
-    for (const ev of this.http!.feed(bytes)) {
+    for (const ev of this.http.feed(bytes)) {
       switch (ev.kind) {
         case 'request':
-          this.lastMethod = ev.request.method;
+          this.lastConnect = ev.request.method === 'CONNECT';
           out.push({ kind: 'unit', start: ev.headStart, info: httpInfo(ev.request), opaque: false });
           this.unitStart = Infinity;
           break;
@@ -275,7 +322,7 @@ class FlowAnalyzer implements StreamAnalyzer {
             reason: `http:${slug(ev.reason)}`, info: { app: 'http' } });
           return;
         case 'tunnel':
-          if (this.tunnelled || this.lastMethod !== 'CONNECT') {
+          if (this.tunnelled || !this.lastConnect) {
             // An Upgrade (WebSocket): the request was decided; what follows is not inspected.
             this.mode = 'done';
             return;
@@ -284,7 +331,7 @@ class FlowAnalyzer implements StreamAnalyzer {
           this.tunnelled = true;
           this.mode = 'tls';
           this.unitStart = ev.offset;
-          this.tls = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
+          this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
           {
             const rest = bytes.subarray(Math.max(0, ev.offset - offset));
             if (rest.length > 0) {

@@ -42,9 +42,16 @@ interface Pending {
   data: Uint8Array;
 }
 
-/** Shared by every stream with nothing retained or pending, so an idle stream costs no buffers. */
+/** The segments past a hole and their bytes: made with the first such segment, dropped with the last. */
+interface PendingSet {
+  /** Sorted by seq, non-overlapping, never empty. */
+  segs: Pending[];
+  bytes: number;
+}
+
+/** Shared by every stream with nothing retained, so an idle stream costs no buffer. */
 const EMPTY = new ArrayBuffer(0);
-const NO_PENDING: readonly Pending[] = Object.freeze([]);
+const NO_SEGS: readonly Pending[] = Object.freeze([]);
 
 /** A reassembled byte stream for one direction. Bytes are copied in: inputs may be views over a batch. */
 export class StreamReassembler {
@@ -54,27 +61,38 @@ export class StreamReassembler {
    * seqAdd give the same answers for either form.
    */
   private base: number;
-  /** Next expected sequence number (one past the last contiguous byte), signed like `base`. */
-  private nextSeq: number;
   /**
    * Retained bytes; grown on demand (tens of thousands of flows each hold a partial hello). The
    * buffer alone, views made when read: a Uint8Array kept with it cost 96 bytes a flow.
    */
   private buf: ArrayBuffer = EMPTY;
   private len = 0;
-  /** Segments past a hole: sorted by seq, non-overlapping; the shared empty array when there are none. */
-  private pending: readonly Pending[] = NO_PENDING;
-  private pendingBytes = 0;
-  private readonly maxOutOfOrderBytes: number;
-  private readonly maxRetainedBytes: number;
+  /** Segments past a hole, undefined when there are none (most streams, most of the time). */
+  private pending: PendingSet | undefined = undefined;
+  /**
+   * The limits, the caller's object itself when it gives both (an engine passes one object to all
+   * its streams: two fields of their own cost 8 bytes a stream more); not to be changed after.
+   */
+  private readonly limits: StreamLimits;
   /** Stream offset (bytes since the first byte) of `base`. */
   private baseOffset = 0;
 
   constructor(firstSeq: number, limits: Partial<StreamLimits> = {}) {
     this.base = firstSeq | 0;
-    this.nextSeq = this.base;
-    this.maxOutOfOrderBytes = limits.maxOutOfOrderBytes ?? DEFAULT_STREAM_LIMITS.maxOutOfOrderBytes;
-    this.maxRetainedBytes = limits.maxRetainedBytes ?? DEFAULT_STREAM_LIMITS.maxRetainedBytes;
+    this.limits = limits.maxOutOfOrderBytes !== undefined && limits.maxRetainedBytes !== undefined
+      ? limits as StreamLimits
+      : {
+        maxOutOfOrderBytes: limits.maxOutOfOrderBytes ?? DEFAULT_STREAM_LIMITS.maxOutOfOrderBytes,
+        maxRetainedBytes: limits.maxRetainedBytes ?? DEFAULT_STREAM_LIMITS.maxRetainedBytes,
+      };
+  }
+
+  /**
+   * Next expected sequence number (one past the last contiguous byte), signed like `base`: always
+   * `base + len`, so it is computed rather than kept.
+   */
+  private get nextSeq(): number {
+    return (this.base + this.len) | 0;
   }
 
   /** Next expected sequence number. */
@@ -94,7 +112,7 @@ export class StreamReassembler {
 
   /** Bytes waiting past a hole. */
   get outOfOrderBytes(): number {
-    return this.pendingBytes;
+    return this.pending?.bytes ?? 0;
   }
 
   /** Bytes retained in order. */
@@ -151,9 +169,9 @@ export class StreamReassembler {
       start = 0;
       if (piece.length === 0) return { kind: 'duplicate', retained };
     }
-    if (start === 0 && this.pending.length === 0) {
+    if (start === 0 && this.pending === undefined) {
       // In order with no hole: straight into the retained buffer (what the general path below ends up doing).
-      if (this.len + piece.length > this.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
+      if (this.len + piece.length > this.limits.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
       this.append(piece);
       return { kind: 'ok', added: piece.length, buffered: 0, old };
     }
@@ -162,7 +180,7 @@ export class StreamReassembler {
     const pieceEnd = start + piece.length;
     const fresh: Array<[number, number]> = []; // [from, to) relative to next
     let cursor = pieceStart;
-    for (const p of this.pending) {
+    for (const p of this.pending?.segs ?? NO_SEGS) {
       const ps = seqDiff(p.seq, this.nextSeq);
       const pe = ps + p.data.length;
       if (pe <= cursor) continue;
@@ -182,8 +200,8 @@ export class StreamReassembler {
     for (const [a, b] of fresh) freshBytes += b - a;
     // A piece starting at `next` is contiguous all along (it fills any gaps between pending segments).
     if (pieceStart === 0) {
-      if (this.len + pieceEnd > this.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
-    } else if (this.pendingBytes + freshBytes > this.maxOutOfOrderBytes) {
+      if (this.len + pieceEnd > this.limits.maxRetainedBytes) return { kind: 'limit', which: 'retained' };
+    } else if (this.outOfOrderBytes + freshBytes > this.limits.maxOutOfOrderBytes) {
       return { kind: 'limit', which: 'outOfOrder' };
     }
     for (const [a, b] of fresh) {
@@ -196,24 +214,27 @@ export class StreamReassembler {
 
   private addPending(seg: Pending): void {
     const rel = seqDiff(seg.seq, this.nextSeq);
-    const pending = this.pending === NO_PENDING ? [] : this.pending as Pending[];
-    let i = pending.length;
-    while (i > 0 && seqDiff(pending[i - 1]!.seq, this.nextSeq) > rel) i--;
-    pending.splice(i, 0, seg);
-    this.pending = pending;
-    this.pendingBytes += seg.data.length;
+    const pending = (this.pending ??= { segs: [], bytes: 0 });
+    const segs = pending.segs;
+    let i = segs.length;
+    while (i > 0 && seqDiff(segs[i - 1]!.seq, this.nextSeq) > rel) i--;
+    segs.splice(i, 0, seg);
+    pending.bytes += seg.data.length;
   }
 
   /** Moves pending segments that start at `next` into the retained buffer; returns bytes still pending. */
   private drain(): number {
-    const pending = this.pending as Pending[];
-    while (pending.length > 0 && seqDiff(pending[0]!.seq, this.nextSeq) === 0) {
-      const seg = pending.shift()!;
-      this.pendingBytes -= seg.data.length;
+    const pending = this.pending;
+    if (pending === undefined) return 0;
+    const segs = pending.segs;
+    while (segs.length > 0 && seqDiff(segs[0]!.seq, this.nextSeq) === 0) {
+      const seg = segs.shift()!;
+      pending.bytes -= seg.data.length;
       this.append(seg.data);
     }
-    if (pending.length === 0) this.pending = NO_PENDING;
-    return this.pendingBytes;
+    if (segs.length > 0) return pending.bytes;
+    this.pending = undefined;
+    return 0;
   }
 
   private append(data: Uint8Array): void {
@@ -229,6 +250,6 @@ export class StreamReassembler {
     }
     buf.set(data, this.len);
     this.len += data.length;
-    this.nextSeq = (this.nextSeq + data.length) | 0;
   }
 }
+

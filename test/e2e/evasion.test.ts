@@ -138,7 +138,7 @@ t.test('EVASION.md 11: one ClientHello in many TLS records (down to one byte), s
       expectOutcome(t, name, res, 'tls', `TLS ${name} in ${size}-byte records`);
     }
   }
-  const decided = fg.decisions().filter((d) => d.app === 'tls');
+  const decided = (await fg.settledDecisions()).filter((d) => d.app === 'tls');
   t.same(decided.map((d) => `${d.sni} ${d.verdict}`).sort(),
     [...Array(3).fill('allowed.test allow'), ...Array(3).fill('blocked.test block')], 'each hello decided once, by its name');
   await assertSettled(t, topo, fg);

@@ -51,6 +51,11 @@ export interface Flowgate {
   config: string;
   socket: string;
   decisions(): Decision[];
+  /**
+   * The decisions once every event the daemon has written so far has been read: events leave
+   * after their verdicts, so right after a client finished its last one may still be on its way.
+   */
+  settledDecisions(): Promise<Decision[]>;
   waitForDecision(pred: (d: Decision) => boolean, timeoutMs?: number): Promise<Decision>;
   /** `flowgate status` through the control socket. */
   status(): Promise<Status>;
@@ -81,10 +86,12 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
   writeFileSync(config, `${yaml}\ncontrol: ${socket}\n`);
   const proc = topo.spawn('gw', argv('run', '--config', config));
   const decisions: Decision[] = [];
+  let eventsRead = 0;
   proc.on('line', (line: string, stream: string) => {
     if (stream !== 'stdout') return;
     try {
       const ev = JSON.parse(line) as { type?: string };
+      eventsRead++;
       if (ev.type === 'decision') decisions.push(ev as Decision);
     } catch { /* not an event */ }
   });
@@ -98,6 +105,11 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
     config,
     socket,
     decisions: () => decisions,
+    settledDecisions: async () => {
+      await waitUntil(async () => eventsRead >= ((await ask('status')) as Status & { events_written: number }).events_written,
+        { timeoutMs: 5000, what: 'every written event read' });
+      return decisions;
+    },
     waitForDecision: async (pred, timeoutMs = 5000) => {
       let found: Decision | undefined;
       await waitUntil(() => (found = decisions.find(pred)) !== undefined, { timeoutMs, what: 'a decision event' });

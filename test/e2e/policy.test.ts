@@ -38,7 +38,7 @@ t.test('one keep-alive connection: every request is its own pause/resume cycle',
   const fg = await startFlowgate(topo, `decide:\n  module: ${mod}\nblock_action: page\n`);
   const all = await curlMany(topo, ['http://allowed.test/a', 'http://allowed.test/b', 'http://allowed.test/c']);
   t.same(all.codes, ['200 1', '200 0', '200 0'], 'three requests on one connection');
-  const d1 = fg.decisions().filter((d) => d.app === 'http');
+  const d1 = (await fg.settledDecisions()).filter((d) => d.app === 'http');
   t.equal(d1.length, 3, 'three decisions');
   t.equal(new Set(d1.map((d) => d.flow)).size, 1, 'all on one flow');
   t.ok(d1.every((d) => d.held_packets >= 1 && d.held_ms >= 80), 'each was paused while the policy thought');
@@ -46,7 +46,7 @@ t.test('one keep-alive connection: every request is its own pause/resume cycle',
   const mixed = await curlMany(topo, ['http://allowed.test/a', 'http://allowed.test/blocked', 'http://allowed.test/c']);
   t.same(mixed.codes, ['200 1', '403 0', '200 1'],
     'allowed, then the block page (403) on the same connection, then allowed on a new one');
-  const d2 = fg.decisions().filter((d) => d.app === 'http').slice(3);
+  const d2 = (await fg.settledDecisions()).filter((d) => d.app === 'http').slice(3);
   t.same(d2.map((d) => [d.path, d.verdict]), [['/a', 'allow'], ['/blocked', 'block'], ['/c', 'allow']]);
   t.equal(d2[0]!.flow, d2[1]!.flow, 'the blocked request was the second cycle of the first flow');
   const s = await fg.status();

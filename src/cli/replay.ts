@@ -139,6 +139,9 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
    */
   const replayBatch = (batch: FrameBatch, from: number): number => {
     const bytes = batch.bytes;
+    // The IP packet's view is made from the chunk's buffer: `subarray` costs half as much again.
+    const buffer = bytes.buffer;
+    const base = bytes.byteOffset;
     for (let i = from; i < batch.length; i++) {
       const wall = batch.tsMicros[i]! / 1000;
       const end = batch.start[i]! + batch.caplen[i]!;
@@ -158,7 +161,7 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
       }
       packets++;
       pkt.id = frame;
-      pkt.data = bytes.subarray(ip, end);
+      pkt.data = new Uint8Array(buffer, base + ip, end - ip);
       engine.handle(pkt);
     }
     return batch.length;

@@ -167,7 +167,8 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     return batch.length;
   };
   // The engine copies what it keeps of a packet, so the read buffers can be reused.
-  for await (const batch of readCaptureFrames(file, { onProgress: opts.onProgress, reuseChunks: true })) {
+  const reading = { onProgress: opts.onProgress, reuseChunks: true, chunkBytes: REPLAY_CHUNK_BYTES };
+  for await (const batch of readCaptureFrames(file, reading)) {
     for (let i = replayBatch(batch, 0); i < batch.length; i = replayBatch(batch, i)) {
       await runTimers(sched, batch.tsMicros[i]! / 1000);
     }
@@ -213,6 +214,13 @@ function isoTime(ms: number): string {
   return isoDate + (hour < 10 ? '0' : '') + hour + ':' + TWO[min] + ':' + TWO[sec] + '.' +
     (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
 }
+
+/**
+ * Bytes read from a capture per read call (bytes). Larger than the reader's default: each read
+ * is a promise and a thread-pool wake-up, and with reused buffers the size costs no more memory
+ * than two of them.
+ */
+const REPLAY_CHUNK_BYTES = 4 << 20;
 
 /** Frames replayed between two turns of the event loop (frames). */
 const TURN_FRAMES = 2048;

@@ -1,20 +1,21 @@
 /**
  * Capture files as a packet source for `replay`: pcap (microsecond and nanosecond, either byte
  * order) and pcapng (SHB in either byte order, IDB with if_tsresol/if_tsoffset, EPB, SPB, OPB;
- * other blocks skipped). The file is read in large chunks and parsed in place: each record's
- * `data` is a view into its chunk, and a chunk's records come out in batches of at most
- * `BATCH_RECORDS`.
+ * other blocks skipped). The file is read in large chunks and parsed in place: each frame is
+ * a range of its chunk, and a chunk's frames come out in batches of at most `BATCH_RECORDS`.
  *
  * Lifecycle of a read:
  * 1. the format is detected from the magic number;
- * 2. each chunk's whole records are yielded, in arrays of at most `BATCH_RECORDS`
- *    (`readCaptureBatches`) or one by one (`readCapture`), with `onProgress` called once per
- *    chunk, before its last batch; the next chunk is being read while that batch is consumed;
+ * 2. each chunk's whole records are yielded, as offsets into the chunk (`readCaptureFrames`),
+ *    in arrays of at most `BATCH_RECORDS` (`readCaptureBatches`) or one by one (`readCapture`),
+ *    with `onProgress` called once per chunk, before its last batch; the next chunk is being
+ *    read while that batch is consumed;
  * 3. at the end of the file, or at the first corrupt record, every good record has been yielded;
  *    then a truncated or corrupt file throws a `CaptureError`, and the file is closed in every case.
  */
 import { open } from 'node:fs/promises';
 import { FlowgateError } from '../errors.js';
+import { FrameBatch } from './frames.js';
 
 /**
  * One captured frame. `data` is a view into a read buffer that is never reused (unless
@@ -34,7 +35,7 @@ export interface CaptureRecord {
   origLen: number;
 }
 
-/** Options of `readCapture` / `readCaptureBatches`. */
+/** Options of `readCapture`, `readCaptureBatches` and `readCaptureFrames`. */
 export interface ReadCaptureOptions {
   /** Called after every chunk read, with bytes read so far and the file size. */
   onProgress?(bytesRead: number, totalBytes: number): void;
@@ -44,7 +45,7 @@ export interface ReadCaptureOptions {
   maxRecordBytes?: number;
   /**
    * Read into two buffers in turn rather than a fresh one per chunk: a record's `data` is then
-   * only valid until the next batch is asked for (`readCaptureBatches`). For
+   * only valid until the next batch is asked for (`readCaptureBatches`, `readCaptureFrames`). For
    * consumers that copy what they keep, as the engine does: a fresh megabyte per chunk is new
    * memory for the kernel to zero and external memory that makes V8 collect more often.
    */
@@ -56,7 +57,7 @@ export const DEFAULT_CHUNK_BYTES = 1 << 20;
 /** Default `maxRecordBytes` (bytes). */
 export const DEFAULT_MAX_RECORD_BYTES = 16 << 20;
 /**
- * Most records in one batch of `readCaptureBatches` (records). A chunk is parsed a batch at a
+ * Most records in one batch of `readCaptureFrames` / `readCaptureBatches` (records). A chunk is parsed a batch at a
  * time, so the records not yet consumed do not pile up (and survive garbage collections).
  */
 export const BATCH_RECORDS = 512;
@@ -126,10 +127,11 @@ class CaptureParser {
   ) {}
 
   /**
-   * Parses the whole records of `buf` (which starts at file offset `offset`) into `out`, until
-   * `out` holds `max` of them; returns bytes consumed.
+   * Parses the whole records of `buf` (which starts at file offset `offset`) into `out`, emptied
+   * first, until it is full; returns bytes consumed.
    */
-  parse(buf: Uint8Array, out: CaptureRecord[], max = Infinity): number {
+  parse(buf: Uint8Array, out: FrameBatch): number {
+    out.reset(buf, this.frames + 1);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let p = 0;
     if (this.format === 'unknown') {
@@ -155,7 +157,7 @@ class CaptureParser {
         return 0;
       }
     }
-    p = this.format === 'pcap' ? this.parsePcap(buf, dv, p, out, max) : this.parsePcapng(buf, dv, p, out, max);
+    p = this.format === 'pcap' ? this.parsePcap(buf, dv, p, out) : this.parsePcapng(buf, dv, p, out);
     this.offset += p;
     return p;
   }
@@ -176,10 +178,10 @@ class CaptureParser {
     );
   }
 
-  private parsePcap(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[], max: number): number {
+  private parsePcap(buf: Uint8Array, dv: DataView, p: number, out: FrameBatch): number {
     const le = this.le;
     for (;;) {
-      if (out.length >= max) return p;
+      if (out.length >= out.capacity) return p;
       if (buf.length - p < 16) {
         this.pending = 16;
         return p;
@@ -195,20 +197,16 @@ class CaptureParser {
       }
       const sec = dv.getUint32(p, le);
       const frac = dv.getUint32(p + 4, le);
-      out.push({
-        index: ++this.frames,
-        tsMicros: sec * 1e6 + (this.pcapNano ? Math.floor(frac / 1000) : frac),
-        linktype: this.pcapLinktype,
-        data: buf.subarray(p + 16, p + 16 + caplen),
-        origLen: dv.getUint32(p + 12, le),
-      });
+      this.frames++;
+      out.add(sec * 1e6 + (this.pcapNano ? Math.floor(frac / 1000) : frac), this.pcapLinktype, p + 16, caplen,
+        dv.getUint32(p + 12, le));
       p += 16 + caplen;
     }
   }
 
-  private parsePcapng(buf: Uint8Array, dv: DataView, p: number, out: CaptureRecord[], max: number): number {
+  private parsePcapng(buf: Uint8Array, dv: DataView, p: number, out: FrameBatch): number {
     for (;;) {
-      if (out.length >= max) return p;
+      if (out.length >= out.capacity) return p;
       if (buf.length - p < 12) {
         this.pending = 12;
         return p;
@@ -239,7 +237,7 @@ class CaptureParser {
       } else if (type === BLOCK_IDB) {
         why = this.interfaceBlock(dv, body, bodyEnd);
       } else if (type === BLOCK_EPB || type === BLOCK_OPB || type === BLOCK_SPB) {
-        why = this.packetBlock(type, buf, dv, body, bodyEnd, out);
+        why = this.packetBlock(type, dv, body, bodyEnd, out);
       }
       if (why !== null) return this.corrupt(why, p);
       p += len;
@@ -287,14 +285,7 @@ class CaptureParser {
   }
 
   /** Reads an EPB, OPB or SPB into `out`; returns why it is corrupt, or null. */
-  private packetBlock(
-    type: number,
-    buf: Uint8Array,
-    dv: DataView,
-    body: number,
-    end: number,
-    out: CaptureRecord[],
-  ): string | null {
+  private packetBlock(type: number, dv: DataView, body: number, end: number, out: FrameBatch): string | null {
     const le = this.le;
     let ifid: number;
     let caplen: number;
@@ -321,13 +312,8 @@ class CaptureParser {
       ts = toMicros(this.ifaces[ifid], dv.getUint32(body + 4, le), dv.getUint32(body + 8, le));
     }
     this.lastTs = ts;
-    out.push({
-      index: ++this.frames,
-      tsMicros: ts,
-      linktype: this.ifaces[ifid].linktype,
-      data: buf.subarray(data, data + caplen),
-      origLen,
-    });
+    this.frames++;
+    out.add(ts, this.ifaces[ifid].linktype, data, caplen, origLen);
     return null;
   }
 }
@@ -347,18 +333,19 @@ function toMicros(iface: Iface, hi: number, lo: number): number {
 }
 
 /**
- * Reads a pcap or pcapng file, yielding the records of each chunk in arrays of at most
- * `BATCH_RECORDS` (never empty).
- * This is the fast path: one await per batch rather than per record. Throws a `CaptureError`
- * after the last good batch when the file is truncated or corrupt; the file is closed when the
- * iteration ends, also early.
+ * Reads a pcap or pcapng file, yielding the frames of each chunk in batches of at most
+ * `BATCH_RECORDS` (never empty). The batch is one object refilled for each yield: what it holds
+ * is valid until the next batch is asked for (and, with `reuseChunks`, so are its bytes).
+ * Throws a `CaptureError` after the last good batch when the file is truncated or corrupt; the
+ * file is closed when the iteration ends, also early.
  */
-export async function* readCaptureBatches(
+export async function* readCaptureFrames(
   path: string,
   opts: ReadCaptureOptions = {},
-): AsyncGenerator<CaptureRecord[], void, undefined> {
+): AsyncGenerator<FrameBatch, void, undefined> {
   const chunkBytes = Math.max(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, 64);
   const parser = new CaptureParser(path, opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES);
+  const batch = new FrameBatch(BATCH_RECORDS);
   const fh = await open(path, 'r');
   // The next chunk is read while the consumer works on this one (the read runs on libuv's
   // thread pool). The outcome is caught at once: a failed read must not go unhandled meanwhile.
@@ -368,19 +355,22 @@ export async function* readCaptureBatches(
   let spare: Uint8Array | null = null;
   let inUse: Uint8Array | null = null;
   const readNext = (carry: Uint8Array, pos: number): void => {
-    // A fresh buffer each time (unless reuseChunks): records handed out earlier keep pointing at
-    // valid bytes. Not zero-filled (the read overwrites it), and a plain Uint8Array: views of it are cheaper.
-    const want = Math.max(chunkBytes, parser.pending - carry.length);
+    // At least a chunk of new bytes, and all of the record cut at the end of this one.
+    let want = Math.max(chunkBytes, parser.pending - carry.length);
     let buf: Uint8Array;
-    if (spare !== null && spare.length >= carry.length + want) {
-      buf = spare.length === carry.length + want ? spare : spare.subarray(0, carry.length + want);
+    if (spare !== null && spare.length >= carry.length + Math.max(want >> 1, parser.pending - carry.length)) {
+      // The spare buffer is as large as the first chunk: fill it, less what is carried over.
+      buf = spare;
+      want = spare.length - carry.length;
     } else {
+      // A fresh buffer each time (unless reuseChunks): records handed out earlier keep pointing at
+      // valid bytes. Not zero-filled (the read overwrites it), and a plain Uint8Array: views of it are cheaper.
       const mem = Buffer.allocUnsafeSlow(carry.length + want);
       buf = new Uint8Array(mem.buffer, mem.byteOffset, mem.length);
     }
     if (opts.reuseChunks === true) {
       spare = inUse;
-      inUse = buf.byteOffset === 0 && buf.length === buf.buffer.byteLength ? buf : new Uint8Array(buf.buffer);
+      inUse = buf;
     }
     buf.set(carry, 0);
     next = fh.read(buf, carry.length, want, pos).then(
@@ -400,19 +390,17 @@ export async function* readCaptureBatches(
       pos += bytesRead;
       const avail = buf.subarray(0, from + bytesRead);
       let used = 0;
-      let records: CaptureRecord[];
       for (;;) {
-        records = [];
         parser.pending = 0;
-        used += parser.parse(used === 0 ? avail : avail.subarray(used), records, BATCH_RECORDS);
-        if (records.length < BATCH_RECORDS || parser.error !== null) break;
-        yield records;
+        used += parser.parse(used === 0 ? avail : avail.subarray(used), batch);
+        if (batch.length < BATCH_RECORDS || parser.error !== null) break;
+        yield batch;
       }
       // The chunk's last batch (maybe empty).
       opts.onProgress?.(pos, size);
       const carry = avail.subarray(used);
       if (parser.error === null && bytesRead > 0) readNext(carry, pos);
-      if (records.length > 0) yield records;
+      if (batch.length > 0) yield batch;
       if (parser.error !== null) throw parser.error;
       if (bytesRead === 0) {
         if (carry.length > 0 || pos === 0) {
@@ -431,6 +419,23 @@ export async function* readCaptureBatches(
   } finally {
     if (next !== undefined) await next;
     await fh.close();
+  }
+}
+
+/**
+ * Reads a pcap or pcapng file, yielding the records of each chunk in arrays of at most
+ * `BATCH_RECORDS` (never empty): `readCaptureFrames` with an object and a view per frame.
+ * One await per batch rather than per record. Throws a `CaptureError` after the last good
+ * batch when the file is truncated or corrupt; the file is closed when the iteration ends, also early.
+ */
+export async function* readCaptureBatches(
+  path: string,
+  opts: ReadCaptureOptions = {},
+): AsyncGenerator<CaptureRecord[], void, undefined> {
+  for await (const batch of readCaptureFrames(path, opts)) {
+    const records = new Array<CaptureRecord>(batch.length);
+    for (let i = 0; i < batch.length; i++) records[i] = batch.record(i);
+    yield records;
   }
 }
 

@@ -2,9 +2,10 @@
  * `flowgate replay`: the same engine as `run`, fed from capture files instead of the kernel
  * queue, on capture time. Prints the decisions it would have made; needs no root.
  */
-import { readCaptureBatches, CaptureError, type CaptureRecord } from '../capture/pcapfile.js';
-import { ipFromFrame } from '../capture/linktype.js';
-import { Engine } from '../filter/engine.js';
+import { readCaptureFrames, CaptureError } from '../capture/pcapfile.js';
+import type { FrameBatch } from '../capture/frames.js';
+import { ipOffset } from '../capture/linktype.js';
+import { Engine, type RawPacket } from '../filter/engine.js';
 import { engineOptionsFromConfig } from '../filter/from-config.js';
 import type { DecideFn, DecisionEvent, Scheduler } from '../filter/types.js';
 import { defaultConfig } from '../policy/config-types.js';
@@ -96,7 +97,6 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
 ): Promise<{ frames: number; packets: number; skipped: number; stats: Engine['stats'] }> {
   const sched = new VirtualScheduler();
   let frame = 0;
-  let wall = 0;
   const latency = opts.policyLatency ?? 0;
   const slowDecide: DecideFn = latency > 0
     ? (info, flow) => new Promise((resolve, reject) => {
@@ -129,38 +129,48 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
   let skipped = 0;
   let lastTick = 0;
   let sinceTurn = 0;
+  // One packet object for the whole file: the engine reads it during `handle` and keeps only
+  // copies of its fields.
+  const pkt: RawPacket = { id: 0, mark: 0, data: new Uint8Array(0), skbInfo: 0 };
   /**
    * Replays `batch` from index `from`; returns the index of a frame before which timers are
    * due (the caller runs them and resumes there), or the batch length. Synchronous, so the
    * per-frame loop is a small function of its own rather than part of this async one.
    */
-  const replayBatch = (batch: CaptureRecord[], from: number): number => {
+  const replayBatch = (batch: FrameBatch, from: number): number => {
+    const bytes = batch.bytes;
+    // The IP packet's view is made from the chunk's buffer: `subarray` costs half as much again.
+    const buffer = bytes.buffer;
+    const base = bytes.byteOffset;
     for (let i = from; i < batch.length; i++) {
-      const rec = batch[i]!;
-      wall = rec.tsMicros / 1000;
-      const ip = ipFromFrame(rec.linktype, rec.data);
-      if (ip === null) {
-        frame = rec.index;
+      const wall = batch.tsMicros[i]! / 1000;
+      const end = batch.start[i]! + batch.caplen[i]!;
+      const ip = ipOffset(batch.linktype[i]!, bytes, batch.start[i]!, end);
+      if (ip < 0) {
+        frame = batch.first + i;
         skipped++;
         continue;
       }
       // Decisions due before this frame settle first (reported with the frame before it).
       if (sched.nextAt() <= wall) return i;
       sched.advance(wall);
-      frame = rec.index;
+      frame = batch.first + i;
       if (wall - lastTick >= 1000) {
         engine.tick(wall);
         lastTick = wall;
       }
       packets++;
-      engine.handle({ id: rec.index, mark: 0, data: ip, skbInfo: 0 });
+      pkt.id = frame;
+      pkt.data = new Uint8Array(buffer, base + ip, end - ip);
+      engine.handle(pkt);
     }
     return batch.length;
   };
   // The engine copies what it keeps of a packet, so the read buffers can be reused.
-  for await (const batch of readCaptureBatches(file, { onProgress: opts.onProgress, reuseChunks: true })) {
+  const reading = { onProgress: opts.onProgress, reuseChunks: true, chunkBytes: REPLAY_CHUNK_BYTES };
+  for await (const batch of readCaptureFrames(file, reading)) {
     for (let i = replayBatch(batch, 0); i < batch.length; i = replayBatch(batch, i)) {
-      await runTimers(sched, batch[i]!.tsMicros / 1000);
+      await runTimers(sched, batch.tsMicros[i]! / 1000);
     }
     // Let other work (policy answers, I/O) in every few thousand frames.
     sinceTurn += batch.length;
@@ -204,6 +214,13 @@ function isoTime(ms: number): string {
   return isoDate + (hour < 10 ? '0' : '') + hour + ':' + TWO[min] + ':' + TWO[sec] + '.' +
     (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
 }
+
+/**
+ * Bytes read from a capture per read call (bytes). Larger than the reader's default: each read
+ * is a promise and a thread-pool wake-up, and with reused buffers the size costs no more memory
+ * than two of them.
+ */
+const REPLAY_CHUNK_BYTES = 4 << 20;
 
 /** Frames replayed between two turns of the event loop (frames). */
 const TURN_FRAMES = 2048;

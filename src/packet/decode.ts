@@ -1,8 +1,8 @@
 /**
  * IPv4 / IPv6 / TCP decoding: bytes -> a typed view. Never throws on bad input. It is on the
- * hot path: per packet it allocates only the result, the packet and one or two views (payload,
- * and `ip` when padding follows the packet); address texts (from a small cache, addr.ts) and TCP
- * options are read when first asked for.
+ * hot path: per TCP packet it allocates only the packet, which is its own result, and a view of
+ * `ip` when padding follows the packet; what most packets never need (payload view, addresses,
+ * options, sequence numbers, ...) is read from the header bytes when asked for.
  * Every Uint8Array in the result is a view into the input.
  */
 import { formatIpv4, formatIpv6 } from './addr.js';
@@ -51,7 +51,7 @@ function decodeIpv4(buf: Uint8Array): DecodeResult {
   if ((frag & 0x2000) !== 0 || offset !== 0) return { kind: 'fragment', family: 4, first: offset === 0 };
   const proto = buf[9];
   if (proto !== PROTO_TCP) return { kind: 'other', family: 4, proto };
-  return decodeTcp(buf, 4, ihl, total, buf[8], 0, 0, false);
+  return decodeTcp(buf, 4, ihl, total, 0, 0, false);
 }
 
 function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
@@ -111,7 +111,7 @@ function decodeIpv6(buf: Uint8Array, maxExt: number): DecodeResult {
     next = buf[off];
     off += len;
   }
-  return decodeTcp(buf, 6, off, end, buf[7], ext, hbh, hbhMisplaced, discard);
+  return decodeTcp(buf, 6, off, end, ext, hbh, hbhMisplaced, discard);
 }
 
 /** Hop-by-hop option types Linux handles: Pad1, PadN, router alert, CALIPSO, IOAM, jumbo payload. */
@@ -160,7 +160,6 @@ function decodeTcp(
   family: 4 | 6,
   off: number,
   end: number,
-  ttl: number,
   extHeaders: number,
   hopByHopCount: number,
   hopByHopMisplaced: boolean,
@@ -170,56 +169,93 @@ function decodeTcp(
   const dataOffset = (buf[off + 12] >> 4) * 4;
   if (dataOffset < 20) return invalid('TCP data offset below 20');
   if (off + dataOffset > end) return invalid('TCP data offset beyond the packet');
-  return {
-    kind: 'tcp',
-    packet: new DecodedTcp(buf, family, off, dataOffset, end, ttl, extHeaders, hopByHopCount, hopByHopMisplaced, discarded),
-  };
+  const hbh = hopByHopCount * HBH_ONE + (hopByHopMisplaced ? HBH_MISPLACED : 0) + (discarded ? DISCARDED : 0);
+  return new DecodedTcp(buf, family, off, end, extHeaders, hbh);
 }
 
+/** DecodedTcp.hbh: two flags, then the count of hop-by-hop headers (in units of HBH_ONE). */
+const DISCARDED = 1, HBH_MISPLACED = 2, HBH_ONE = 4;
+
 /**
- * A decoded packet. The address texts and the TCP options are read from the header bytes when
- * first asked for: most packets (acknowledgements, stragglers of decided flows) never need them,
- * and an options object per packet was a third of what decoding allocated.
+ * A decoded packet, which is also its own `kind: 'tcp'` result (an object less per packet).
+ * Only what every packet's route needs is stored; the payload view, sequence numbers, window,
+ * TTL, address texts and TCP options are read from the header bytes when asked for: most
+ * packets (stragglers of decided flows) never need them, and a stored field costs 8 bytes, a
+ * sequence number above 2^31 a number object more, a view about 100 bytes.
  */
 class DecodedTcp implements TcpPacket {
+  declare readonly kind: 'tcp';
   family: 4 | 6;
   sport: number;
   dport: number;
-  seq: number;
-  ack: number;
   flags: number;
-  window: number;
-  urgentPointer: number;
-  ttl: number;
-  payload: Uint8Array;
   ip: Uint8Array;
   tcpOffset: number;
   extHeaders: number;
-  hopByHopCount: number;
-  hopByHopMisplaced: boolean;
-  discardedByReceiver: boolean;
+  private readonly hbh: number;
   private srcText: string | undefined = undefined;
   private dstText: string | undefined = undefined;
   private opts: TcpOptions | undefined = undefined;
+  private data: Uint8Array | undefined = undefined;
 
-  constructor(buf: Uint8Array, family: 4 | 6, off: number, dataOffset: number, end: number, ttl: number,
-    extHeaders: number, hopByHopCount: number, hopByHopMisplaced: boolean, discarded: boolean) {
+  constructor(buf: Uint8Array, family: 4 | 6, off: number, end: number, extHeaders: number, hbh: number) {
     this.family = family;
     this.sport = (buf[off] << 8) | buf[off + 1];
     this.dport = (buf[off + 2] << 8) | buf[off + 3];
-    this.seq = u32(buf, off + 4);
-    this.ack = u32(buf, off + 8);
     this.flags = buf[off + 13];
-    this.window = (buf[off + 14] << 8) | buf[off + 15];
-    this.urgentPointer = (buf[off + 18] << 8) | buf[off + 19];
-    this.ttl = ttl;
-    this.payload = buf.subarray(off + dataOffset, end);
     this.ip = end === buf.length ? buf : buf.subarray(0, end);
     this.tcpOffset = off;
     this.extHeaders = extHeaders;
-    this.hopByHopCount = hopByHopCount;
-    this.hopByHopMisplaced = hopByHopMisplaced;
-    this.discardedByReceiver = discarded;
+    this.hbh = hbh;
+  }
+
+  /** The payload, a view made when first asked for: packets of decided flows never need it. */
+  get payload(): Uint8Array {
+    return (this.data ??= this.ip.subarray(this.tcpOffset + (this.ip[this.tcpOffset + 12] >> 4) * 4));
+  }
+
+  set payload(payload: Uint8Array) {
+    this.data = payload;
+  }
+
+  /** The result's packet: itself. */
+  get packet(): TcpPacket {
+    return this;
+  }
+
+  get seq(): number {
+    return u32(this.ip, this.tcpOffset + 4);
+  }
+
+  get ack(): number {
+    return u32(this.ip, this.tcpOffset + 8);
+  }
+
+  get window(): number {
+    const o = this.tcpOffset + 14;
+    return (this.ip[o] << 8) | this.ip[o + 1];
+  }
+
+  get urgentPointer(): number {
+    const o = this.tcpOffset + 18;
+    return (this.ip[o] << 8) | this.ip[o + 1];
+  }
+
+  /** IPv4 TTL (byte 8) or IPv6 hop limit (byte 7). */
+  get ttl(): number {
+    return this.ip[this.family === 4 ? 8 : 7];
+  }
+
+  get hopByHopCount(): number {
+    return Math.floor(this.hbh / HBH_ONE);
+  }
+
+  get hopByHopMisplaced(): boolean {
+    return (this.hbh & HBH_MISPLACED) !== 0;
+  }
+
+  get discardedByReceiver(): boolean {
+    return (this.hbh & DISCARDED) !== 0;
   }
 
   get src(): string {
@@ -247,6 +283,7 @@ class DecodedTcp implements TcpPacket {
     this.opts = options;
   }
 }
+Object.defineProperty(DecodedTcp.prototype, 'kind', { value: 'tcp' });
 
 /** The big-endian unsigned 32-bit number at `b[o..o+4)`. */
 export function u32(b: Uint8Array, o: number): number {

@@ -27,7 +27,8 @@ export interface TcpOptions {
 /**
  * One decoded IPv4 or IPv6 packet carrying a whole TCP segment. Every Uint8Array here is a
  * view into the buffer passed to the decoder: it is only valid as long as that buffer is, and so
- * are `src`, `dst` and `options`, which the decoder reads from it when first asked for.
+ * are the fields the decoder reads from it when first asked for (`src`, `dst`, `options`,
+ * `payload`, `seq`, `ack`, `window`, `ttl`, ...).
  */
 export interface TcpPacket {
   family: 4 | 6;
@@ -70,7 +71,10 @@ export interface TcpPacket {
   discardedByReceiver?: boolean;
 }
 
-/** Result of decoding one IP packet. Decoders never throw on bad input. */
+/**
+ * Result of decoding one IP packet. Decoders never throw on bad input. A `tcp` result may be
+ * the packet itself (`decodeIp` returns one object per packet).
+ */
 export type DecodeResult =
   | { kind: 'tcp'; packet: TcpPacket }
   /** Not TCP (UDP, ICMP, ...): `proto` is the final next-header value. */

@@ -73,14 +73,14 @@ export class HeadBuilder {
     while (i < e && isWs(buf[i])) i++;
     if (i < e || targetStart === targetEnd || methodEnd === s) return 'bad request line';
     if (versionStart === versionEnd) return 'http/0.9';
-    this.method = buf.toString('latin1', s, methodEnd);
+    this.method = cachedText(buf, s, methodEnd, false);
     this.target = buf.toString('latin1', targetStart, targetEnd);
 
     const major = buf[versionStart + 5]! - 0x30;
     const minor = buf[versionStart + 7]! - 0x30;
     if (
       versionEnd - versionStart !== 8 ||
-      buf.toString('latin1', versionStart, versionStart + 5) !== 'HTTP/' ||
+      !isHttpSlash(buf, versionStart) ||
       buf[versionStart + 6] !== 0x2e ||
       !(major >= 0 && major <= 9 && minor >= 0 && minor <= 9)
     ) {
@@ -153,11 +153,10 @@ export class HeadBuilder {
     while (vs < ve && isWs(buf[vs])) vs++;
     while (ve > vs && isWs(buf[ve - 1])) ve--;
     for (let v = vs; v < ve; v++) if (FIELD_VCHAR[buf[v]!] !== 1) return 'bad header value';
-    const line = buf.toString('latin1', s, ve);
-    const name = line.slice(0, nameEnd - s).toLowerCase();
+    const name = cachedText(buf, s, nameEnd, true);
     // RFC 9112 section 5.1: whitespace before the colon MUST be rejected; some servers accept it.
     if (nameEnd !== i) this.note({ reason: 'space-before-colon', offset, stop: FRAMING_NAMES.has(name) });
-    this.headers.push([name, line.slice(vs - s)]);
+    this.headers.push([name, buf.toString('latin1', vs, ve)]);
     return null;
   }
 
@@ -187,29 +186,35 @@ export class HeadBuilder {
 
   /** The head ended (blank line); `headStart` is the request line's stream offset. */
   finish(headStart: number): HeadResult {
-    const hosts: string[] = [];
-    const lengths: string[] = [];
-    const codings: string[] = [];
-    const connection: string[] = [];
-    const upgrades: string[] = [];
-    for (const [name, value] of this.headers) {
-      if (name === 'host') hosts.push(value);
-      else if (name === 'content-length') lengths.push(value);
-      else if (name === 'transfer-encoding') codings.push(value);
-      else if (name === 'connection') connection.push(value);
-      else if (name === 'upgrade') upgrades.push(value);
+    // Only the fields that decide the host, the framing and a tunnel; the lists are made for the
+    // rare heads that have those fields (most have a Host and maybe a Connection, nothing else).
+    let hosts = 0;
+    let host = '';
+    let lengths: string[] | null = null;
+    let codings: string[] | null = null;
+    let tokens = 0;
+    let upgrade: string | undefined;
+    const headers = this.headers;
+    for (let h = 0; h < headers.length; h++) {
+      const name = headers[h]![0];
+      const value = headers[h]![1];
+      if (name === 'host') {
+        if (hosts++ === 0) host = value;
+      } else if (name === 'content-length') (lengths ??= []).push(value);
+      else if (name === 'transfer-encoding') (codings ??= []).push(value);
+      else if (name === 'connection') tokens |= connectionTokens(value);
+      else if (name === 'upgrade') upgrade = upgrade === undefined ? value : `${upgrade}, ${value}`;
     }
-    const tokens = connection.length === 0 ? NO_TOKENS : connectionTokens(connection);
 
     // Host: RFC 9112 section 3.2 says 400 for more than one Host or an invalid one.
     let hostProblem: HttpAmbiguousReason | null = null;
     let hostHeader: string | null = null;
     let headerHost: NormalizedHost | null = null;
-    if (hosts.length > 1) hostProblem = 'duplicate-host';
-    else if (hosts.length === 1) {
-      if (hosts[0]!.length === 0) hostHeader = '';
+    if (hosts > 1) hostProblem = 'duplicate-host';
+    else if (hosts === 1) {
+      if (host.length === 0) hostHeader = '';
       else {
-        headerHost = normalizeAuthority(hosts[0]!);
+        headerHost = normalizeAuthority(host);
         if (headerHost.ok) hostHeader = headerHost.name;
         else hostProblem = 'bad-host';
       }
@@ -230,15 +235,15 @@ export class HeadBuilder {
       hostHeader,
       headers: this.headers,
       chunked: false,
-      connectionClose: tokens.has('close') || (this.version === '1.0' && !tokens.has('keep-alive')),
+      connectionClose: (tokens & CLOSE) !== 0 || (this.version === '1.0' && (tokens & KEEP_ALIVE) === 0),
     };
     if (named !== null && named.ok && named.port !== undefined) request.port = named.port;
-    if (upgrades.length > 0) request.upgrade = upgrades.join(', ');
+    if (upgrade !== undefined) request.upgrade = upgrade;
 
     const { framing, problem: framingProblem } = this.framing(lengths, codings, request);
     let tunnel: HeadResult['tunnel'] = null;
     if (this.method === 'CONNECT') tunnel = 'connect';
-    else if (this.version === '1.1' && upgrades.length > 0 && tokens.has('upgrade')) tunnel = 'upgrade';
+    else if (this.version === '1.1' && upgrade !== undefined && (tokens & UPGRADE) !== 0) tunnel = 'upgrade';
 
     let ambiguity: Ambiguity | undefined;
     if (framingProblem !== null) ambiguity = { reason: framingProblem, offset: headStart, stop: true };
@@ -254,13 +259,13 @@ export class HeadBuilder {
 
   /** RFC 9112 section 6.3: how long the body is, or why that cannot be told. */
   private framing(
-    lengths: string[],
-    codings: string[],
+    lengths: string[] | null,
+    codings: string[] | null,
     request: HttpRequest,
   ): { framing: Framing; problem: HttpAmbiguousReason | null } {
     const none: Framing = { kind: 'none' };
-    if (codings.length > 0) {
-      if (lengths.length > 0) return { framing: none, problem: 'cl-te' };
+    if (codings !== null) {
+      if (lengths !== null) return { framing: none, problem: 'cl-te' };
       if (this.version === '1.0') return { framing: none, problem: 'te-in-http10' };
       if (this.method === 'CONNECT') return { framing: none, problem: 'connect-body' };
       const list = codings.join(',').split(',').map((c) => c.replace(/^[ \t]+|[ \t]+$/g, '').toLowerCase());
@@ -273,7 +278,7 @@ export class HeadBuilder {
       request.chunked = true;
       return { framing: { kind: 'chunked' }, problem: null };
     }
-    if (lengths.length > 0) {
+    if (lengths !== null) {
       let length = -1;
       for (const value of lengths) {
         for (const part of value.split(',')) {
@@ -292,10 +297,57 @@ export class HeadBuilder {
   }
 }
 
-const NO_TOKENS: ReadonlySet<string> = new Set();
+/** Bits of `connectionTokens`: the Connection options that matter here. */
+const CLOSE = 1, KEEP_ALIVE = 2, UPGRADE = 4;
 
-function connectionTokens(values: string[]): ReadonlySet<string> {
-  return new Set(values.join(',').split(',').map((t) => t.trim().toLowerCase()));
+/** The options among the comma-separated, trimmed, case-insensitive tokens of one Connection value. */
+function connectionTokens(value: string): number {
+  let bits = 0;
+  for (let from = 0; ;) {
+    const comma = value.indexOf(',', from);
+    const token = (comma < 0 ? value.slice(from) : value.slice(from, comma)).trim().toLowerCase();
+    if (token === 'close') bits |= CLOSE;
+    else if (token === 'keep-alive') bits |= KEEP_ALIVE;
+    else if (token === 'upgrade') bits |= UPGRADE;
+    if (comma < 0) return bits;
+    from = comma + 1;
+  }
+}
+
+/** True when `buf` holds "HTTP/" at `at` (the caller checked the length). */
+function isHttpSlash(buf: Buffer, at: number): boolean {
+  return buf[at] === 0x48 && buf[at + 1] === 0x54 && buf[at + 2] === 0x54 && buf[at + 3] === 0x50 && buf[at + 4] === 0x2f;
+}
+
+/** Slots of the cache of `cachedText` (a power of two). */
+const TEXT_CACHE_SLOTS = 256;
+/** Recent header names (lowercased) and methods, by a hash of their bytes. */
+const textCache: Array<string | undefined> = new Array<string | undefined>(TEXT_CACHE_SLOTS).fill(undefined);
+
+/**
+ * The ASCII bytes `s` to `e` of `buf` as text, lowercased when `lower` (header names), from a
+ * small cache: the same few names and methods start almost every request, and a hit makes no
+ * string. A hit is compared in full, so a collision only costs a miss.
+ */
+function cachedText(buf: Buffer, s: number, e: number, lower: boolean): string {
+  let h = lower ? e - s : ~(e - s);
+  for (let i = s; i < e; i++) h = (Math.imul(h, 31) + foldCase(buf[i]!, lower)) | 0;
+  const slot = (h ^ (h >>> 8)) & (TEXT_CACHE_SLOTS - 1);
+  const hit = textCache[slot];
+  if (hit !== undefined && hit.length === e - s) {
+    let i = 0;
+    while (i < hit.length && hit.charCodeAt(i) === foldCase(buf[s + i]!, lower)) i++;
+    if (i === hit.length) return hit;
+  }
+  const raw = buf.toString('latin1', s, e);
+  const text = lower ? raw.toLowerCase() : raw;
+  textCache[slot] = text;
+  return text;
+}
+
+/** `b`, as an ASCII lowercase letter when it is an uppercase one and `lower`. */
+function foldCase(b: number, lower: boolean): number {
+  return lower && b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
 }
 
 function isToken(text: string): boolean {

@@ -11,10 +11,13 @@ export const MORE = 1;
 /** The line reaches the limit: its first bytes, up to the limit, are in `partial`. */
 export const TOO_LONG = 2;
 
+/** The partial line of a splitter that never had one: shared (a reader is made per flow). */
+const NO_BYTES = Buffer.alloc(0);
+
 /** Hands out the lines of a stream one at a time (one splitter per reader). */
 export class LineSplitter {
   /** Bytes of a line begun in an earlier chunk (a copy), `partialLength` of them. */
-  partial: Buffer = Buffer.allocUnsafe(0);
+  partial: Buffer = NO_BYTES;
   partialLength = 0;
   /** Stream offset of the first byte of `partial`; meaningful while `partialLength` > 0. */
   partialOffset = 0;

@@ -116,6 +116,7 @@ export async function replayFile(file: string, decide: DecideFn, options: Return
     now: () => sched.now,
     wallClock: () => isoTime(sched.now),
     options: { ...options, verifyChecksums: false, idPrefix: '' },
+    events: 'decisions', // replay reports decisions only: flow_end events are not even built
     onEvent: (e) => {
       // The event is fresh and only ours: extend it rather than copy it (same key order).
       if (e.type !== 'decision') return;

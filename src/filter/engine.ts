@@ -55,6 +55,8 @@ export interface EngineInit {
   wallClock?: () => string;
   scheduler?: Scheduler;
   onEvent?: (event: FlowgateEvent) => void;
+  /** Which events to build for onEvent: `decisions` skips the flow_end events (replay reports none). Default `all`. */
+  events?: 'all' | 'decisions';
   hooks?: EngineHooks;
   /** The analyzer of each flow's client stream (default: TLS/HTTP/unknown detection). */
   analyzer?: (flow: Flow) => StreamAnalyzer;
@@ -166,6 +168,7 @@ export class Engine {
   private readonly wallClock: () => string;
   private readonly scheduler: Scheduler;
   private readonly onEvent: (event: FlowgateEvent) => void;
+  private readonly flowEndEvents: boolean;
   private readonly hooks: EngineHooks;
   private readonly makeAnalyzer: (flow: Flow) => StreamAnalyzer;
   private readonly inspections = new Inspections();
@@ -189,6 +192,7 @@ export class Engine {
     this.wallClock = init.wallClock ?? (() => new Date().toISOString());
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
+    this.flowEndEvents = init.events !== 'decisions';
     this.hooks = init.hooks ?? {};
     this.makeAnalyzer = init.analyzer ?? analyzerFactory(this.options.limits);
     this.table = new FlowTable(this.options.limits.maxFlows);
@@ -940,7 +944,7 @@ export class Engine {
     flow.stream = undefined;
     this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : remember);
     this.hooks.complete?.(flow, why);
-    if (why === 'blocked' || why === 'bypassed') return;
+    if (why === 'blocked' || why === 'bypassed' || !this.flowEndEvents) return;
     this.onEvent(flowEndEvent(flow, why, this.wallClock()));
   }
 

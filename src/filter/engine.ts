@@ -730,6 +730,7 @@ export class Engine {
     const token = newToken(insp);
     const unit: Unit = { start: 0, info, opaque: true, state: 'waiting', forced: decision };
     insp.units = [unit];
+    insp.decidingSince = this.now(); // decided at once: its latency is 0, not the age of an older decision
     this.settle(flow, insp, unit, decision, token);
   }
 

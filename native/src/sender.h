@@ -53,7 +53,7 @@ class VerdictSender {
 
  private:
   void Run();
-  void SendAll(const std::vector<uint8_t>& msgs);
+  void SendAll(const uint8_t* msgs, size_t bytes);
 
   int fd_ = -1;
   void (*onFailure_)(void*) = nullptr;
@@ -64,6 +64,7 @@ class VerdictSender {
   std::condition_variable idle_;  // the thread sent everything it had
   std::vector<uint8_t> pending_;  // guarded by mu_
   bool busy_ = false;             // the thread holds messages it has not finished sending
+  int inline_ = 0;                // callers sending their own messages right now (see Push)
   bool stop_ = false;
   Counts counts_;                 // guarded by mu_
   uint64_t failed_ = 0;           // guarded by mu_: verdicts lost since TakeFailure

@@ -11,7 +11,7 @@
 import type { Config } from '../policy/config-types.js';
 import { defaultConfig, loadConfig } from '../policy/config.js';
 import { FlowgateError } from '../errors.js';
-import { EventWriter, type LogFormat } from './events.js';
+import { EventWriter, RUN_EVENT_COALESCE_MS, type LogFormat } from './events.js';
 import { Logger } from './log.js';
 import { serveControl, type ControlRequest } from './control.js';
 import { describeFlows, statusReport } from './report.js';
@@ -49,7 +49,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     throw new FlowgateError('ERR_USAGE', 'the config names several queues: run `flowgate run --queues A:B`');
   }
   const queueNum = opts.queue ?? config.queues.first;
-  const events = new EventWriter(process.stdout, format);
+  const events = new EventWriter(process.stdout, format, RUN_EVENT_COALESCE_MS);
   const filter = new QueueFilter(config, queueNum, (e) => {
     if (e.type === 'decision') events.write(e);
   }, log);

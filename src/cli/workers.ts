@@ -7,7 +7,7 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../policy/config-types.js';
-import { EventWriter, type LogFormat } from './events.js';
+import { EventWriter, RUN_EVENT_COALESCE_MS, type LogFormat } from './events.js';
 import { Logger } from './log.js';
 import { lifecycle, startupConfig, type RunOptions } from './run.js';
 import { describeFlows, statusReport } from './report.js';
@@ -32,7 +32,7 @@ export async function runWorkers(o: WorkersOptions): Promise<number> {
   const config = await startupConfig(o.config);
   const format = o.logFormat ?? config.logFormat;
   const log = new Logger(format, o.debug);
-  const events = new EventWriter(process.stdout, format);
+  const events = new EventWriter(process.stdout, format, RUN_EVENT_COALESCE_MS);
   const file = fileURLToPath(import.meta.url);
   const workers: Worker[] = [];
   let asked = 0;

@@ -44,6 +44,24 @@ t.test('the events of one turn of the event loop leave in one write, in order, o
   t.equal(writes.length, 2, 'flushing nothing writes nothing');
 });
 
+t.test('with a coalescing window, the lines of several turns leave in one write; 64 KiB leave at once', async (t) => {
+  const { out, writes } = sink();
+  const w = new EventWriter(out, 'json', 30);
+  w.write(decision(0));
+  await tick();
+  w.write(decision(1));
+  await tick();
+  t.equal(writes.length, 0, 'nothing written within the window');
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(writes.length, 1, 'one write for both, after the window');
+  t.equal(writes[0]!.trimEnd().split('\n').length, 2);
+  let n = 0;
+  while (writes.length === 1) w.write(decision(n++));
+  t.ok(writes[1]!.length >= 64 * 1024, `a full batch was written at once (${n} events, ${writes[1]!.length} chars)`);
+  w.flush();
+  t.equal(w.written, n + 2, 'every event written');
+});
+
 t.test('a congested stream queues events up to the cap and counts the rest as dropped', async (t) => {
   const { out } = sink(false);
   const w = new EventWriter(out);

@@ -52,8 +52,9 @@ export interface Flowgate {
   socket: string;
   decisions(): Decision[];
   /**
-   * The decisions once every event the daemon has written so far has been read: events leave
-   * after their verdicts, so right after a client finished its last one may still be on its way.
+   * The decisions once there is an event line for every decision the daemon has made: events
+   * leave after their verdicts (and are gathered for up to 10 ms), so right after a client
+   * finished, the last one may still be on its way.
    */
   settledDecisions(): Promise<Decision[]>;
   waitForDecision(pred: (d: Decision) => boolean, timeoutMs?: number): Promise<Decision>;
@@ -86,12 +87,10 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
   writeFileSync(config, `${yaml}\ncontrol: ${socket}\n`);
   const proc = topo.spawn('gw', argv('run', '--config', config));
   const decisions: Decision[] = [];
-  let eventsRead = 0;
   proc.on('line', (line: string, stream: string) => {
     if (stream !== 'stdout') return;
     try {
       const ev = JSON.parse(line) as { type?: string };
-      eventsRead++;
       if (ev.type === 'decision') decisions.push(ev as Decision);
     } catch { /* not an event */ }
   });
@@ -106,8 +105,9 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
     socket,
     decisions: () => decisions,
     settledDecisions: async () => {
-      await waitUntil(async () => eventsRead >= ((await ask('status')) as Status & { events_written: number }).events_written,
-        { timeoutMs: 5000, what: 'every written event read' });
+      // The engine counts a decision when it emits its event; the line follows within ~10 ms.
+      await waitUntil(async () => decisions.length >= ((await ask('status')) as Status & { decisions: number }).decisions,
+        { timeoutMs: 5000, what: 'an event line for every decision' });
       return decisions;
     },
     waitForDecision: async (pred, timeoutMs = 5000) => {

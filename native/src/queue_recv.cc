@@ -38,15 +38,16 @@ int Queue::ReadAvailable(bool ignoreLimit) {
     }
     ssize_t n = recv(fd_, rx_.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      int e = errno;  // before the lock, which may touch errno
+      if (e == EINTR) continue;
+      if (e == EAGAIN || e == EWOULDBLOCK) return 0;
       std::lock_guard<std::mutex> lock(rmu_);
-      if (errno == ENOBUFS) {
+      if (e == ENOBUFS) {
         counters_.enobufs++;
         continue;
       }
       counters_.recvErrors++;
-      return errno;
+      return e;
     }
     if (n == 0) return 0;
     size_t len = static_cast<size_t>(n);

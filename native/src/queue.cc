@@ -198,7 +198,6 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
     return false;
   }
   rx_.resize(kRecvMax);
-  send_.resize(kSendChunk + kVerdictMsgMax);
 
   uint8_t msg[kConfigMsgMax];
   waitSeq_ = ++seq_;
@@ -210,7 +209,7 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
   int err = SendWithRetry(fd_, msg, len, &kernel, sizeof kernel);
 
   // Wait for the ack. Packets that arrive first (the queue is live as soon as the kernel
-  // created it) are kept in the batch and delivered by the kick timer after open returns.
+  // created it) are kept in the pending batch and delivered on the loop turn after open returns.
   int64_t deadline = NowMs() + kAckTimeoutMs;
   while (err == 0 && ackErr_ < 0) {
     int recvErr = ReadAvailable(true);
@@ -324,6 +323,7 @@ void Queue::Shutdown(ShutdownMode mode) {
   if (raw6_ >= 0) close(raw6_);
   raw4_ = raw6_ = -1;
   std::vector<uint8_t>().swap(rx_);
+  std::vector<uint8_t>().swap(hsMsgs_);
   std::vector<uint8_t>().swap(send_);
   pending_ = Batch();
   delivering_ = Batch();

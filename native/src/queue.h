@@ -102,6 +102,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   int wakeFd_ = -1;                // eventfd: ends the reader's poll() when the queue closes
   std::vector<uint8_t> rx_;        // one datagram
   std::vector<uint32_t> handshakes_;  // ids of bare handshakes in the datagram being read
+  std::vector<uint8_t> hsMsgs_;       // their accept messages, built here (reused)
   std::mutex rmu_;
   std::condition_variable taken_;  // the loop took the pending batch, or the reader must stop
   bool stopReader_ = false;

@@ -119,14 +119,10 @@ void Queue::ProcessDatagram(size_t len) {
 // "Handshakes"). The accepts go to the sender thread ahead of any verdict JS gives for them.
 void Queue::AcceptHandshakes() {
   size_t n = handshakes_.size();
-  uint8_t msg[kVerdictMsgMax];
-  std::vector<uint8_t> msgs;
-  msgs.reserve(n * kVerdictMsgMax);
-  for (uint32_t id : handshakes_) {
-    size_t len = BuildVerdict(msg, queue_, id, NF_ACCEPT, false, 0);
-    msgs.insert(msgs.end(), msg, msg + len);
-  }
-  sender_.Push(msgs.data(), msgs.size(), n);
+  if (hsMsgs_.size() < n * kVerdictMsgMax) hsMsgs_.resize(n * kVerdictMsgMax);
+  size_t off = 0;
+  for (uint32_t id : handshakes_) off += BuildVerdict(hsMsgs_.data() + off, queue_, id, NF_ACCEPT, false, 0);
+  sender_.Push(hsMsgs_.data(), off, n);
   {
     std::lock_guard<std::mutex> lock(rmu_);
     counters_.handshakeAccepts += n;

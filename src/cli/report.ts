@@ -58,7 +58,7 @@ export function describeFlows(engine: Engine): Record<string, unknown> {
     flows.push({
       flow: f.id, src: f.client.addr, sport: f.client.port, dst: f.server.addr, dport: f.server.port,
       phase: f.phase, tcp: f.tcp, app: f.app ?? null, midstream: f.midstream,
-      held_packets: f.held.length, held_bytes: f.heldBytes,
+      held_packets: f.heldCount, held_bytes: f.heldBytes,
       waiting_for: engine.waitingFor(f),
       idle_ms: Math.round(now - f.lastSeen), decisions: f.counters.decisions,
     });

@@ -725,13 +725,17 @@ export class Engine {
   private force(flow: Flow, decision: Decision, info: UnitInfo): void {
     const insp = this.inspections.get(flow);
     if (insp === undefined) return;
-    // Anything already pending is superseded: the flow's fate is this decision.
-    if (insp.timer !== undefined) this.scheduler.clearTimeout(insp.timer);
-    const token = newToken(insp);
+    // Anything already pending is superseded (settle clears its timer): the flow's fate is this decision.
+    const token = this.startDecision(insp);
     const unit: Unit = { start: 0, info, opaque: true, state: 'waiting', forced: decision };
     insp.units = [unit];
-    insp.decidingSince = this.now(); // decided at once: its latency is 0, not the age of an older decision
     this.settle(flow, insp, unit, decision, token);
+  }
+
+  /** A new decision begins: a fresh token (older answers are ignored) and its start time, for its latency. */
+  private startDecision(insp: Inspection): number {
+    insp.decidingSince = this.now();
+    return newToken(insp);
   }
 
   /** Starts the next decision if none is in flight, and releases what is cleared. */
@@ -742,8 +746,7 @@ export class Engine {
       const unit = insp.units.find((u) => u.state !== 'allowed');
       if (unit === undefined || unit.state === 'deciding') break;
       unit.state = 'deciding';
-      const token = newToken(insp);
-      insp.decidingSince = this.now();
+      const token = this.startDecision(insp);
       if (unit.forced !== undefined) {
         this.settle(flow, insp, unit, unit.forced, token);
       } else {

@@ -77,14 +77,10 @@ export class StreamReassembler {
   /** Stream offset (bytes since the first byte) of `base`. */
   private baseOffset = 0;
 
-  constructor(firstSeq: number, limits: Partial<StreamLimits> = {}) {
+  /** `limits` is kept, not copied: the engine shares one object among all its streams. */
+  constructor(firstSeq: number, limits: StreamLimits = DEFAULT_STREAM_LIMITS) {
     this.base = firstSeq | 0;
-    this.limits = limits.maxOutOfOrderBytes !== undefined && limits.maxRetainedBytes !== undefined
-      ? limits as StreamLimits
-      : {
-        maxOutOfOrderBytes: limits.maxOutOfOrderBytes ?? DEFAULT_STREAM_LIMITS.maxOutOfOrderBytes,
-        maxRetainedBytes: limits.maxRetainedBytes ?? DEFAULT_STREAM_LIMITS.maxRetainedBytes,
-      };
+    this.limits = limits;
   }
 
   /**

@@ -256,21 +256,26 @@ t.test('idle flows time out and settle what they hold', async (t) => {
   t.match(s.events.find((e) => e.type === 'flow_end'), { why: 'timeout' });
 });
 
-t.test("events: 'decisions' builds no flow_end events; the flow still ends and its packets settle", async (t) => {
+t.test("events: 'decisions' still reports decisions, builds no flow_end events, and flows still end", async (t) => {
   const sink = new RecordingSink();
   const events: FlowgateEvent[] = [];
   const sched = new ManualScheduler();
   const engine = new Engine({ decide: () => 'allow', sink, scheduler: sched, now: () => sched.now, events: 'decisions',
-    onEvent: (e) => events.push(e), options: { timeouts: { synS: 1, establishedS: 5, closingS: 1, inspectingS: 2 }, onTimeout: 'block' } });
+    onEvent: (e) => events.push(e), options: { timeouts: { synS: 1, establishedS: 5, closingS: 1, inspectingS: 2 } } });
   const feeder = new Feeder((p) => engine.handle(p));
-  const c = new Conversation();
+  const decided = new Conversation({ sport: 41001 });
+  feeder.feed(...decided.handshake());
+  feeder.feed(decided.send(clientHello({ sni: 'b.test' })));
+  t.match(events, [{ type: 'decision', sni: 'b.test', verdict: 'allow' }], 'the decision is reported');
+  const c = new Conversation({ sport: 41002 });
   feeder.feed(...c.handshake());
   const [part] = feeder.feed(c.send(clientHello({ sni: 'a.test' }).subarray(0, 20)));
   sched.advance(2500);
   engine.tick(sched.now);
-  t.equal(sink.verdicts.get(part!)?.verdict, NF_DROP, 'the held part settled with on_timeout');
-  t.equal(engine.table.size, 0, 'the flow ended');
+  t.equal(sink.verdicts.get(part!)?.verdict, NF_DROP, 'the incomplete hello settled with on_limit (block)');
+  t.equal(engine.table.size, 0, 'both flows ended');
   t.same(events.filter((e) => e.type === 'flow_end'), [], 'no flow_end event');
+  t.equal(events.length, 1, 'only the decision');
 });
 
 t.test('TCP Fast Open: data in the SYN is inspected; a blocked hello in a SYN is reset', async (t) => {

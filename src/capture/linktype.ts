@@ -73,9 +73,7 @@ export function ipOffset(linktype: number, data: Uint8Array, start: number, end:
   switch (linktype) {
     case LINKTYPE.ETHERNET: {
       // destination (6), source (6), ethertype
-      if (len < 14) return -1;
-      const type = u16(data, start + 12);
-      return type === ETH_IPV4 || type === ETH_IPV6 ? start + 14 : skipTags(data, type, start + 14, end);
+      return len >= 14 ? skipTags(data, u16(data, start + 12), start + 14, end) : -1;
     }
     case LINKTYPE.LINUX_SLL:
       // packet type (2), ARPHRD type (2), address length (2), address (8), protocol (2)

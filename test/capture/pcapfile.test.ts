@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { ipFromFrame, LINKTYPE } from '../../src/capture/linktype.js';
+import { ipFromFrame, ipOffset, LINKTYPE } from '../../src/capture/linktype.js';
 import {
   CaptureError,
   readCapture,
@@ -31,8 +31,10 @@ t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 
 async function readAll(path: string, opts?: ReadCaptureOptions): Promise<{ records: CaptureRecord[]; error?: CaptureError }> {
   const records: CaptureRecord[] = [];
+  // With reuseChunks a batch's bytes are overwritten once the next is read: keep copies.
+  const keep = (r: CaptureRecord) => (opts?.reuseChunks ? { ...r, data: Buffer.from(r.data) } : r);
   try {
-    for await (const batch of readCaptureBatches(path, opts)) records.push(...batch);
+    for await (const batch of readCaptureBatches(path, opts)) for (const r of batch) records.push(keep(r));
   } catch (e) {
     if (!(e instanceof CaptureError)) throw e;
     return { records, error: e };
@@ -140,13 +142,18 @@ t.test('record-by-record iteration, small chunks and progress', async (t) => {
   for await (const r of readCapture(path)) one.push(r);
   t.same(one.map((r) => r.index), whole.map((r) => r.index));
   const size = readFileSync(path).length;
+  const biggest = Math.max(...whole.map((r) => r.data.length));
   for (const chunkBytes of [64, 100, 1000, 4096]) {
-    const progress: number[] = [];
-    const got = (await readAll(path, { chunkBytes, onProgress: (n, total) => { progress.push(n); t.equal(total, size); } })).records;
-    const same = got.length === whole.length && got.every((r, i) => r.tsMicros === whole[i].tsMicros && Buffer.compare(r.data, whole[i].data) === 0);
-    t.ok(same, `chunkBytes ${chunkBytes}: same records`);
-    t.ok(progress.every((n, i) => i === 0 || n >= progress[i - 1]), 'progress grows');
-    t.equal(progress[progress.length - 1], size, 'progress ends at the file size');
+    // reuseChunks (replay's mode) reads into the buffers of two chunks ago: the carry-over and
+    // the record larger than a chunk (`biggest` > 64 and 100) must come out the same.
+    for (const reuseChunks of [false, true]) {
+      const progress: number[] = [];
+      const got = (await readAll(path, { chunkBytes, reuseChunks, onProgress: (n, total) => { progress.push(n); t.equal(total, size); } })).records;
+      const same = got.length === whole.length && got.every((r, i) => r.tsMicros === whole[i].tsMicros && Buffer.compare(r.data, whole[i].data) === 0);
+      t.ok(same, `chunkBytes ${chunkBytes}${reuseChunks ? ', buffers reused' : ''}: same records (largest ${biggest} bytes)`);
+      t.ok(progress.every((n, i) => i === 0 || n >= progress[i - 1]), 'progress grows');
+      t.equal(progress[progress.length - 1], size, 'progress ends at the file size');
+    }
   }
   // Records are views into read buffers, and stay valid after later reads.
   t.ok(whole[0].data.byteOffset > 0 && whole[0].data.buffer.byteLength > whole[0].data.length, 'data is a view');
@@ -417,10 +424,14 @@ t.test('ipFromFrame: Ethernet, VLAN, SLL, SLL2, raw, loopback', async (t) => {
   const v6 = buildTcpPacket({ src: 'fd00::1', dst: 'fd00::2', sport: 1, dport: 2, seq: 3, flags: ACK });
   const cat = (...parts: (number[] | Uint8Array)[]) => Buffer.concat(parts.map((p) => Buffer.from(p)));
   const mac = new Array<number>(12).fill(0xaa);
+  const junk = Buffer.alloc(7, 0x81); // looks like a VLAN ethertype byte, so reading past `end` shows
   const check = (name: string, linktype: number, data: Uint8Array, want: Uint8Array | null) => {
     const got = ipFromFrame(linktype, data);
     if (want === null) t.equal(got, null, name);
     else t.ok(got !== null && Buffer.compare(got, want) === 0 && got.buffer === data.buffer, name);
+    // Replay asks for the offset of a frame inside its read chunk, with bytes on both sides.
+    const inChunk = ipOffset(linktype, cat(junk, data, junk), junk.length, junk.length + data.length);
+    t.equal(inChunk, want === null ? -1 : junk.length + data.length - want.length, `${name}, inside a chunk`);
   };
   check('Ethernet IPv4', 1, cat(mac, [0x08, 0x00], frame), frame);
   check('Ethernet IPv6', 1, cat(mac, [0x86, 0xdd], v6), v6);

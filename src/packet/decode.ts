@@ -214,10 +214,6 @@ class DecodedTcp implements TcpPacket {
     return (this.data ??= this.ip.subarray(this.tcpOffset + (this.ip[this.tcpOffset + 12] >> 4) * 4));
   }
 
-  set payload(payload: Uint8Array) {
-    this.data = payload;
-  }
-
   /** The result's packet: itself. */
   get packet(): TcpPacket {
     return this;

@@ -148,13 +148,16 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->failed));
   handles_->ready.data = handles_;
   handles_->failed.data = handles_;
-  sender_.Start(fd_, WakeForFailure, handles_);
+  sender_.Start(fd_, queue_, WakeForFailure, handles_);
   // Packets that arrived before the bind ack are pending already: deliver them on the next turn.
   if (pending_.count > 0) {
     signalled_ = true;
     uv_async_send(&handles_->ready);
   }
-  reader_ = std::thread([this] { ReaderLoop(); });
+  reader_ = std::thread([this] {
+    NameThread("read", queue_);
+    ReaderLoop();
+  });
 
   napi_add_env_cleanup_hook(env, CleanupHook, this);
   cleanupHookAdded_ = true;

@@ -3,10 +3,12 @@
 
 #include <linux/netlink.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
 
@@ -34,12 +36,21 @@ int SendWithRetry(int fd, const void* buf, size_t len, const void* addr, unsigne
   }
 }
 
-void VerdictSender::Start(int fd, void (*onFailure)(void*), void* arg) {
+void NameThread(const char* role, uint16_t queue) {
+  char name[16];
+  snprintf(name, sizeof name, "fg-q%u-%s", static_cast<unsigned>(queue), role);
+  pthread_setname_np(pthread_self(), name);
+}
+
+void VerdictSender::Start(int fd, uint16_t queue, void (*onFailure)(void*), void* arg) {
   fd_ = fd;
   onFailure_ = onFailure;
   arg_ = arg;
   stop_ = false;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this, queue] {
+    NameThread("send", queue);
+    Run();
+  });
 }
 
 void VerdictSender::Push(const uint8_t* msgs, size_t bytes, size_t count) {

@@ -17,6 +17,10 @@ namespace fg {
 /** Sends with retries: EAGAIN/ENOBUFS are retried for up to kSendRetryMs. Returns 0 or errno. */
 int SendWithRetry(int fd, const void* buf, size_t len, const void* addr, unsigned addrLen);
 
+/** Names the calling thread "fg-q<queue>-<role>" (15 bytes at most), so `top -H` and perf tell the
+ * binding's threads from Node's. */
+void NameThread(const char* role, uint16_t queue);
+
 class VerdictSender {
  public:
   /** What the thread has done so far. */
@@ -32,7 +36,7 @@ class VerdictSender {
   ~VerdictSender() { Stop(); }
 
   /** Starts the thread on the netlink socket `fd` (not owned). `onFailure` runs on that thread. */
-  void Start(int fd, void (*onFailure)(void*), void* arg);
+  void Start(int fd, uint16_t queue, void (*onFailure)(void*), void* arg);
 
   /**
    * Queues `count` verdict messages lying back to back in msgs[0, bytes). They are sent in

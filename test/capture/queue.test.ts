@@ -3,7 +3,7 @@
 // inside the namespace. Needs root and iptables; it fails (never skips) without them.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -210,6 +210,19 @@ t.test('the real kernel queue', async (t) => {
     total += recs.filter((r) => r.queue === 'main').length;
     return recs;
   };
+
+  await t.test('the reader and sender threads carry the queue number in their names (top -H, perf)', async (t) => {
+    const dir = `/proc/${child.proc.pid}/task`;
+    const names = readdirSync(dir).map((tid) => {
+      try {
+        return readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
+      } catch {
+        return ''; // a thread that ended meanwhile
+      }
+    });
+    t.ok(names.includes(`fg-q${Q}-read`), `fg-q${Q}-read among ${names.join(', ')}`);
+    t.ok(names.includes(`fg-q${Q}-send`), `fg-q${Q}-send`);
+  });
 
   await t.test('accept lets an IPv4 connection complete; meta is right', async (t) => {
     t.same(await child.call('echo', { host: '127.0.0.1', port: P.accept }), { ok: 1, failed: [] });

@@ -20,11 +20,12 @@ import {
   type Topology,
 } from '../test/e2e/harness/index.js';
 import { applyRules } from '../test/e2e/flowgate.js';
+import { DEFAULT_MARKS } from '../src/verdict/sink.js';
 import {
   clearRules, gwIptables, startCLoop, startFlowgateDaemon, startNpmNfqueue, type FilterProcess,
 } from './lib/filters.js';
 import { installHosts, removeStaleHosts } from './lib/hosts.js';
-import { bulk, connRate, HOST, quantile, startIperfServer, ttfb, WRK_CONNECTIONS, WRK_THREADS } from './lib/measure.js';
+import { bulk, CLIENT_SYSCTLS, connRate, HOST, quantile, startIperfServer, ttfb, tuneClient, WRK_CONNECTIONS, WRK_THREADS } from './lib/measure.js';
 import { ensureNpmNfqueue, NFQUEUE_PREFIX, type NpmBinding } from './lib/npm.js';
 import { pausedFlows } from './lib/paused.js';
 import { cpuSeconds, machine, memoryMb } from './lib/procfs.js';
@@ -112,6 +113,18 @@ function configurations(npm: NpmBinding, cLoop: string | undefined): ConfigDef[]
         const f = await startCLoop(topo);
         await plainQueueRule(topo);
         return f;
+      },
+    },
+    {
+      key: 'c-rules',
+      title: 'C decider, flowgate\'s rules',
+      rules: '`flowgate rules apply`; bench/c-accept `--data-mark 0x100`: accepts packets without payload and allows each flow on '
+        + 'its first data packet (repeat with the allow mark), with no inspection at all: what flowgate\'s rule layout costs '
+        + 'by itself, the best flowgate could do',
+      unavailable: () => cLoop,
+      start: async (topo) => {
+        await applyRules(topo);
+        return startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]);
       },
     },
     {
@@ -410,7 +423,7 @@ async function main(): Promise<void> {
     command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'npm run build && node dist/bench/run.js',
     machine: machine(),
     settings: { seconds: SECONDS, runs: RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
-      wrk: `wrk -t ${WRK_THREADS} -c ${WRK_CONNECTIONS} -H 'Connection: close'` },
+      wrk: `wrk -t ${WRK_THREADS} -c ${WRK_CONNECTIONS} -H 'Connection: close'`, clientSysctls: CLIENT_SYSCTLS },
     npm,
     configs: [],
     profiles: [],
@@ -427,6 +440,7 @@ async function main(): Promise<void> {
     installHosts(topo, [HOST, 'blocked.test']);
     await startNginx(topo);
     await startIperfServer(topo);
+    await tuneClient(topo);
     for (const def of defs) report.configs.push(await runConfig(topo, def));
     const during = await otherActivity('after the configurations');
     if (during !== undefined) {

@@ -4,7 +4,12 @@
  * packets and accepts the whole burst with a single NFQNL_MSG_VERDICT_BATCH. Prints its
  * counters on SIGTERM or SIGINT and exits 0.
  *
- *   usage: accept [--no-gso] [--fail-open] [--maxlen N] QUEUE
+ *   usage: accept [--no-gso] [--fail-open] [--maxlen N] [--data-mark MARK] QUEUE
+ *
+ * --data-mark MARK: flowgate's decision at no cost. Packets without TCP payload are accepted;
+ * each packet with payload is repeated with MARK (one verdict per packet, in one send), so with
+ * flowgate's gateway rules a flow is queued until its first data, like a flow flowgate allows
+ * on its first data packet: the floor of flowgate's rule layout, without any inspection.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +34,30 @@ static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
 static unsigned long long packets, bursts, bytes, enobufs, verdict_msgs, errors;
+
+/* --data-mark: the packets of a burst, in order, and whether each carries TCP payload. */
+#define IDS_MAX (BURST_MAX * 64)
+static uint32_t ids[IDS_MAX];
+static uint8_t has_data[IDS_MAX];
+static size_t nids;
+
+/* TCP payload length of an IPv4 or IPv6 (no extension headers) packet; 0 when unknown. */
+static size_t tcp_payload(const unsigned char *p, size_t len) {
+	if (len < 1) return 0;
+	size_t l3, total;
+	if ((p[0] >> 4) == 4) {
+		if (len < 20) return 0;
+		l3 = (size_t)(p[0] & 15) * 4;
+		total = ((size_t)p[2] << 8) | p[3];
+	} else if ((p[0] >> 4) == 6) {
+		if (len < 40 || p[6] != 6) return 0;
+		l3 = 40;
+		total = 40 + (((size_t)p[4] << 8) | p[5]);
+	} else return 0;
+	if (len < l3 + 13) return 0;
+	size_t l4 = (size_t)(p[l3 + 12] >> 4) * 4;
+	return total > l3 + l4 ? total - l3 - l4 : 0;
+}
 
 static size_t put_attr(char *buf, size_t off, uint16_t type, const void *data, size_t len) {
 	struct nlattr nla = { .nla_len = (uint16_t)(NLA_HDRLEN + len), .nla_type = type };
@@ -126,8 +155,10 @@ static uint32_t scan(const char *buf, size_t len) {
 					id = ntohl(id);
 					if (id > max_id) max_id = id;
 					packets++;
+					if (nids < IDS_MAX) { ids[nids] = id; has_data[nids++] = 0; }
 				} else if (type == NFQA_PAYLOAD) {
 					bytes += nla.nla_len - NLA_HDRLEN;
+					if (nids > 0) has_data[nids - 1] = tcp_payload((const unsigned char *)buf + a + NLA_HDRLEN, nla.nla_len - NLA_HDRLEN) > 0;
 				}
 				a += NLA_ALIGN(nla.nla_len);
 			}
@@ -145,17 +176,19 @@ static uint32_t scan(const char *buf, size_t len) {
 }
 
 int main(int argc, char **argv) {
-	int gso = 1, fail_open = 0;
+	int gso = 1, fail_open = 0, data_mark_set = 0;
+	uint32_t data_mark = 0;
 	uint32_t maxlen = 65536;
 	long queue = -1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-gso")) gso = 0;
 		else if (!strcmp(argv[i], "--fail-open")) fail_open = 1;
 		else if (!strcmp(argv[i], "--maxlen") && i + 1 < argc) maxlen = (uint32_t)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--data-mark") && i + 1 < argc) { data_mark = (uint32_t)strtoul(argv[++i], NULL, 0); data_mark_set = 1; }
 		else queue = strtol(argv[i], NULL, 10);
 	}
 	if (queue < 0 || queue > 65535) {
-		fprintf(stderr, "usage: %s [--no-gso] [--fail-open] [--maxlen N] QUEUE\n", argv[0]);
+		fprintf(stderr, "usage: %s [--no-gso] [--fail-open] [--maxlen N] [--data-mark MARK] QUEUE\n", argv[0]);
 		return 2;
 	}
 
@@ -174,6 +207,7 @@ int main(int argc, char **argv) {
 
 	static char rx[RECV_MAX];
 	char vbuf[64];
+	static char mbuf[IDS_MAX * 48];
 	while (!stop) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, -1) < 0) {
@@ -182,6 +216,7 @@ int main(int argc, char **argv) {
 			return 1;
 		}
 		uint32_t max_id = 0;
+		nids = 0;
 		for (int k = 0; k < BURST_MAX; k++) {
 			ssize_t n = recv(fd, rx, sizeof rx, MSG_DONTWAIT);
 			if (n < 0) {
@@ -193,6 +228,20 @@ int main(int argc, char **argv) {
 		}
 		if (max_id == 0) continue;
 		bursts++;
+		if (data_mark_set) {
+			size_t m = 0;
+			for (size_t i = 0; i < nids; i++) {
+				char *msg = mbuf + m;
+				size_t off = put_head(msg, NFQNL_MSG_VERDICT, 0, 0, (uint16_t)queue);
+				struct nfqnl_msg_verdict_hdr vh = { .verdict = htonl(has_data[i] ? NF_REPEAT : NF_ACCEPT), .id = htonl(ids[i]) };
+				off = put_attr(msg, off, NFQA_VERDICT_HDR, &vh, sizeof vh);
+				if (has_data[i]) off = put_be32(msg, off, NFQA_MARK, data_mark);
+				m += NLMSG_ALIGN(finish(msg, off));
+			}
+			if (send_msg(fd, mbuf, m) < 0) errors++;
+			else verdict_msgs += nids;
+			continue;
+		}
 		/* NFQNL_MSG_VERDICT_BATCH: NFQA_VERDICT_HDR {verdict, id} accepts every queued id <= id. */
 		size_t off = put_head(vbuf, NFQNL_MSG_VERDICT_BATCH, 0, 0, (uint16_t)queue);
 		struct nfqnl_msg_verdict_hdr vh = { .verdict = htonl(NF_ACCEPT), .id = htonl(max_id) };

@@ -44,8 +44,8 @@ export function cAcceptPath(): string {
 }
 
 /** Starts the C loop on queue 0 (GSO on, queue length 65536, copy range 65535). */
-export async function startCLoop(topo: Topology): Promise<FilterProcess> {
-  const proc = topo.spawn('gw', [cAcceptPath(), '0']);
+export async function startCLoop(topo: Topology, args: string[] = []): Promise<FilterProcess> {
+  const proc = topo.spawn('gw', [cAcceptPath(), ...args, '0']);
   await proc.waitForLine(/queue 0 bound/, { timeoutMs: 10_000, stream: 'stderr' });
   return handle('c-accept', proc);
 }

@@ -1,9 +1,11 @@
 /**
  * The event stream on stdout: one JSON object per line (CONTRACT.md "Events"), or a short human
- * line with `--log-format pretty`. Writing never blocks the packet path: lines are gathered and
+ * line with `--log-format pretty`. Writing never blocks the packet path: events are gathered and
  * leave together (one system call, not one per decision): those of one turn of the event loop,
- * or, with a coalescing window, of up to that many milliseconds (or 64 KiB). When stdout is slow,
- * events queue up to a cap and the excess is counted as dropped.
+ * or, with a coalescing window, of up to that many milliseconds (or 256 events). They are
+ * formatted when they leave, not when the engine emits them: the engine emits a decision's event
+ * as its verdicts are sent, and JSON.stringify there was time the next packet waited for. When
+ * stdout is slow, events queue up to a cap and the excess is counted as dropped.
  */
 import type { Writable } from 'node:stream';
 import type { FlowgateEvent } from '../filter/types.js';
@@ -18,8 +20,8 @@ export const MAX_QUEUED_EVENTS = 10_000;
  */
 export const RUN_EVENT_COALESCE_MS = 10;
 
-/** A batch this large is written at once, whatever the window. */
-const MAX_BATCH_CHARS = 64 * 1024;
+/** This many gathered events are written at once, whatever the window (about 80 KB of JSON). */
+export const MAX_BATCH_EVENTS = 256;
 
 /** Output format of events and logs. */
 export type LogFormat = 'json' | 'pretty';
@@ -31,9 +33,8 @@ export class EventWriter {
   private queue: string[] = [];
   private blocked = false;
   private broken = false;
-  /** Lines gathered since the last write, written together by flush(). */
-  private batch = '';
-  private batchLines = 0;
+  /** Events gathered since the last write, formatted and written together by flush(). */
+  private batch: FlowgateEvent[] = [];
   private flushScheduled = false;
 
   /** `coalesceMs`: 0 writes the lines of each loop turn together; more gathers for that long. */
@@ -52,15 +53,13 @@ export class EventWriter {
       this.dropped++;
       return;
     }
-    const line = this.format === 'json' ? JSON.stringify(event) + '\n' : pretty(event) + '\n';
     if (this.blocked) {
       if (this.queue.length >= MAX_QUEUED_EVENTS) this.dropped++;
-      else this.queue.push(line);
+      else this.queue.push(this.line(event));
       return;
     }
-    this.batch += line;
-    this.batchLines++;
-    if (this.batch.length >= MAX_BATCH_CHARS) {
+    this.batch.push(event);
+    if (this.batch.length >= MAX_BATCH_EVENTS) {
       this.flush();
     } else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -72,12 +71,16 @@ export class EventWriter {
   /** Writes the lines gathered in this turn of the event loop now (also called before exit). */
   flush(): void {
     this.flushScheduled = false;
-    if (this.batchLines === 0) return;
-    const text = this.batch;
-    const lines = this.batchLines;
-    this.batch = '';
-    this.batchLines = 0;
-    this.push(text, lines);
+    const events = this.batch;
+    if (events.length === 0) return;
+    this.batch = [];
+    let text = '';
+    for (const e of events) text += this.line(e);
+    this.push(text, events.length);
+  }
+
+  private line(event: FlowgateEvent): string {
+    return (this.format === 'json' ? JSON.stringify(event) : pretty(event)) + '\n';
   }
 
   /**

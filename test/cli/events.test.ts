@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
-import { EventWriter, MAX_QUEUED_EVENTS } from '../../src/cli/events.js';
+import { EventWriter, MAX_BATCH_EVENTS, MAX_QUEUED_EVENTS } from '../../src/cli/events.js';
 import type { FlowgateEvent } from '../../src/filter/types.js';
 
 /** A decision event; only the fields the writer formats matter here. */
@@ -44,7 +44,7 @@ t.test('the events of one turn of the event loop leave in one write, in order, o
   t.equal(writes.length, 2, 'flushing nothing writes nothing');
 });
 
-t.test('with a coalescing window, the lines of several turns leave in one write; 64 KiB leave at once', async (t) => {
+t.test('with a coalescing window, the lines of several turns leave in one write; a full batch leaves at once', async (t) => {
   const { out, writes } = sink();
   const w = new EventWriter(out, 'json', 30);
   w.write(decision(0));
@@ -57,9 +57,24 @@ t.test('with a coalescing window, the lines of several turns leave in one write;
   t.equal(writes[0]!.trimEnd().split('\n').length, 2);
   let n = 0;
   while (writes.length === 1) w.write(decision(n++));
-  t.ok(writes[1]!.length >= 64 * 1024, `a full batch was written at once (${n} events, ${writes[1]!.length} chars)`);
+  t.equal(writes[1]!.trimEnd().split('\n').length, MAX_BATCH_EVENTS, `a full batch was written at once (${writes[1]!.length} chars)`);
   w.flush();
   t.equal(w.written, n + 2, 'every event written');
+});
+
+t.test('an event is formatted when it leaves, not when it is written (the packet path does not wait for JSON)', async (t) => {
+  const { out, writes } = sink();
+  const w = new EventWriter(out, 'json', 30);
+  let formatted = 0;
+  const e = Object.assign(decision(0), { toJSON(this: object) {
+    formatted++;
+    return { ...this, toJSON: undefined };
+  } });
+  w.write(e);
+  t.equal(formatted, 0, 'write() only gathers');
+  w.flush();
+  t.equal(formatted, 1, 'flush() formats');
+  t.equal((JSON.parse(writes[0]!) as { flow: string }).flow, 'f0');
 });
 
 t.test('a congested stream queues events up to the cap and counts the rest as dropped', async (t) => {

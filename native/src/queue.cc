@@ -271,6 +271,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("recvErrors", counters_.recvErrors);
   put("kernelErrors", counters_.kernelErrors);
   put("handshakeAccepts", counters_.handshakeAccepts);
+  put("batchesHandedOver", counters_.batchesHandedOver);
   return o;
 }
 

@@ -29,6 +29,7 @@ struct QueueCounters {
   uint64_t recvErrors = 0;    // other recv() failures, truncated or malformed messages
   uint64_t kernelErrors = 0;  // NLMSG_ERROR replies to verdicts (e.g. ENOENT: unknown id)
   uint64_t handshakeAccepts = 0;  // bare SYN/SYN-ACKs accepted here before JS saw them
+  uint64_t batchesHandedOver = 0;  // batches given to JS without a copy (kHandOverMinBytes)
 };
 
 /** Packets read but not yet handed to JavaScript: payloads back to back, kMetaStride uint32 each. */

@@ -16,6 +16,16 @@ class Queue;
 constexpr size_t kRecvMax = 65536 + 8192;
 /** A batch stops growing once its payload bytes pass this, whatever batchMaxPackets says. */
 constexpr size_t kBatchMaxBytes = 16u << 20;
+/**
+ * A batch with at least this many payload bytes is handed to JavaScript as it is (an external
+ * Buffer over the batch's own memory, freed when JavaScript lets go of it) instead of copied:
+ * with every packet queued, copying 64 KB GSO payloads was the loop thread's largest cost. A
+ * smaller batch is copied, so its memory is reused and a small packet never keeps a large
+ * buffer alive.
+ */
+constexpr size_t kHandOverMinBytes = 256u << 10;
+/** Capacity a batch gets again after its memory was handed over, so the reader does not regrow it. */
+constexpr size_t kBatchReserve = 1u << 20;
 /** Verdict messages are packed into datagrams of at most this many bytes. */
 constexpr size_t kSendChunk = 64u << 10;
 /** How long open() waits for the kernel's answer to the bind message, ms. */

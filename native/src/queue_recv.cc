@@ -212,7 +212,19 @@ void Queue::DeliverBatch() {
   Napi::Env env(env_);
   Batch& b = delivering_;
   uint32_t count = b.count;
-  Napi::Buffer<uint8_t> data = Napi::Buffer<uint8_t>::Copy(env, b.data.data(), b.data.size());
+  Napi::Buffer<uint8_t> data;
+  bool handedOver = b.data.size() >= kHandOverMinBytes;
+  if (handedOver) {
+    // Handed over, not copied (kHandOverMinBytes): the vector moves to the heap and is freed
+    // when the Buffer is collected; this batch gets fresh memory for its next turn.
+    auto* owned = new std::vector<uint8_t>(std::move(b.data));
+    data = Napi::Buffer<uint8_t>::New(env, owned->data(), owned->size(),
+                                      [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, owned);
+    b.data = std::vector<uint8_t>();
+    b.data.reserve(kBatchReserve);
+  } else {
+    data = Napi::Buffer<uint8_t>::Copy(env, b.data.data(), b.data.size());
+  }
   size_t metaBytes = b.meta.size() * sizeof(uint32_t);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, metaBytes);
   std::memcpy(ab.Data(), b.meta.data(), metaBytes);
@@ -221,6 +233,7 @@ void Queue::DeliverBatch() {
   {
     std::lock_guard<std::mutex> lock(rmu_);
     counters_.batches++;
+    if (handedOver) counters_.batchesHandedOver++;
   }
 
   inCallback_++;

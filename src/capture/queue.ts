@@ -124,6 +124,8 @@ export interface QueueStats {
   kernelErrors: number;
   /** Bare SYN/SYN-ACKs the binding accepted itself (acceptHandshake); included in `verdicts`. */
   handshakeAccepts: number;
+  /** Batches of 256 KiB or more handed to onBatch without a copy (their Buffer is external memory). */
+  batchesHandedOver: number;
   /** Of those, how many the caller then wanted to drop or re-mark (see alreadyAccepted); 0 normally. */
   handshakeOverrides: number;
 }

@@ -7,8 +7,8 @@
  * daemon where a target was missed. Writes bench/RESULTS.md (its own section) and the raw
  * numbers and profiles to bench/out/. Progress goes to stderr. See bench/README.md.
  *
- * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_RUNS (3) runs of each
- * throughput workload per configuration (the median is reported), BENCH_TTFB (200) requests per
+ * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_BULK_RUNS (5) iperf3 runs and
+ * BENCH_RUNS (3) wrk runs of each kind per configuration (the median is reported), BENCH_TTFB (200) requests per
  * TTFB series, BENCH_FLOWS (10000) paused flows, BENCH_ONLY (comma-separated configuration
  * keys), BENCH_PROFILE (auto | always | never), BENCH_LIMIT_S (1500) hard time limit.
  */
@@ -35,6 +35,8 @@ import { evaluateTargets, renderReport, writeResults, type BenchReport, type Con
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 /** Runs of each throughput workload per configuration; the median run is reported (one 5 s run varied 0.6-1.0x). */
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+/** iperf3 runs per configuration: one 5 s stream on this machine ranged from 9 to 24 Gbit/s. */
+const BULK_RUNS = Number(process.env.BENCH_BULK_RUNS ?? 5);
 const TTFB_REQUESTS = Number(process.env.BENCH_TTFB ?? 200);
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 10000);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -197,14 +199,14 @@ async function measure(topo: Topology, def: ConfigDef, filter: FilterProcess | u
   const runs = { bulk: [] as number[], http: [] as number[], https: [] as number[] };
   const repeat = async <T>(name: 'bulk' | 'http' | 'https', fn: () => Promise<T>, value: (x: T) => number): Promise<T | undefined> => {
     const all: T[] = [];
-    for (let i = 0; i < RUNS; i++) {
+    for (let i = 0; i < (name === 'bulk' ? BULK_RUNS : RUNS); i++) {
       const x = await step(name, fn);
       if (x !== undefined) all.push(x);
     }
     runs[name] = all.map(value);
     return all.sort((a, b) => value(a) - value(b))[Math.floor((all.length - 1) / 2)];
   };
-  const perRun = (s: number | undefined) => (s === undefined ? undefined : s / RUNS);
+  const perRun = (s: number | undefined, n = RUNS) => (s === undefined ? undefined : s / n);
   const c0 = cpu();
   r.bulk = await repeat('bulk', () => bulk(topo, SECONDS), (x) => x.gbps);
   const c1 = cpu();
@@ -217,7 +219,7 @@ async function measure(topo: Topology, def: ConfigDef, filter: FilterProcess | u
   r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS));
   const c4 = cpu();
   if (pid !== undefined) {
-    r.cpu = { bulk: perRun(diff(c0, c1)), http: perRun(diff(c1, c2)), https: perRun(diff(c2, c3)), ttfb: diff(c3, c4) };
+    r.cpu = { bulk: perRun(diff(c0, c1), BULK_RUNS), http: perRun(diff(c1, c2)), https: perRun(diff(c2, c3)), ttfb: diff(c3, c4) };
     r.peakRssMb = memoryMb(pid)?.peak;
     if (!filter!.proc.running) r.notes.push(`**the filter process exited during the run** (${filter!.proc.tail(300)})`);
   }
@@ -422,7 +424,7 @@ async function main(): Promise<void> {
     durationS: 0,
     command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'npm run build && node dist/bench/run.js',
     machine: machine(),
-    settings: { seconds: SECONDS, runs: RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
+    settings: { seconds: SECONDS, runs: RUNS, bulkRuns: BULK_RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
       wrk: `wrk -t ${WRK_THREADS} -c ${WRK_CONNECTIONS} -H 'Connection: close'`, clientSysctls: CLIENT_SYSCTLS },
     npm,
     configs: [],

@@ -4,7 +4,8 @@
  * leave together (one system call, not one per decision): those of one turn of the event loop,
  * or, with a coalescing window, of up to that many milliseconds (or 256 events). They are
  * formatted when they leave, not when the engine emits them: the engine emits a decision's event
- * as its verdicts are sent, and JSON.stringify there was time the next packet waited for. When
+ * inside the batch, before the batch's verdicts leave, and JSON.stringify there was time those
+ * verdicts waited for. When
  * stdout is slow, events queue up to a cap and the excess is counted as dropped.
  */
 import type { Writable } from 'node:stream';

@@ -799,36 +799,27 @@ export class Engine {
       this.stats.pausedFlows--;
     }
     const now = this.now();
-    const reported = !unit.silent && !decision.quiet;
-    // The held packets' count and wait are the event's; it is emitted once their verdicts are out.
-    const heldPackets = flow.heldCount;
-    const heldMs = heldPackets > 0 ? now - flow.heldPacket(0).heldAt : 0;
-    if (reported) {
+    if (!unit.silent && !decision.quiet) {
       flow.decisions++;
+      const heldMs = flow.heldCount > 0 ? now - flow.heldPacket(0).heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
+      this.onEvent(decisionEvent(flow, unit.info, decision, flow.heldCount, heldMs, this.wallClock()));
     }
     if (decision.verdict === 'block') {
       this.block(flow, insp);
-      if (reported) this.report(flow, unit, decision, heldPackets, heldMs);
       return;
     }
     unit.state = 'allowed';
     if (unit.opaque || decision.bypass) {
       this.bypass(flow, insp);
-      if (reported) this.report(flow, unit, decision, heldPackets, heldMs);
       this.noteBusy(flow); // still inspected while data from a SYN waits for the SYN-ACK
       return;
     }
-    if (reported) this.report(flow, unit, decision, heldPackets, heldMs);
     // The analyzer may have more to say now (an embedder's handler resumed with "need more").
     const more = insp.analyzer.settled?.();
     if (more !== undefined) for (const ev of more) this.addUnit(flow, insp, ev);
     this.advance(flow, insp);
     this.noteBusy(flow);
-  }
-
-  private report(flow: Flow, unit: Unit, decision: Decision, heldPackets: number, heldMs: number): void {
-    this.onEvent(decisionEvent(flow, unit.info, decision, heldPackets, heldMs, this.wallClock()));
   }
 
   /** Stream offset up to which every byte is covered by an allow. */

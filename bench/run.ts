@@ -286,13 +286,14 @@ async function probeRepeatLoop(topo: Topology): Promise<string> {
   try {
     const res = await curl(topo, { url: 'https://allowed.test/', maxTimeMs: 2000 });
     const s = await fg.status!();
+    const looped = res.errorKind !== 'none' || Number(s.received) > 1000;
     return `With a plain \`-A FORWARD -p tcp -j NFQUEUE --queue-num 0\` rule (no mark guard), one HTTPS request `
       + `${res.errorKind === 'none' ? `completed (HTTP ${res.httpCode})` : `failed (${res.errorKind}, ${Math.round(res.wallMs)} ms)`} `
-      + `and flowgate received ${s.received} packets, ${s.repeated} of them answered NF_REPEAT: once a flow is allowed, `
-      + 'each of its packets comes back to the same rule after the repeat and is queued again, forever. '
-      + 'Proposed fix in src/filter/engine.ts route(): a packet that already carries flowgate\'s allow mark '
-      + '(`(pkt.mark & marks.mask) === marks.allow`) has been decided; answer NF_ACCEPT instead of NF_REPEAT '
-      + '(and NF_DROP for the block mark), so any rule set terminates.';
+      + `and flowgate received ${s.received} packets, ${s.repeated} of them answered NF_REPEAT. `
+      + (looped
+        ? 'Packets repeated with flowgate\'s mark came back to the same rule and were queued again: a loop (see Engine.repeat in src/filter/engine.ts).'
+        : 'A packet that comes back already carrying the mark flowgate gave it is accepted (dropped for the block mark) instead of '
+          + 'repeated again (Engine.repeat in src/filter/engine.ts), so the loop such a rule set used to cause ends after one extra pass.');
   } finally {
     await clearRules(topo);
     await fg.stop();

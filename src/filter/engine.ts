@@ -276,9 +276,9 @@ export class Engine {
       if (tomb !== undefined) {
         this.stats.count('straggler');
         const m = this.options.marks;
-        if (tomb === 'allow') this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.allow));
+        if (tomb === 'allow') this.repeatPacket(pkt, m.allow);
         else if (this.options.blockAction === 'drop') this.verdict(pkt, NF_DROP);
-        else this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, m.block)); // the rules reset the sender
+        else this.repeatPacket(pkt, m.block); // the rules reset the sender
         return;
       }
       flow = this.createFlow(tcp, now, key, low);
@@ -309,14 +309,14 @@ export class Engine {
       return;
     }
     if (flow.phase === 'bypassed') {
-      this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
+      this.repeatPacket(pkt, this.options.marks.allow);
       return;
     }
     if (flow.bypassPending && flow.tfo?.confirmed === true) {
       // Allowed on data from its SYN, which the server kept: mark the flow now.
       const ins = this.inspections.get(flow);
       if (ins !== undefined) {
-        this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, this.options.marks, this.options.marks.allow));
+        this.repeatPacket(pkt, this.options.marks.allow);
         this.completeFlow(flow, 'bypassed');
         return;
       }
@@ -360,7 +360,7 @@ export class Engine {
     flow.decisions++;
     this.stats.decided(decision, 0);
     this.onEvent(decisionEvent(flow, { app: 'unknown' }, decision, 0, 0, this.wallClock()));
-    this.verdict(pkt, NF_REPEAT, withMark(pkt.mark, m, answer === 'allow' ? m.allow : m.block));
+    this.repeatPacket(pkt, answer === 'allow' ? m.allow : m.block);
     this.completeFlow(flow, answer === 'allow' ? 'bypassed' : 'blocked');
     return true;
   }
@@ -844,7 +844,7 @@ export class Engine {
         // queue (not while data from a SYN is unconfirmed: the SYN-ACK must reach us).
         this.unhold(flow, h, now);
         if (flow.tfo !== undefined && !flow.tfo.confirmed) this.send(h.id, NF_ACCEPT);
-        else this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.inspect));
+        else this.repeat(h.id, h.mark, m.inspect);
       }
     }
     if (released > 0) flow.keepHeld((h) => h.endOffset > cleared);
@@ -878,7 +878,7 @@ export class Engine {
     }
     for (const h of flow.takeHeld()) {
       this.unhold(flow, h, now);
-      this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
+      this.repeat(h.id, h.mark, m.allow);
     }
     void insp;
     this.completeFlow(flow, 'bypassed');
@@ -910,7 +910,7 @@ export class Engine {
       const h = held[i]!;
       this.unhold(flow, h, now);
       if (reset && !page && i === held.length - 1) {
-        this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.block));
+        this.repeat(h.id, h.mark, m.block);
       } else {
         this.send(h.id, NF_DROP);
       }
@@ -940,7 +940,7 @@ export class Engine {
       const m = this.options.marks;
       for (const h of flow.takeHeld()) {
         this.unhold(flow, h, now);
-        if (allow) this.send(h.id, NF_REPEAT, withMark(h.mark, m, m.allow));
+        if (allow) this.repeat(h.id, h.mark, m.allow);
         else this.send(h.id, NF_DROP);
       }
     }
@@ -1012,6 +1012,28 @@ export class Engine {
   private verdict(pkt: RawPacket, v: VerdictValue, mark?: number): void {
     if (pkt.id === this.current) this.currentTaken = true;
     this.send(pkt.id, v, mark);
+  }
+
+  /** repeat() for the packet being handled. */
+  private repeatPacket(pkt: RawPacket, value: number): void {
+    if (pkt.id === this.current) this.currentTaken = true;
+    this.repeat(pkt.id, pkt.mark, value);
+  }
+
+  /**
+   * Sends the packet through the chain again with flowgate's mark bits set to `value`, which the
+   * rules act on. A packet that already carries that value was repeated by us and queued again by
+   * rules without the mark guard (a plain `-j NFQUEUE`): repeating it once more would loop forever,
+   * so it gets what the rules would have done with it, accept (drop for the block mark).
+   */
+  private repeat(id: number, mark: number, value: number): void {
+    const m = this.options.marks;
+    if ((mark & m.mask) === value) {
+      this.stats.count('requeued_marked');
+      this.send(id, value === m.block ? NF_DROP : NF_ACCEPT);
+      return;
+    }
+    this.send(id, NF_REPEAT, withMark(mark, m, value));
   }
 
   /** The one place a verdict leaves the engine. */

@@ -142,6 +142,22 @@ t.test('a full kernel queue with fail_open accepts and counts', async (t) => {
   void iptables;
 });
 
+t.test('behind a plain NFQUEUE rule (no mark guard) a repeated packet is not queued forever', async (t) => {
+  // An operator's own `-j NFQUEUE` rule without flowgate's chain: each packet we repeat with a
+  // mark comes back to the queue. It must be answered once more and pass, not loop.
+  const topo = await fixture(t);
+  await iptables(topo, ['-A', 'FORWARD', '-p', 'tcp', '-j', 'NFQUEUE', '--queue-num', '0']);
+  const fg = await startFlowgate(topo, 'default: allow\n');
+  for (const url of ['https://allowed.test/', 'http://allowed.test/']) {
+    const r = await curl(topo, { url, maxTimeMs: 5000 });
+    t.equal(r.httpCode, 200, `${url} answered`);
+  }
+  const st = await fg.status();
+  t.ok(st.received < 200, `a bounded number of packets reached the daemon (${st.received})`);
+  t.equal(st.received, st.verdicts, 'each got one verdict');
+  await fg.stop();
+});
+
 t.test('a broken event stream (stdout closed) does not stop filtering', async (t) => {
   const topo = await fixture(t);
   await applyRules(topo);

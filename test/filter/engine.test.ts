@@ -46,6 +46,39 @@ t.test('handshake passes at once; an allowed ClientHello is released, the flow b
   t.ok(s.invariant());
 });
 
+t.test('a packet queued again after our repeat (rules without the mark guard) is accepted or dropped, never repeated again', async (t) => {
+  // With a plain `-j NFQUEUE` rule the packet we repeat with a mark comes straight back to the
+  // queue; repeating it again would loop forever. What it already carries is its verdict.
+  const s = setup(byName('blocked.test'));
+  let id = 1000;
+  const again = (data: Uint8Array, mark: number) => {
+    const pid = id++;
+    s.engine.handle({ id: pid, mark, data, skbInfo: 0 });
+    return s.sink.verdicts.get(pid);
+  };
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const hello = c.send(clientHello({ sni: 'allowed.test' }));
+  const [ch] = s.feeder.feed(hello);
+  t.same(s.sink.verdicts.get(ch!), { verdict: NF_REPEAT, mark: 0x300, order: 3 });
+  t.same(again(hello, 0x300), { verdict: NF_ACCEPT, mark: undefined, order: 4 }, 'the hello, back with the inspect mark: accepted');
+  const flight = c.send(SECOND_FLIGHT);
+  const [f] = s.feeder.feed(flight);
+  t.equal(s.sink.verdicts.get(f!)?.mark, 0x100);
+  t.equal(again(flight, 0x100)?.verdict, NF_ACCEPT, 'back with the allow mark: accepted');
+  t.equal(again(c.send('x'), 0x1100)?.verdict, NF_ACCEPT, 'bits outside flowgate\'s mask do not matter');
+  // (The hello was already passed as a retransmission of allowed bytes; the two others would have been repeated.)
+  t.equal(s.engine.stats.events.get('requeued_marked'), 2, 'counted');
+
+  const b = new Conversation();
+  s.feeder.feed(...b.handshake());
+  const blocked = b.send(clientHello({ sni: 'blocked.test' }));
+  const [bh] = s.feeder.feed(blocked);
+  t.equal(s.sink.verdicts.get(bh!)?.mark, 0x200, 'blocked: repeated with the block mark for the REJECT rule');
+  t.equal(again(blocked, 0x200)?.verdict, NF_DROP, 'back with the block mark: dropped, never let through');
+  t.ok(s.invariant());
+});
+
 t.test('a blocked ClientHello split in three reordered segments: all held, then reset both ways', async (t) => {
   const s = setup(byName('blocked.test'));
   const c = new Conversation();

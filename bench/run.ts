@@ -25,7 +25,10 @@ import {
   clearRules, gwIptables, startCLoop, startFlowgateDaemon, startNpmNfqueue, type FilterProcess,
 } from './lib/filters.js';
 import { installHosts, removeStaleHosts } from './lib/hosts.js';
-import { bulk, CLIENT_SYSCTLS, connRate, HOST, quantile, startIperfServer, ttfb, tuneClient, WRK_CONNECTIONS, WRK_THREADS } from './lib/measure.js';
+import {
+  bulk, CLIENT_SYSCTLS, connRate, HOST, quantile, REFERENCE_PORTS, REFERENCE_RULE, startIperfServer, ttfb, tuneClient, WRK_CONNECTIONS,
+  WRK_THREADS,
+} from './lib/measure.js';
 import { ensureNpmNfqueue, NFQUEUE_PREFIX, type NpmBinding } from './lib/npm.js';
 import { pausedFlows } from './lib/paused.js';
 import { cpuSeconds, machine, memoryMb } from './lib/procfs.js';
@@ -215,8 +218,11 @@ async function measure(topo: Topology, def: ConfigDef, filter: FilterProcess | u
   r.https = await repeat('https', () => connRate(topo, 'https', SECONDS), (x) => x.perSecond);
   const c3 = cpu();
   r.runs = runs;
-  r.ttfbHttp = await step('ttfb', () => ttfb(topo, 'http', TTFB_REQUESTS));
-  r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS));
+  // Paired with the reference port, which skips the queue (REFERENCE_RULE, first in FORWARD for the series).
+  await gwIptables(topo, '-I', 'FORWARD', '1', ...REFERENCE_RULE);
+  r.ttfbHttp = await step('ttfb', () => ttfb(topo, 'http', TTFB_REQUESTS, true));
+  r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS, true));
+  await gwIptables(topo, '-D', 'FORWARD', ...REFERENCE_RULE);
   const c4 = cpu();
   if (pid !== undefined) {
     r.cpu = { bulk: perRun(diff(c0, c1), BULK_RUNS), http: perRun(diff(c1, c2)), https: perRun(diff(c2, c3)), ttfb: diff(c3, c4) };
@@ -441,7 +447,7 @@ async function main(): Promise<void> {
   const topo = await createTopology();
   try {
     installHosts(topo, [HOST, 'blocked.test']);
-    await startNginx(topo);
+    await startNginx(topo, { alsoPorts: REFERENCE_PORTS });
     await startIperfServer(topo);
     await tuneClient(topo);
     for (const def of defs) report.configs.push(await runConfig(topo, def));

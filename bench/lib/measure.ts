@@ -95,7 +95,22 @@ export interface Ttfb {
   n: number;
   /** Requests that did not. */
   failed: number;
+  /**
+   * With a reference port: every other request went to the same server on a port the gateway
+   * does not queue. The reference's own figures, and the median over request pairs of (this
+   * request - the reference request just before it): drift of the machine during the series
+   * cancels out of the difference.
+   */
+  reference?: { medianMs: number; p99Ms: number; connectMedianMs: number; n: number };
+  pairedAddedMs?: number;
+  pairedConnectAddedMs?: number;
 }
+
+/** Ports of the reference path: the same nginx, and a gateway rule that lets them skip the queue (see REFERENCE_RULE). */
+export const REFERENCE_PORTS = { http: 8080, https: 8443 };
+
+/** The gateway rule (inserted first in FORWARD during a paired TTFB series) that keeps the reference path out of the queue. */
+export const REFERENCE_RULE = ['-p', 'tcp', '-m', 'multiport', '--ports', `${REFERENCE_PORTS.http},${REFERENCE_PORTS.https}`, '-j', 'ACCEPT'];
 
 /** The q-quantile (0..1) of sorted values, nearest rank. */
 export function quantile(sorted: readonly number[], q: number): number {
@@ -105,30 +120,42 @@ export function quantile(sorted: readonly number[], q: number): number {
 
 /**
  * `count` sequential curl requests to `scheme://allowed.test/`, each a new connection;
- * `time_starttransfer` of each (for HTTPS it includes the TLS handshake).
+ * `time_starttransfer` of each (for HTTPS it includes the TLS handshake). With `paired`, as many
+ * again to the reference port, alternating (reference first), for `Ttfb.pairedAddedMs`.
  */
-export async function ttfb(topo: Topology, scheme: 'http' | 'https', count: number): Promise<Ttfb> {
+export async function ttfb(topo: Topology, scheme: 'http' | 'https', count: number, paired = false): Promise<Ttfb> {
   const port = scheme === 'https' ? 443 : 80;
+  const refPort = REFERENCE_PORTS[scheme];
   const server = topo.addrs(4).server;
+  const one = (p: number, tag: string) => `curl -sk -o /dev/null --max-time 5 --resolve ${HOST}:${p}:${server} `
+    + `-w '${tag} %{http_code} %{time_starttransfer} %{time_connect}\\n' ${scheme}://${HOST}:${p}/; `;
   // One shell in the client namespace runs the loop: no `ip netns exec` per request.
-  const script = `i=0; while [ $i -lt ${count} ]; do i=$((i+1)); `
-    + `curl -sk -o /dev/null --max-time 5 --resolve ${HOST}:${port}:${server} `
-    + `-w '%{http_code} %{time_starttransfer} %{time_connect}\\n' ${scheme}://${HOST}/; done`;
-  const res = await topo.exec('client', ['sh', '-c', script], { timeoutMs: count * 6000 + 10_000 });
-  const times: number[] = [];
-  const connects: number[] = [];
-  let failed = 0;
+  const script = `i=0; while [ $i -lt ${count} ]; do i=$((i+1)); ${paired ? one(refPort, 'r') : ''}${one(port, 'x')}done`;
+  const res = await topo.exec('client', ['sh', '-c', script], { timeoutMs: count * (paired ? 12000 : 6000) + 10_000 });
+  const series = { x: [] as Array<[number, number] | undefined>, r: [] as Array<[number, number] | undefined> };
   for (const line of res.stdout.split('\n')) {
-    const [code, t, c] = line.trim().split(' ');
-    if (code === undefined || code === '') continue;
-    if (code === '200') {
-      times.push(Number(t) * 1000);
-      connects.push(Number(c) * 1000);
-    } else {
-      failed++;
-    }
+    const [tag, code, t, c] = line.trim().split(' ');
+    if (tag !== 'x' && tag !== 'r') continue;
+    series[tag].push(code === '200' ? [Number(t) * 1000, Number(c) * 1000] : undefined);
   }
-  times.sort((a, b) => a - b);
-  connects.sort((a, b) => a - b);
-  return { medianMs: quantile(times, 0.5), p99Ms: quantile(times, 0.99), connectMedianMs: quantile(connects, 0.5), n: times.length, failed };
+  const summary = (xs: Array<[number, number] | undefined>) => {
+    const ok = xs.filter((x): x is [number, number] => x !== undefined);
+    const times = ok.map((x) => x[0]).sort((a, b) => a - b);
+    const connects = ok.map((x) => x[1]).sort((a, b) => a - b);
+    return { medianMs: quantile(times, 0.5), p99Ms: quantile(times, 0.99), connectMedianMs: quantile(connects, 0.5), n: ok.length,
+      failed: xs.length - ok.length };
+  };
+  const out: Ttfb = summary(series.x);
+  if (paired) {
+    const { failed: _failed, ...reference } = summary(series.r);
+    void _failed;
+    out.reference = reference;
+    const diffs = (k: 0 | 1) => series.x.flatMap((x, i) => {
+      const r = series.r[i];
+      return x === undefined || r === undefined ? [] : [x[k] - r[k]];
+    }).sort((a, b) => a - b);
+    out.pairedAddedMs = quantile(diffs(0), 0.5);
+    out.pairedConnectAddedMs = quantile(diffs(1), 0.5);
+  }
+  return out;
 }

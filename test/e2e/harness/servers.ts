@@ -134,6 +134,8 @@ export interface NginxOptions {
   httpsPort?: number;
   /** Worker processes; default 2. */
   workers?: number;
+  /** More ports the same server also listens on (benchmarks: a path that skips the queue). */
+  alsoPorts?: { http: number; https: number };
 }
 
 /** A running nginx. */
@@ -181,7 +183,9 @@ http {
     listen ${httpPort} default_server;
     listen [::]:${httpPort} default_server;
     listen ${httpsPort} ssl default_server;
-    listen [::]:${httpsPort} ssl default_server;
+    listen [::]:${httpsPort} ssl default_server;${opts.alsoPorts === undefined ? '' : `
+    listen ${opts.alsoPorts.http} default_server;
+    listen ${opts.alsoPorts.https} ssl default_server;`}
     server_name _;
     location / { default_type text/plain; return 200 "hello from $host\\n"; }
   }

@@ -154,10 +154,8 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
     signalled_ = true;
     uv_async_send(&handles_->ready);
   }
-  reader_ = std::thread([this] {
-    NameThread("read", queue_);
-    ReaderLoop();
-  });
+  reader_ = std::thread([this] { ReaderLoop(); });
+  NameThread(reader_, "read", queue_);
 
   napi_add_env_cleanup_hook(env, CleanupHook, this);
   cleanupHookAdded_ = true;

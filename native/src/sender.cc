@@ -36,10 +36,10 @@ int SendWithRetry(int fd, const void* buf, size_t len, const void* addr, unsigne
   }
 }
 
-void NameThread(const char* role, uint16_t queue) {
+void NameThread(std::thread& t, const char* role, uint16_t queue) {
   char name[16];
   snprintf(name, sizeof name, "fg-q%u-%s", static_cast<unsigned>(queue), role);
-  pthread_setname_np(pthread_self(), name);
+  pthread_setname_np(t.native_handle(), name);
 }
 
 void VerdictSender::Start(int fd, uint16_t queue, void (*onFailure)(void*), void* arg) {
@@ -47,10 +47,8 @@ void VerdictSender::Start(int fd, uint16_t queue, void (*onFailure)(void*), void
   onFailure_ = onFailure;
   arg_ = arg;
   stop_ = false;
-  thread_ = std::thread([this, queue] {
-    NameThread("send", queue);
-    Run();
-  });
+  thread_ = std::thread([this] { Run(); });
+  NameThread(thread_, "send", queue);
 }
 
 void VerdictSender::Push(const uint8_t* msgs, size_t bytes, size_t count) {

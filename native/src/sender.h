@@ -17,9 +17,9 @@ namespace fg {
 /** Sends with retries: EAGAIN/ENOBUFS are retried for up to kSendRetryMs. Returns 0 or errno. */
 int SendWithRetry(int fd, const void* buf, size_t len, const void* addr, unsigned addrLen);
 
-/** Names the calling thread "fg-q<queue>-<role>" (15 bytes at most), so `top -H` and perf tell the
- * binding's threads from Node's. */
-void NameThread(const char* role, uint16_t queue);
+/** Names thread `t` "fg-q<queue>-<role>" (15 bytes at most), so `top -H` and perf tell the binding's
+ * threads from Node's. Called by the creator, so the name is set once the creating call returns. */
+void NameThread(std::thread& t, const char* role, uint16_t queue);
 
 class VerdictSender {
  public:

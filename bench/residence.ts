@@ -1,7 +1,7 @@
 /**
  * How long each kind of packet stays in the gateway: captures on both gateway interfaces, the
  * same packet matched on the way in and out, medians per kind (client SYN, a connection's first
- * client data, FIN, server SYN-ACK, ...). Sequential curl requests over HTTP and HTTPS, one every
+ * and second client data, FIN, server SYN-ACK, ...). Sequential curl requests over HTTP and HTTPS, one every
  * ~10 ms plus curl's start, as a lightly loaded gateway sees them. Configurations: no queue, the C
  * accept loop with every TCP packet queued, flowgate with its default rules (and the bare-ACK
  * rules) as installed, and the same daemon started without bin/flowgate.js's V8 tuning.
@@ -16,13 +16,14 @@ import {
 import { applyRules, startFlowgate } from '../test/e2e/flowgate.js';
 
 const REQUESTS = Number(process.argv[2] ?? 100);
-const KINDS = ['c SYN', 'c 1st data', 'c data', 'c FIN', 'c ACK', 's SYN-ACK', 's data', 's FIN', 's ACK'];
+const KINDS = ['c SYN', 'c 1st data', 'c 2nd data', 'c data', 'c FIN', 'c ACK', 's SYN-ACK', 's data', 's FIN', 's ACK'];
 const SCHEMES = ['http', 'https'] as const;
 type Scheme = (typeof SCHEMES)[number];
 
-function kindOf(s: TcpSegment, fromClient: boolean, first: boolean): string {
+/** nth: which of its connection's client data packets this is (0 the first), -1 for others. */
+function kindOf(s: TcpSegment, fromClient: boolean, nth: number): string {
   const what = s.flags & 0x02 ? (fromClient ? 'SYN' : 'SYN-ACK')
-    : s.payload.length > 0 ? (fromClient && first ? '1st data' : 'data') : s.flags & 0x01 ? 'FIN' : 'ACK';
+    : s.payload.length > 0 ? (nth === 0 ? '1st data' : nth === 1 ? '2nd data' : 'data') : s.flags & 0x01 ? 'FIN' : 'ACK';
   return `${fromClient ? 'c' : 's'} ${what}`;
 }
 
@@ -52,16 +53,19 @@ async function measure(topo: Topology, scheme: Scheme): Promise<Map<string, numb
   const atB = firstSeen(b);
   const out = new Map<string, number[]>();
   const add = (k: string, ms: number) => (out.get(k) ?? out.set(k, []).get(k)!).push(ms);
-  const sawData = new Set<string>(); // connections whose first client data was seen
+  const dataSeen = new Map<string, number>(); // client data packets seen per connection
   for (const [k, seg] of atA) {
     const fromClient = seg.dst === server;
     const conn = fromClient ? `${seg.sport}` : `${seg.dport}`;
-    const first = fromClient && seg.payload.length > 0 && !sawData.has(conn);
-    if (first) sawData.add(conn);
+    let nth = -1;
+    if (fromClient && seg.payload.length > 0) {
+      nth = dataSeen.get(conn) ?? 0;
+      dataSeen.set(conn, nth + 1);
+    }
     const other = atB.get(k);
     if (other === undefined) continue;
     const ms = (fromClient ? other.time - seg.time : seg.time - other.time) * 1000;
-    if (ms >= 0) add(kindOf(seg, fromClient, first), ms);
+    if (ms >= 0) add(kindOf(seg, fromClient, nth), ms);
   }
   return out;
 }

@@ -150,10 +150,7 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   handles_->failed.data = handles_;
   sender_.Start(fd_, queue_, WakeForFailure, handles_);
   // Packets that arrived before the bind ack are pending already: deliver them on the next turn.
-  if (pending_.count > 0) {
-    signalled_ = true;
-    uv_async_send(&handles_->ready);
-  }
+  if (pending_.count > 0) SignalLocked();
   reader_ = std::thread([this] { ReaderLoop(); });
   NameThread(reader_, "read", queue_);
 

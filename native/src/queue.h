@@ -68,7 +68,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void ProcessDatagram(size_t len);
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
-  void Wake();
+  void SignalLocked();
   void StopReader();
   void DeliverBatch();
   void DeliverError(const char* code, int err, const std::string& message);

@@ -108,10 +108,15 @@ void Queue::ProcessDatagram(size_t len) {
     }
     off += NLMSG_ALIGN(msgLen);
   }
-  if (added && !signalled_ && handles_ != nullptr) {
-    signalled_ = true;
-    uv_async_send(&handles_->ready);
-  }
+  if (added && handles_ != nullptr) SignalLocked();
+}
+
+// Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
+// (or, in the constructor, no reader thread yet).
+void Queue::SignalLocked() {
+  if (signalled_) return;
+  signalled_ = true;
+  uv_async_send(&handles_->ready);
 }
 
 // Accepts the datagram's bare SYN/SYN-ACKs before JS runs: they carry nothing to inspect, and a
@@ -164,10 +169,7 @@ void Queue::ReportReadError(int err, const char* what) {
   std::lock_guard<std::mutex> lock(rmu_);
   readErr_ = err;
   readErrWhat_ = what;
-  if (!signalled_) {
-    signalled_ = true;
-    uv_async_send(&handles_->ready);
-  }
+  SignalLocked();
 }
 
 void Queue::StopReader() {

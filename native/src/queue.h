@@ -65,7 +65,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
 
   bool OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf);
   int ReadAvailable(bool ignoreLimit);
-  void ProcessDatagram(size_t len);
+  bool ProcessDatagram(size_t len);
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
   void SignalLocked();

@@ -31,11 +31,11 @@ bool Full(const Batch& b, uint32_t batchMax) {
 // while waiting for the bind ack). Returns 0, or the errno of a recv() failure other than
 // EAGAIN/EINTR/ENOBUFS (ENOBUFS is counted and skipped).
 int Queue::ReadAvailable(bool ignoreLimit) {
+  if (!ignoreLimit) {
+    std::lock_guard<std::mutex> lock(rmu_);
+    if (Full(pending_, batchMax_)) return 0;
+  }
   for (;;) {
-    if (!ignoreLimit) {
-      std::lock_guard<std::mutex> lock(rmu_);
-      if (Full(pending_, batchMax_)) return 0;
-    }
     ssize_t n = recv(fd_, rx_.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       int e = errno;  // before the lock, which may touch errno
@@ -56,13 +56,15 @@ int Queue::ReadAvailable(bool ignoreLimit) {
       counters_.recvErrors++;
       len = kRecvMax;
     }
-    ProcessDatagram(len);
+    bool full = ProcessDatagram(len);
     if (!handshakes_.empty()) AcceptHandshakes();
+    if (full && !ignoreLimit) return 0;
   }
 }
 
-// Walks the messages of the datagram in rx_[0, len) and appends its packets to the pending batch.
-void Queue::ProcessDatagram(size_t len) {
+// Walks the messages of the datagram in rx_[0, len) and appends its packets to the pending batch;
+// answers whether the batch is now full.
+bool Queue::ProcessDatagram(size_t len) {
   uint8_t* base = rx_.data();
   size_t off = 0;
   size_t msgLen;
@@ -78,6 +80,7 @@ void Queue::ProcessDatagram(size_t len) {
         if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
           flags |= kFlagAccepted;
           handshakes_.push_back(pkt.id);
+          counters_.handshakeAccepts++;
         }
         Batch& b = pending_;
         uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
@@ -109,6 +112,7 @@ void Queue::ProcessDatagram(size_t len) {
     off += NLMSG_ALIGN(msgLen);
   }
   if (added && handles_ != nullptr) SignalLocked();
+  return Full(pending_, batchMax_);
 }
 
 // Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
@@ -128,10 +132,6 @@ void Queue::AcceptHandshakes() {
   size_t off = 0;
   for (uint32_t id : handshakes_) off += BuildVerdict(hsMsgs_.data() + off, queue_, id, NF_ACCEPT, false, 0);
   sender_.Push(hsMsgs_.data(), off, n);
-  {
-    std::lock_guard<std::mutex> lock(rmu_);
-    counters_.handshakeAccepts += n;
-  }
   handshakes_.clear();
 }
 

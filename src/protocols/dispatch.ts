@@ -65,9 +65,9 @@ class FlowAnalyzer implements StreamAnalyzer {
    */
   private reader: ClientHelloReader | HttpRequestReader | undefined = undefined;
   /**
-   * In `detect` mode the bytes gathered while the protocol is still unclear (`sniff`); in
-   * `afterHello` a record header being gathered (`header`, made with its first byte). One field
-   * for both: no analyzer is in both modes at once, and a field costs 8 bytes a flow.
+   * In `detect` mode the bytes gathered while the protocol is still unclear; in `afterHello` a
+   * record header being gathered (made with its first byte). One field for both: no analyzer is
+   * in both modes at once, and a field costs 8 bytes a flow.
    */
   private scratch: Uint8Array = EMPTY;
   /** Start of the unit being gathered (Infinity while in a request body). */
@@ -81,15 +81,6 @@ class FlowAnalyzer implements StreamAnalyzer {
   private packed = 0;
   /** After the first hello: record bytes left to skip. */
   private skip = 0;
-
-  /** Bytes gathered while the protocol is still unclear (see `scratch`). */
-  private get sniff(): Uint8Array {
-    return this.scratch;
-  }
-
-  private set sniff(v: Uint8Array) {
-    this.scratch = v;
-  }
 
   private get mode(): Mode {
     return MODES[(this.packed & MODE_MASK) >>> MODE_SHIFT]!;
@@ -159,28 +150,28 @@ class FlowAnalyzer implements StreamAnalyzer {
     this.end = offset + bytes.length;
     const out: AnalyzerEvent[] = [];
     if (this.mode === 'detect') {
-      const all = this.sniff.length > 0 ? concat(this.sniff, bytes) : bytes;
-      const start = offset - this.sniff.length;
+      const all = this.scratch.length > 0 ? concat(this.scratch, bytes) : bytes;
+      const start = offset - this.scratch.length;
       if (startsWith(all, PG_SSL_REQUEST) || startsWith(all, PG_GSSENC_REQUEST)) {
         // PostgreSQL asks for TLS in plain text first; the ClientHello follows the server's answer.
         // Let the request through and keep looking.
         out.push({ kind: 'pass', start });
         this.unitStart = start + PG_SSL_REQUEST.length;
-        this.sniff = EMPTY;
+        this.scratch = EMPTY;
         const rest = all.subarray(PG_SSL_REQUEST.length);
         if (rest.length > 0) out.push(...this.feed(rest, this.unitStart, retained));
         return out;
       }
       if (all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
-        this.sniff = Uint8Array.from(all);
+        this.scratch = Uint8Array.from(all);
         return out;
       }
       const kind = all[0] === TLS_HANDSHAKE ? 'tls' : looksLikeHttp(all);
       if (kind === 'maybe' && all.length < SNIFF_BYTES) {
-        this.sniff = Uint8Array.from(all);
+        this.scratch = Uint8Array.from(all);
         return out;
       }
-      this.sniff = EMPTY;
+      this.scratch = EMPTY;
       if (kind === 'tls') {
         this.mode = 'tls';
         this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });

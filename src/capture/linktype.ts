@@ -71,10 +71,9 @@ function rawIp(data: Uint8Array, start: number, end: number, version: number): n
 export function ipOffset(linktype: number, data: Uint8Array, start: number, end: number): number {
   const len = end - start;
   switch (linktype) {
-    case LINKTYPE.ETHERNET: {
+    case LINKTYPE.ETHERNET:
       // destination (6), source (6), ethertype
       return len >= 14 ? skipTags(data, u16(data, start + 12), start + 14, end) : -1;
-    }
     case LINKTYPE.LINUX_SLL:
       // packet type (2), ARPHRD type (2), address length (2), address (8), protocol (2)
       return len >= 16 ? skipTags(data, u16(data, start + 14), start + 16, end) : -1;

@@ -5,8 +5,8 @@
  * or, with a coalescing window, of up to that many milliseconds (or 256 events). They are
  * formatted when they leave, not when the engine emits them: the engine emits a decision's event
  * inside the batch, before the batch's verdicts leave, and JSON.stringify there was time those
- * verdicts waited for. When
- * stdout is slow, events queue up to a cap and the excess is counted as dropped.
+ * verdicts waited for. When stdout is slow, events queue up to a cap and the excess is counted as
+ * dropped.
  */
 import type { Writable } from 'node:stream';
 import type { FlowgateEvent } from '../filter/types.js';

@@ -119,7 +119,7 @@ export function noQueueReference(r: BenchReport): ConfigResult | undefined {
 export function evaluateTargets(r: BenchReport): Target[] {
   const none = noQueueReference(r);
   const def = by(r, 'fg-default');
-  const every = by(r, 'fg-every');
+  const everyRow = by(r, 'fg-every');
   const c = by(r, 'c');
   const ceil = by(r, 'c-rules');
   const npm = by(r, 'npm');
@@ -127,45 +127,38 @@ export function evaluateTargets(r: BenchReport): Target[] {
   type Get = (x: ConfigResult | undefined) => number | undefined;
   const fmtRatio = (q: number | undefined) => (q === undefined ? undefined : `${q.toFixed(3)}x`);
   const fmtAdded = (d: number | undefined) => (d === undefined || !Number.isFinite(d) ? undefined : `${d >= 0 ? '+' : ''}${d.toFixed(3)} ms`);
-  const rel = (issue: string, what: string, get: Get, min: number, profile?: Target['profile']) => {
-    const q = ratio(get(def), get(none));
-    t.push({ issue, what, measured: fmtRatio(q), met: q === undefined ? undefined : q >= min, profile,
-      ceiling: fmtRatio(ratio(get(ceil), get(none))) });
+  const ratioTarget = (issue: string, what: string, q: number | undefined, min: number, profile: Target['profile'],
+    ceiling?: number) => {
+    t.push({ issue, what, measured: fmtRatio(q), met: q === undefined ? undefined : q >= min, profile, ceiling: fmtRatio(ceiling) });
   };
-  const added = (issue: string, what: string, get: Get, maxMs: number, paired: (x: ConfigResult | undefined) => number | undefined) => {
-    const diff = (x: ConfigResult | undefined) => {
-      const p = paired(x);
-      if (p !== undefined) return p;
-      const a = get(x);
-      const b = get(none);
-      return a === undefined || b === undefined ? undefined : a - b;
-    };
-    const d = diff(def);
+  /** flowgate's default rules against no queue (and the C decider's ratio beside it). */
+  const rel = (issue: string, what: string, get: Get, min: number, workload: 'bulk' | 'http' | 'https') =>
+    ratioTarget(issue, what, ratio(get(def), get(none)), min, { config: 'fg-default', workload }, ratio(get(ceil), get(none)));
+  /** Added time to first byte: the paired measure (see ttfb()). */
+  const added = (issue: string, what: string, paired: Get, maxMs: number) => {
+    const d = paired(def);
     t.push({ issue, what, measured: fmtAdded(d), met: d === undefined || !Number.isFinite(d) ? undefined : d < maxMs,
-      profile: { config: 'fg-default', workload: 'https' }, ceiling: fmtAdded(diff(ceil)) });
+      profile: { config: 'fg-default', workload: 'https' }, ceiling: fmtAdded(paired(ceil)) });
   };
+  /** flowgate with every packet queued against a reference filter, in bulk. */
+  const every = (what: string, ref: ConfigResult | undefined, min: number) =>
+    ratioTarget('7', what, ratio(bulkOf(everyRow), bulkOf(ref)), min, { config: 'fg-every', workload: 'bulk' });
   const bulkOf: Get = (x) => x?.bulk?.gbps;
   const httpOf: Get = (x) => x?.http?.perSecond;
   const httpsOf: Get = (x) => x?.https?.perSecond;
-  const ttfbHttp: Get = (x) => x?.ttfbHttp?.medianMs;
-  const ttfbHttps: Get = (x) => x?.ttfbHttps?.medianMs;
-  rel('2', 'default rules: bulk >= 0.95x no filter', bulkOf, 0.95, { config: 'fg-default', workload: 'bulk' });
-  rel('2', 'default rules: new HTTPS conn/s >= 0.85x no filter', httpsOf, 0.85, { config: 'fg-default', workload: 'https' });
-  const pairedHttp = (x: ConfigResult | undefined) => x?.ttfbHttp?.pairedAddedMs;
-  const pairedHttps = (x: ConfigResult | undefined) => x?.ttfbHttps?.pairedAddedMs;
-  added('2', 'default rules: added median TTFB < 1 ms (HTTP)', ttfbHttp, 1, pairedHttp);
-  added('2', 'default rules: added median TTFB < 1 ms (HTTPS)', ttfbHttps, 1, pairedHttps);
-  rel('7', 'default rules: bulk >= 0.97x no queue', bulkOf, 0.97, { config: 'fg-default', workload: 'bulk' });
-  rel('7', 'default rules: new HTTPS conn/s >= 0.9x no queue', httpsOf, 0.9, { config: 'fg-default', workload: 'https' });
-  rel('7', 'default rules: new HTTP conn/s >= 0.8x no queue', httpOf, 0.8, { config: 'fg-default', workload: 'http' });
-  added('7', 'default rules: added median TTFB < 0.3 ms (HTTP)', ttfbHttp, 0.3, pairedHttp);
-  added('7', 'default rules: added median TTFB < 0.3 ms (HTTPS)', ttfbHttps, 0.3, pairedHttps);
-  const everyTarget = (what: string, ref: ConfigResult | undefined, min: number) => {
-    const q = ratio(bulkOf(every), bulkOf(ref));
-    t.push({ issue: '7', what, measured: fmtRatio(q), met: q === undefined ? undefined : q >= min, profile: { config: 'fg-every', workload: 'bulk' } });
-  };
-  everyTarget('every packet queued: flowgate bulk >= 0.8x the C loop', c, 0.8);
-  everyTarget('every packet queued: flowgate bulk >= 10x the npm binding', npm, 10);
+  const addedHttp: Get = (x) => x?.ttfbHttp?.pairedAddedMs;
+  const addedHttps: Get = (x) => x?.ttfbHttps?.pairedAddedMs;
+  rel('2', 'default rules: bulk >= 0.95x no filter', bulkOf, 0.95, 'bulk');
+  rel('2', 'default rules: new HTTPS conn/s >= 0.85x no filter', httpsOf, 0.85, 'https');
+  added('2', 'default rules: added median TTFB < 1 ms (HTTP)', addedHttp, 1);
+  added('2', 'default rules: added median TTFB < 1 ms (HTTPS)', addedHttps, 1);
+  rel('7', 'default rules: bulk >= 0.97x no queue', bulkOf, 0.97, 'bulk');
+  rel('7', 'default rules: new HTTPS conn/s >= 0.9x no queue', httpsOf, 0.9, 'https');
+  rel('7', 'default rules: new HTTP conn/s >= 0.8x no queue', httpOf, 0.8, 'http');
+  added('7', 'default rules: added median TTFB < 0.3 ms (HTTP)', addedHttp, 0.3);
+  added('7', 'default rules: added median TTFB < 0.3 ms (HTTPS)', addedHttps, 0.3);
+  every('every packet queued: flowgate bulk >= 0.8x the C loop', c, 0.8);
+  every('every packet queued: flowgate bulk >= 10x the npm binding', npm, 10);
   const p = r.paused;
   const pausedOk = p !== undefined && p.paused >= p.flows && p.responses === p.flows && p.heldAfter === 0;
   t.push({

@@ -1,16 +1,59 @@
-// Module entry: exports { Queue, notify }. Everything else is in queue.cc (socket and loop) and
-// wire.cc (netlink framing).
+// Module entry: exports { Queue, notify } and, for tests, the pure packet readers the reader
+// thread uses. Everything else is in queue.cc (socket and loop) and wire.cc (netlink framing).
 #include <napi.h>
 
+#include "errors.h"
 #include "notify.h"
 #include "queue.h"
+#include "wire.h"
 
 namespace {
+
+bool BytesArg(const Napi::CallbackInfo& info, const uint8_t** p, size_t* n) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    fg::ThrowCodeError(info.Env(), "ERR_ARG", 0, "expected a Uint8Array");
+    return false;
+  }
+  Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+  *p = a.Data();
+  *n = a.ElementLength();
+  return true;
+}
+
+// endsAfterHello(bytes): fg::EndsAfterHello, for tests that hold it against the JavaScript analyzer.
+Napi::Value EndsAfterHello(const Napi::CallbackInfo& info) {
+  const uint8_t* p;
+  size_t n;
+  if (!BytesArg(info, &p, &n)) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), fg::EndsAfterHello(p, n));
+}
+
+// readTcp(packet): fg::ReadTcp as { key (its UTF-16 units), srcLow, seq, flags, payloadLength }, or null.
+Napi::Value ReadTcp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* p;
+  size_t n;
+  if (!BytesArg(info, &p, &n)) return env.Undefined();
+  fg::TcpView v;
+  if (!fg::ReadTcp(p, n, &v)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Uint16Array key = Napi::Uint16Array::New(env, v.key.size());
+  for (size_t i = 0; i < v.key.size(); i++) key[i] = v.key[i];
+  o.Set("key", key);
+  o.Set("srcLow", Napi::Boolean::New(env, v.srcLow));
+  o.Set("seq", Napi::Number::New(env, v.seq));
+  o.Set("flags", Napi::Number::New(env, v.flags));
+  o.Set("payloadLength", Napi::Number::New(env, static_cast<double>(v.payloadLen)));
+  return o;
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", fg::Queue::Init(env));
   exports.Set("notify", Napi::Function::New(env, fg::Notify, "notify"));
-  exports.Set("abi", Napi::Number::New(env, 1));  // bumped when the JS-facing shape changes
+  exports.Set("endsAfterHello", Napi::Function::New(env, EndsAfterHello, "endsAfterHello"));
+  exports.Set("readTcp", Napi::Function::New(env, ReadTcp, "readTcp"));
+  exports.Set("abi", Napi::Number::New(env, 2));  // bumped when the JS-facing shape changes
   return exports;
 }
 

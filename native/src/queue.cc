@@ -98,6 +98,8 @@ Napi::Function Queue::Init(Napi::Env env) {
                          InstanceMethod<&Queue::SendRaw>("sendRaw"),
                          InstanceMethod<&Queue::Stats>("stats"),
                          InstanceMethod<&Queue::Close>("close"),
+                         InstanceMethod<&Queue::ExpectAfterHello>("expectAfterHello"),
+                         InstanceMethod<&Queue::ForgetAfterHello>("forgetAfterHello"),
                          InstanceAccessor<&Queue::GetClosed>("closed"),
                      });
 }
@@ -129,10 +131,12 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   }
   queue_ = static_cast<uint16_t>(queue);
   batchMax_ = batchMax;
-  acceptHandshake_ = acceptHandshake;
 
   BindConfig cfg{queue_, maxLen, copyRange, gso, failOpen};
   if (!OpenAndBind(env, cfg, rcvbuf)) return;
+  // Only now: a packet read while waiting for the bind ack must get its verdict from JavaScript,
+  // since the sender thread that would carry the binding's own verdict is not running yet.
+  acceptHandshake_ = acceptHandshake;
 
   onBatch_ = Napi::Persistent(info[1].As<Napi::Function>());
   if (info[2].IsFunction()) onError_ = Napi::Persistent(info[2].As<Napi::Function>());
@@ -232,7 +236,7 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
   close(wakeFd_);
   wakeFd_ = -1;
   pending_.Clear();
-  handshakes_.clear();
+  early_.clear();
   std::string q = std::to_string(cfg.queue);
   if ((err == EPERM && QueueListed(cfg.queue)) || err == EBUSY || err == EEXIST) {
     // The kernel answers EPERM when another socket owns the queue; /proc tells them apart.
@@ -267,6 +271,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("kernelErrors", counters_.kernelErrors);
   put("handshakeAccepts", counters_.handshakeAccepts);
   put("batchesHandedOver", counters_.batchesHandedOver);
+  put("afterHelloAllows", counters_.afterHelloAllows);
   return o;
 }
 
@@ -322,7 +327,7 @@ void Queue::Shutdown(ShutdownMode mode) {
   if (raw6_ >= 0) close(raw6_);
   raw4_ = raw6_ = -1;
   std::vector<uint8_t>().swap(rx_);
-  std::vector<uint8_t>().swap(hsMsgs_);
+  std::vector<uint8_t>().swap(earlyMsgs_);
   std::vector<uint8_t>().swap(send_);
   pending_ = Batch();
   delivering_ = Batch();

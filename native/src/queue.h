@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "sender.h"
@@ -30,6 +31,23 @@ struct QueueCounters {
   uint64_t kernelErrors = 0;  // NLMSG_ERROR replies to verdicts (e.g. ENOENT: unknown id)
   uint64_t handshakeAccepts = 0;  // bare SYN/SYN-ACKs accepted here before JS saw them
   uint64_t batchesHandedOver = 0;  // batches given to JS without a copy (kHandOverMinBytes)
+  uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
+};
+
+/** A flow whose next client record decides whether a first ClientHello was its last (expectAfterHello). */
+struct AfterHelloExpectation {
+  uint32_t seq;     // where the next record starts
+  uint32_t allow;   // the allow mark value, within mask
+  uint32_t mask;    // flowgate's mark bits
+  bool clientLow;   // the client is the key's first endpoint
+};
+
+/** A verdict the reader thread gives itself, before JavaScript sees the packet. */
+struct EarlyVerdict {
+  uint32_t id;
+  uint32_t verdict;
+  bool hasMark;
+  uint32_t mark;
 };
 
 /** Packets read but not yet handed to JavaScript: payloads back to back, kMetaStride uint32 each. */
@@ -62,6 +80,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
+  Napi::Value ExpectAfterHello(const Napi::CallbackInfo& info);
+  Napi::Value ForgetAfterHello(const Napi::CallbackInfo& info);
 
   bool OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf);
   int ReadAvailable(bool ignoreLimit);
@@ -73,7 +93,9 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void DeliverBatch();
   void DeliverError(const char* code, int err, const std::string& message);
   void CallOnError(napi_value error);
-  void AcceptHandshakes();
+  void SendEarlyVerdicts();
+  bool CheckAfterHello(const PacketInfo& pkt);
+  bool PendingHasKey(const std::u16string& key);
   enum class ShutdownMode { FromJs, FromCleanupHook, FromFinalizer };
   void Shutdown(ShutdownMode mode);
   void ReleaseJsRefs();
@@ -102,8 +124,9 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::thread reader_;
   int wakeFd_ = -1;                // eventfd: ends the reader's poll() when the queue closes
   std::vector<uint8_t> rx_;        // one datagram
-  std::vector<uint32_t> handshakes_;  // ids of bare handshakes in the datagram being read
-  std::vector<uint8_t> hsMsgs_;       // their accept messages, built here (reused)
+  std::vector<EarlyVerdict> early_;  // verdicts the reader gives in the datagram being read
+  std::vector<uint8_t> earlyMsgs_;   // their messages, built here (reused)
+  TcpView tcp_;                      // scratch for CheckAfterHello (keeps its key's capacity)
   std::mutex rmu_;
   std::condition_variable taken_;  // the loop took the pending batch, or the reader must stop
   bool stopReader_ = false;
@@ -112,6 +135,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Batch delivering_;               // loop thread only: the batch being handed to JS
   int readErr_ = 0;                // a receive failure for onError (errno), 0 if none
   std::string readErrWhat_;
+  // Flows whose next client data packet the reader may allow itself (expectAfterHello), by key.
+  std::unordered_map<std::u16string, AfterHelloExpectation> afterHello_;
 
   std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
   VerdictSender sender_;

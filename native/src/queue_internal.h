@@ -36,6 +36,12 @@ constexpr int kSendRetryMs = 1000;
 constexpr size_t kMetaStride = 8;
 /** Meta slot 4 bit: the binding already accepted this packet (acceptHandshake). */
 constexpr uint32_t kFlagAccepted = 0x80;
+/** Meta slot 4 bit: the binding already allowed this packet after a ClientHello (expectAfterHello). */
+constexpr uint32_t kFlagAfterHello = 0x40;
+/** Most flows expectAfterHello keeps at once; more are refused (they take the JavaScript path). */
+constexpr size_t kMaxAfterHello = 65536;
+/** expectAfterHello refuses while more packets than this wait for JavaScript (it scans them). */
+constexpr uint32_t kMaxPendingScan = 64;
 
 inline int64_t NowMs() {
   timespec ts;

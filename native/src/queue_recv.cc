@@ -57,7 +57,6 @@ int Queue::ReadAvailable(bool ignoreLimit) {
       len = kRecvMax;
     }
     bool full = ProcessDatagram(len);
-    if (!handshakes_.empty()) AcceptHandshakes();
     if (full && !ignoreLimit) return 0;
   }
 }
@@ -69,18 +68,21 @@ bool Queue::ProcessDatagram(size_t len) {
   size_t off = 0;
   size_t msgLen;
   bool added = false;
-  std::lock_guard<std::mutex> lock(rmu_);
+  std::unique_lock<std::mutex> lock(rmu_);
   while ((msgLen = MessageAt(base, len, off)) != 0) {
     PacketInfo pkt;
     MsgResult r = DecodeMessage(base + off, msgLen, &pkt);
     switch (r.kind) {
       case MsgKind::Packet: {
-        uint32_t flags = (pkt.skbInfo & 0x7f) | (static_cast<uint32_t>(pkt.hook) << 8) |
+        uint32_t flags = (pkt.skbInfo & 0x3f) | (static_cast<uint32_t>(pkt.hook) << 8) |
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
         if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
           flags |= kFlagAccepted;
-          handshakes_.push_back(pkt.id);
+          early_.push_back({pkt.id, NF_ACCEPT, false, 0});
           counters_.handshakeAccepts++;
+        } else if (!afterHello_.empty() && CheckAfterHello(pkt)) {
+          flags |= kFlagAfterHello;
+          counters_.afterHelloAllows++;
         }
         Batch& b = pending_;
         uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
@@ -111,8 +113,51 @@ bool Queue::ProcessDatagram(size_t len) {
     }
     off += NLMSG_ALIGN(msgLen);
   }
+  if (!early_.empty()) {
+    // Sent before the loop is woken, so these packets go on while JavaScript starts up.
+    lock.unlock();
+    SendEarlyVerdicts();
+    lock.lock();
+  }
   if (added && handles_ != nullptr) SignalLocked();
   return Full(pending_, batchMax_);
+}
+
+// A client packet of a flow JavaScript armed with expectAfterHello: if it starts exactly at the
+// expected record and the record ends inspection (EndsAfterHello), the reader allows it as the
+// engine would (repeat with the allow mark) and flags it for JavaScript. Any packet of an armed
+// flow disarms it, matching or not: after one packet the engine's view may have moved on.
+// rmu_ held.
+bool Queue::CheckAfterHello(const PacketInfo& pkt) {
+  if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) return false;
+  auto it = afterHello_.find(tcp_.key);
+  if (it == afterHello_.end()) return false;
+  AfterHelloExpectation e = it->second;
+  afterHello_.erase(it);
+  constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10, kUrg = 0x20;
+  if (tcp_.srcLow != e.clientLow || tcp_.seq != e.seq ||
+      (tcp_.flags & (kFin | kSyn | kRst | kUrg | kAck)) != kAck ||
+      !EndsAfterHello(tcp_.payload, tcp_.payloadLen)) {
+    return false;
+  }
+  // As the engine's repeat(): a packet already carrying the allow value came back through a
+  // rule without the mark guard, and is accepted rather than repeated forever.
+  if ((pkt.mark & e.mask) == e.allow) {
+    early_.push_back({pkt.id, NF_ACCEPT, false, 0});
+  } else {
+    early_.push_back({pkt.id, NF_REPEAT, true, (pkt.mark & ~e.mask) | e.allow});
+  }
+  return true;
+}
+
+// Whether a packet of the connection `key` waits in the pending batch; rmu_ held.
+bool Queue::PendingHasKey(const std::u16string& key) {
+  const Batch& b = pending_;
+  for (uint32_t i = 0; i < b.count; i++) {
+    const uint32_t* m = &b.meta[static_cast<size_t>(i) * kMetaStride];
+    if (ReadTcp(b.data.data() + m[5], m[6], &tcp_) && tcp_.key == key) return true;
+  }
+  return false;
 }
 
 // Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
@@ -123,16 +168,19 @@ void Queue::SignalLocked() {
   uv_async_send(&handles_->ready);
 }
 
-// Accepts the datagram's bare SYN/SYN-ACKs before JS runs: they carry nothing to inspect, and a
-// connection's handshake should not wait for the JavaScript engine (native/README.md,
-// "Handshakes"). The accepts go to the sender thread ahead of any verdict JS gives for them.
-void Queue::AcceptHandshakes() {
-  size_t n = handshakes_.size();
-  if (hsMsgs_.size() < n * kVerdictMsgMax) hsMsgs_.resize(n * kVerdictMsgMax);
+// Sends the verdicts the reader gave itself in this datagram: bare SYN/SYN-ACKs, which carry
+// nothing to inspect and should not wait for the JavaScript engine (native/README.md,
+// "Handshakes"), and client data after a ClientHello that ends its inspection ("After the
+// hello"). They go to the sender ahead of any verdict JS gives for them.
+void Queue::SendEarlyVerdicts() {
+  size_t n = early_.size();
+  if (earlyMsgs_.size() < n * kVerdictMsgMax) earlyMsgs_.resize(n * kVerdictMsgMax);
   size_t off = 0;
-  for (uint32_t id : handshakes_) off += BuildVerdict(hsMsgs_.data() + off, queue_, id, NF_ACCEPT, false, 0);
-  sender_.Push(hsMsgs_.data(), off, n);
-  handshakes_.clear();
+  for (const EarlyVerdict& v : early_) {
+    off += BuildVerdict(earlyMsgs_.data() + off, queue_, v.id, v.verdict, v.hasMark, v.mark);
+  }
+  sender_.Push(earlyMsgs_.data(), off, n);
+  early_.clear();
 }
 
 // The reader thread: waits for the socket (or the stop eventfd), reads what is there, and stops
@@ -267,6 +315,74 @@ void Queue::CallOnError(napi_value error) {
   }
   inCallback_--;
   if (inCallback_ == 0 && refsPending_) ReleaseJsRefs();
+}
+
+namespace {
+
+// A connection key from JavaScript (src/flow/key.ts) as its UTF-16 code units in a Uint16Array
+// and their count: 6 for IPv4, 18 for IPv6. Units, not a string: a port from 0xd800 to 0xdfff is
+// a lone surrogate, which string conversions may replace.
+bool ReadKey(const Napi::Value& units, const Napi::Value& count, std::u16string* key) {
+  if (!units.IsTypedArray() || units.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array ||
+      !count.IsNumber()) {
+    return false;
+  }
+  Napi::Uint16Array a = units.As<Napi::Uint16Array>();
+  double n = count.As<Napi::Number>().DoubleValue();
+  if ((n != 6 && n != 18) || a.ElementLength() < static_cast<size_t>(n)) return false;
+  const uint16_t* d = a.Data();
+  key->assign(d, d + static_cast<size_t>(n));
+  return true;
+}
+
+bool ReadU32Arg(const Napi::Value& v, uint32_t* out) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d))) return false;
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+}  // namespace
+
+// expectAfterHello(keyUnits, keyLength, clientLow, seq, allowMark, mask): true when armed. Refused (false) when
+// a packet of the flow is already read but not yet handed to JavaScript (the engine has not seen
+// it, so the next packet is not the one it expects), when many packets wait (the scan would hold
+// the reader up), or when kMaxAfterHello flows are armed.
+Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  std::u16string key;
+  uint32_t seq, allow, mask;
+  if (info.Length() < 6 || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() ||
+      !ReadU32Arg(info[3], &seq) || !ReadU32Arg(info[4], &allow) || !ReadU32Arg(info[5], &mask) ||
+      (allow & ~mask) != 0) {
+    ThrowCodeError(env, "ERR_ARG", 0,
+                   "expectAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
+                   "allowMark: uint32 within mask, mask: uint32)");
+    return env.Undefined();
+  }
+  bool clientLow = info[2].As<Napi::Boolean>().Value();
+  std::lock_guard<std::mutex> lock(rmu_);
+  if (afterHello_.size() >= kMaxAfterHello || pending_.count > kMaxPendingScan || PendingHasKey(key)) {
+    return Napi::Boolean::New(env, false);
+  }
+  afterHello_[key] = AfterHelloExpectation{seq, allow, mask, clientLow};
+  return Napi::Boolean::New(env, true);
+}
+
+// forgetAfterHello(keyUnits, keyLength): disarms a flow the engine stopped inspecting; no-op when not armed.
+Napi::Value Queue::ForgetAfterHello(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  std::u16string key;
+  if (info.Length() < 2 || !ReadKey(info[0], info[1], &key)) {
+    ThrowCodeError(env, "ERR_ARG", 0, "forgetAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18)");
+    return env.Undefined();
+  }
+  std::lock_guard<std::mutex> lock(rmu_);
+  afterHello_.erase(key);
+  return env.Undefined();
 }
 
 }  // namespace fg

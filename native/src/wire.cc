@@ -192,31 +192,100 @@ MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt) {
   return res;
 }
 
-bool IsBareHandshake(const uint8_t* ip, size_t len) {
+namespace {
+
+uint16_t U16(const uint8_t* b) { return static_cast<uint16_t>((b[0] << 8) | b[1]); }
+
+/** Where a packet's TCP header is: l3 its offset, ipEnd the end the IP header declares (not
+ * clipped to the bytes present), the addresses and their length. */
+struct TcpAt {
+  size_t l3, ipEnd, addrLen;
+  const uint8_t *src, *dst;
+};
+
+// IPv4, or IPv6 without extension headers, carrying TCP and not a fragment; false otherwise.
+bool LocateTcp(const uint8_t* ip, size_t len, TcpAt* t) {
   if (ip == nullptr || len < 1) return false;
-  size_t l3;         // IP header length
-  size_t ipPayload;  // bytes after the IP header, from the header's own length field
   int version = ip[0] >> 4;
   if (version == 4) {
     if (len < 20) return false;
-    l3 = static_cast<size_t>(ip[0] & 0x0f) * 4;
-    uint16_t total = static_cast<uint16_t>((ip[2] << 8) | ip[3]);
-    uint16_t frag = static_cast<uint16_t>((ip[6] << 8) | ip[7]);
-    if (l3 < 20 || ip[9] != 6 /* TCP */ || (frag & 0x3fff) != 0 || total < l3) return false;
-    ipPayload = total - l3;
-  } else if (version == 6) {
-    if (len < 40 || ip[6] != 6 /* next header TCP, no extension headers */) return false;
-    l3 = 40;
-    ipPayload = static_cast<size_t>((ip[4] << 8) | ip[5]);
-  } else {
-    return false;
+    t->l3 = static_cast<size_t>(ip[0] & 0x0f) * 4;
+    uint16_t frag = U16(ip + 6);
+    t->ipEnd = U16(ip + 2);
+    if (t->l3 < 20 || ip[9] != 6 /* TCP */ || (frag & 0x3fff) != 0 || t->ipEnd < t->l3) return false;
+    t->src = ip + 12;
+    t->dst = ip + 16;
+    t->addrLen = 4;
+    return true;
   }
-  if (len < l3 + 14) return false;  // up to the TCP flags
-  const uint8_t* tcp = ip + l3;
+  if (version == 6) {
+    if (len < 40 || ip[6] != 6 /* next header TCP, no extension headers */) return false;
+    t->l3 = 40;
+    t->ipEnd = 40 + static_cast<size_t>(U16(ip + 4));
+    t->src = ip + 8;
+    t->dst = ip + 24;
+    t->addrLen = 16;
+    return true;
+  }
+  return false;
+}
+
+// Appends one endpoint of a key: its address as 16-bit units, then its port.
+void AppendEndpoint(std::u16string* key, const uint8_t* addr, size_t addrLen, uint16_t port) {
+  for (size_t i = 0; i < addrLen; i += 2) key->push_back(static_cast<char16_t>(U16(addr + i)));
+  key->push_back(static_cast<char16_t>(port));
+}
+
+}  // namespace
+
+bool IsBareHandshake(const uint8_t* ip, size_t len) {
+  TcpAt t;
+  if (!LocateTcp(ip, len, &t) || len < t.l3 + 14) return false;  // up to the TCP flags
+  const uint8_t* tcp = ip + t.l3;
   size_t l4 = static_cast<size_t>(tcp[12] >> 4) * 4;
   uint8_t flags = tcp[13];
   constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04;
-  return l4 >= 20 && ipPayload == l4 && (flags & (kSyn | kFin | kRst)) == kSyn;
+  return l4 >= 20 && t.ipEnd - t.l3 == l4 && (flags & (kSyn | kFin | kRst)) == kSyn;
+}
+
+
+bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out) {
+  TcpAt t;
+  if (!LocateTcp(ip, len, &t)) return false;
+  size_t end = t.ipEnd < len ? t.ipEnd : len;  // a truncated copy: only what is here can be read
+  if (end < t.l3 + 20) return false;
+  const uint8_t* tcp = ip + t.l3;
+  size_t l4 = static_cast<size_t>(tcp[12] >> 4) * 4;
+  if (l4 < 20 || t.l3 + l4 > end) return false;
+  uint16_t sport = U16(tcp), dport = U16(tcp + 2);
+  int cmp = std::memcmp(t.src, t.dst, t.addrLen);
+  out->srcLow = cmp < 0 || (cmp == 0 && sport <= dport);
+  out->key.clear();
+  if (out->srcLow) {
+    AppendEndpoint(&out->key, t.src, t.addrLen, sport);
+    AppendEndpoint(&out->key, t.dst, t.addrLen, dport);
+  } else {
+    AppendEndpoint(&out->key, t.dst, t.addrLen, dport);
+    AppendEndpoint(&out->key, t.src, t.addrLen, sport);
+  }
+  out->seq = Be32At(tcp + 4);
+  out->flags = tcp[13];
+  out->payload = tcp + l4;
+  out->payloadLen = end - t.l3 - l4;
+  return true;
+}
+
+bool EndsAfterHello(const uint8_t* p, size_t n) {
+  constexpr uint8_t kChangeCipherSpec = 0x14, kHandshake = 0x16, kClientHello = 1;
+  size_t at = 0;
+  while (at < n) {
+    uint8_t type = p[at];
+    if (type != kChangeCipherSpec && type != kHandshake) return true;
+    if (at + 5 > n) return false;  // the header goes on in the next packet
+    if (type == kHandshake) return at + 6 <= n && p[at + 5] != kClientHello;
+    at += 5 + static_cast<size_t>(U16(p + at + 3));  // skip the ChangeCipherSpec record
+  }
+  return false;  // only ChangeCipherSpec so far
 }
 
 }  // namespace fg

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace fg {
 
@@ -82,5 +83,30 @@ MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt);
  * lengths come from the headers, so a cut packet still answers correctly.
  */
 bool IsBareHandshake(const uint8_t* ip, size_t len);
+
+/** The parts of a TCP packet the after-hello check needs; payload points into the packet. */
+struct TcpView {
+  std::u16string key;      // the connection's key, as src/flow/key.ts flowKey builds it
+  bool srcLow;             // the source is the key's first endpoint (srcIsLow)
+  uint32_t seq;
+  uint8_t flags;           // TCP flags byte (FIN 0x01 ... URG 0x20)
+  const uint8_t* payload;
+  size_t payloadLen;       // TCP payload bytes present in the buffer
+};
+
+/**
+ * Reads an IPv4 packet, or an IPv6 packet without extension headers, carrying TCP: false for
+ * anything else (other protocols, fragments, truncated headers), which then takes the
+ * JavaScript path.
+ */
+bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out);
+
+/**
+ * True when client bytes that start at the record boundary after a first ClientHello end its
+ * inspection, as src/protocols/dispatch.ts decides it: any ChangeCipherSpec records, complete in
+ * `p`, then a record that is neither ChangeCipherSpec nor handshake, or a handshake record whose
+ * first body byte is not client_hello (1). False whenever that cannot be told from `p` alone.
+ */
+bool EndsAfterHello(const uint8_t* p, size_t n);
 
 }  // namespace fg

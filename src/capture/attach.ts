@@ -1,6 +1,6 @@
 /** Binds an engine to a kernel queue: the few lines `run` uses, for embedders. */
 import {
-  ACCEPTED_BY_BINDING, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
+  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
 } from './queue.js';
 import type { RawPacket } from '../filter/engine.js';
 import type { VerdictSink } from '../verdict/sink.js';
@@ -18,20 +18,26 @@ export interface PacketHandler {
  *
  * With `acceptHandshake`, bare SYN/SYN-ACKs arrive already accepted by the binding: the engine
  * still sees them (they open flows and carry sequence numbers), and its verdict for them is
- * not sent again.
+ * not sent again. The same holds for client data the binding allowed after a ClientHello, which
+ * the sink's expectAfterHello (the engine calls it) asks for.
  */
 export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => void):
   { sink: VerdictSink; bind(target: PacketHandler): NfQueue } {
   let queue: NfQueue | undefined;
-  // Packets the binding accepted that the engine has not given its verdict yet. It answers a
-  // bare SYN/SYN-ACK while handling it, so this holds the one being handled, if any.
+  // Packets the binding accepted (bare SYN/SYN-ACKs) or allowed (data after a ClientHello) that
+  // the engine has not given its verdict yet. It answers them while handling them, so these hold
+  // the one being handled, if any.
   const accepted = new Set<number>();
+  const allowed = new Set<number>();
   const sink: VerdictSink = {
     verdict: (id, v, mark) => {
       if (accepted.size > 0 && accepted.delete(id)) queue!.alreadyAccepted(v);
+      else if (allowed.size > 0 && allowed.delete(id)) queue!.alreadyAllowed(v);
       else queue!.verdict(id, v, mark);
     },
     sendRaw: (p) => queue!.sendRaw(p),
+    expectAfterHello: (key, clientLow, seq, allowMark, mask) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask),
+    forgetAfterHello: (key) => queue!.forgetAfterHello(key),
   };
   return {
     sink,
@@ -43,6 +49,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
           const off = meta[base + M_OFF]!;
           const flags = meta[base + M_FLAGS]!;
           if (flags & ACCEPTED_BY_BINDING) accepted.add(meta[base + M_ID]!);
+          else if (flags & ALLOWED_AFTER_HELLO) allowed.add(meta[base + M_ID]!);
           target.handle({
             id: meta[base + M_ID]!,
             mark: meta[base + M_MARK]!,

@@ -38,6 +38,13 @@ export const SKB_CSUM_NOTVERIFIED = 4;
  */
 export const ACCEPTED_BY_BINDING = 0x80;
 
+/**
+ * M_FLAGS bit (ours): the binding already allowed this packet, the client's first data after a
+ * ClientHello, because the caller armed its flow with expectAfterHello and the packet's first
+ * record ends the hello's inspection. Give it no verdict of your own.
+ */
+export const ALLOWED_AFTER_HELLO = 0x40;
+
 /** Number of uint32 slots per packet in PacketBatch.meta. */
 export const META_STRIDE = 8;
 /** meta slot: kernel packet id, the handle for verdict(). */
@@ -48,7 +55,7 @@ export const M_MARK = 1;
 export const M_INDEV = 2;
 /** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
 export const M_OUTDEV = 3;
-/** meta slot: bits 0-6 SKB_* info bits, bit 7 ACCEPTED_BY_BINDING, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
+/** meta slot: bits 0-5 SKB_* info bits, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
 export const M_FLAGS = 4;
 /** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
 export const M_OFF = 5;
@@ -128,12 +135,24 @@ export interface QueueStats {
   batchesHandedOver: number;
   /** Of those, how many the caller then wanted to drop or re-mark (see alreadyAccepted); 0 normally. */
   handshakeOverrides: number;
+  /** Client data packets after a ClientHello the binding allowed itself (expectAfterHello); included in `verdicts`. */
+  afterHelloAllows: number;
+  /** Of those, how many the caller then wanted dropped (see alreadyAllowed); 0 normally. */
+  afterHelloOverrides: number;
+  /** expectAfterHello calls the binding took, and those it refused (a packet of the flow was already waiting, or too many). */
+  afterHelloArmed: number;
+  afterHelloRefused: number;
 }
+
+/** Stats the JavaScript side of the queue keeps. */
+type JsStats = 'handshakeOverrides' | 'afterHelloOverrides' | 'afterHelloArmed' | 'afterHelloRefused';
 
 interface NativeQueue {
   verdicts(quads: Uint32Array, count: number): void;
   sendRaw(packet: Uint8Array, mark?: number): void;
-  stats(): Omit<QueueStats, 'handshakeOverrides'>;
+  stats(): Omit<QueueStats, JsStats>;
+  expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number): boolean;
+  forgetAfterHello(keyUnits: Uint16Array, keyLength: number): void;
   close(): void;
   readonly closed: boolean;
 }
@@ -145,6 +164,28 @@ interface NativeModule {
     onError: (err: unknown) => void,
   ) => NativeQueue;
   notify(socketPath: string, message: string): void;
+  endsAfterHello(bytes: Uint8Array): boolean;
+  readTcp(packet: Uint8Array): NativeTcpView | null;
+}
+
+/** What the binding's reader thread reads of a TCP packet (see bindingReaders). */
+export interface NativeTcpView {
+  /** The connection key's UTF-16 code units, as src/flow/key.ts flowKey builds it. */
+  key: Uint16Array;
+  srcLow: boolean;
+  seq: number;
+  flags: number;
+  payloadLength: number;
+}
+
+/**
+ * The pure packet readers the binding's reader thread uses to allow client data after a
+ * ClientHello (NfQueue.expectAfterHello), exported by the addon so tests can hold them against
+ * the JavaScript that must agree with them. Throws ERR_NATIVE_UNAVAILABLE without the addon.
+ */
+export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'readTcp'> {
+  const mod = loadAddon();
+  return { endsAfterHello: (b) => mod.endsAfterHello(b), readTcp: (p) => mod.readTcp(p) };
 }
 
 const ADDON_PATH = join('native', 'build', 'Release', 'flowgate_nfqueue.node');
@@ -260,6 +301,20 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
   return o;
 }
 
+/** Scratch for keyUnits: a flow key has at most 18 units (IPv6). */
+const KEY_UNITS = new Uint16Array(18);
+
+/**
+ * A flow key's UTF-16 code units, for the binding (in a shared scratch array, valid until the next
+ * call). Not the string itself: a port from 0xd800 to 0xdfff is a lone surrogate in the key,
+ * which string conversions may replace.
+ */
+function keyUnits(key: string): Uint16Array {
+  if (key.length !== 6 && key.length !== 18) throw new FlowgateError('ERR_ARG', `not a flow key (${key.length} units)`);
+  for (let i = 0; i < key.length; i++) KEY_UNITS[i] = key.charCodeAt(i);
+  return KEY_UNITS;
+}
+
 function closedError(queue: number): FlowgateError {
   return new FlowgateError('ERR_QUEUE_CLOSED', `NFQUEUE ${queue} is closed`);
 }
@@ -276,6 +331,11 @@ export class NfQueue {
   #inBatch = false;
   #flushScheduled = false;
   #handshakeOverrides = 0;
+  #afterHelloOverrides = 0;
+  #afterHelloArmed = 0;
+  #afterHelloRefused = 0;
+  /** expectAfterHello calls waiting for the next flush, which hands them over after the verdicts. */
+  #arms: { key: string; clientLow: boolean; seq: number; allowMark: number; mask: number }[] = [];
 
   private constructor(opts: Required<QueueOptions>, onBatch: (b: PacketBatch) => void, onError: (e: FlowgateError) => void) {
     this.queue = opts.queue;
@@ -328,6 +388,11 @@ export class NfQueue {
     this.#pending[at + 1] = verdict;
     this.#pending[at + 2] = mark === undefined ? 0 : 1;
     this.#pending[at + 3] = mark ?? 0;
+    this.#scheduleFlush();
+  }
+
+  /** Outside a batch callback, flushes on the next microtask (once, however many calls ask). */
+  #scheduleFlush(): void {
     if (!this.#inBatch && !this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => {
@@ -337,16 +402,60 @@ export class NfQueue {
     }
   }
 
-  /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts). */
+  /**
+   * Asks the binding to judge the flow's next client packet itself: after a first ClientHello was
+   * allowed, the next record tells whether a second hello follows (EVASION.md 19). If the next
+   * packet of the connection `key` (src/flow/key.ts) comes from the client (`clientLow`: the
+   * client is the key's first endpoint), starts at `seq`, and its first record ends the hello's
+   * inspection, the binding repeats it with `allowMark` (within `mask`) at once and delivers it
+   * flagged ALLOWED_AFTER_HELLO; any other packet of the connection disarms it and comes as usual.
+   * Handed over at the next flush, after the verdicts queued before it; refused (counted in
+   * afterHelloRefused) when a packet of the connection already waits to be delivered.
+   */
+  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    if (!isUint32(seq) || !isUint32(allowMark) || !isUint32(mask) || (allowMark & ~mask) !== 0) {
+      throw new FlowgateError('ERR_ARG', 'expectAfterHello: seq, allowMark and mask must be uint32s, allowMark within mask');
+    }
+    this.#arms.push({ key, clientLow, seq, allowMark, mask });
+    this.#scheduleFlush();
+  }
+
+  /** Takes back expectAfterHello for the connection `key`, pending or handed over. */
+  forgetAfterHello(key: string): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    const i = this.#arms.findIndex((a) => a.key === key);
+    if (i >= 0) this.#arms.splice(i, 1);
+    else this.#native.forgetAfterHello(keyUnits(key), key.length);
+  }
+
+  /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts), then any expectAfterHello. */
   flush(): void {
     if (this.#native.closed) throw closedError(this.queue);
-    if (this.#count === 0) return;
-    const n = this.#count;
-    this.#count = 0;
-    try {
-      this.#native.verdicts(this.#pending, n);
-    } catch (e) {
-      throw toFlowgateError(e);
+    if (this.#count > 0) {
+      const n = this.#count;
+      this.#count = 0;
+      try {
+        this.#native.verdicts(this.#pending, n);
+      } catch (e) {
+        throw toFlowgateError(e);
+      }
+    }
+    if (this.#arms.length > 0) this.#handOverArms();
+  }
+
+  #handOverArms(): void {
+    const arms = this.#arms;
+    this.#arms = [];
+    for (const a of arms) {
+      let armed: boolean;
+      try {
+        armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, a.allowMark, a.mask);
+      } catch (e) {
+        throw toFlowgateError(e);
+      }
+      if (armed) this.#afterHelloArmed++;
+      else this.#afterHelloRefused++;
     }
   }
 
@@ -365,7 +474,10 @@ export class NfQueue {
   /** Current counters (throws ERR_QUEUE_CLOSED after close: read them before). */
   stats(): QueueStats {
     if (this.#native.closed) throw closedError(this.queue);
-    return { ...this.#native.stats(), handshakeOverrides: this.#handshakeOverrides };
+    return {
+      ...this.#native.stats(), handshakeOverrides: this.#handshakeOverrides, afterHelloOverrides: this.#afterHelloOverrides,
+      afterHelloArmed: this.#afterHelloArmed, afterHelloRefused: this.#afterHelloRefused,
+    };
   }
 
   /**
@@ -376,6 +488,14 @@ export class NfQueue {
     if (verdict !== NF_ACCEPT) this.#handshakeOverrides++;
   }
 
+  /**
+   * The caller's verdict for a packet flagged ALLOWED_AFTER_HELLO: nothing is sent (the binding
+   * allowed it), but a drop is counted in stats().afterHelloOverrides.
+   */
+  alreadyAllowed(verdict: number): void {
+    if (verdict === NF_DROP) this.#afterHelloOverrides++;
+  }
+
   /** Sends queued verdicts, unbinds and closes the socket. Idempotent. */
   close(): void {
     if (this.#native.closed) return;
@@ -384,7 +504,7 @@ export class NfQueue {
   }
 
   #flushReporting(): void {
-    if (this.#count === 0 || this.#native.closed) return;
+    if ((this.#count === 0 && this.#arms.length === 0) || this.#native.closed) return;
     try {
       this.flush();
     } catch (e) {
@@ -426,7 +546,7 @@ export function packetPayload(batch: PacketBatch, i: number): Buffer {
 
 /** The SKB_* bits of a packet's M_FLAGS slot. */
 export function skbInfoOf(flags: number): number {
-  return flags & 0x7f;
+  return flags & 0x3f;
 }
 
 /** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */

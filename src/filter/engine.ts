@@ -79,9 +79,10 @@ interface Inspection {
   timer?: unknown;
   decidingSince: number;
   /**
-   * INSP_ADVANCING and INSP_BUSY (counted in `busyFlows`: holds packets or waits for an
-   * asynchronous decision), and from TOKEN_SHIFT up the token of the decision in flight, to ignore
-   * late settles (see newToken: one field for the three, an inspection per flow).
+   * INSP_ADVANCING, INSP_BUSY (counted in `busyFlows`: holds packets or waits for an
+   * asynchronous decision) and INSP_ARMED (see armAfterHello), and from TOKEN_SHIFT up the token
+   * of the decision in flight, to ignore late settles (see newToken: one field for them all, an
+   * inspection per flow).
    */
   bits: number;
   /**
@@ -100,12 +101,12 @@ interface Inspection {
 }
 
 /** Bits of Inspection.bits; the token from TOKEN_SHIFT up. */
-const INSP_ADVANCING = 1, INSP_BUSY = 2, TOKEN_SHIFT = 2;
+const INSP_ADVANCING = 1, INSP_BUSY = 2, INSP_ARMED = 4, TOKEN_SHIFT = 3;
 
 /**
  * Starts a new decision token for the inspection: settles carrying an earlier one are ignored.
  * Tokens count per inspection (a settle for another inspection of the flow is told apart by the
- * inspection itself), so they stay small: 2^29 of them would take that many decisions on one flow.
+ * inspection itself), so they stay small: 2^28 of them would take that many decisions on one flow.
  */
 function newToken(insp: Inspection): number {
   insp.bits += 1 << TOKEN_SHIFT;
@@ -294,6 +295,9 @@ export class Engine {
     }
     flow.lastSeen = now;
     this.table.touch(flow);
+    // The binding disarms a flow at its first packet after expectAfterHello, whatever it did with it.
+    const armed = flow.inspection as Inspection | undefined;
+    if (armed !== undefined && armed.bits & INSP_ARMED) armed.bits &= ~INSP_ARMED;
     const fromClient = flow.isClientSide(low);
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
@@ -410,6 +414,7 @@ export class Engine {
   private endInspection(flow: Flow): void {
     const insp = this.inspections.get(flow);
     if (insp === undefined) return;
+    if (insp.bits & INSP_ARMED) this.sink.forgetAfterHello?.(flow.key);
     if (insp.timer !== undefined) {
       this.scheduler.clearTimeout(insp.timer);
       insp.timer = undefined;
@@ -648,6 +653,7 @@ export class Engine {
       this.unhold(flow, { id: pkt.id, mark: pkt.mark, endOffset, seq: dataSeq, bytes: len, heldAt: now }, now);
       this.send(pkt.id, NF_ACCEPT);
     }
+    this.armAfterHello(flow, inspection);
   }
 
   private beginInspection(flow: Flow): void {
@@ -820,6 +826,27 @@ export class Engine {
     if (more !== undefined) for (const ev of more) this.addUnit(flow, insp, ev);
     this.advance(flow, insp);
     this.noteBusy(flow);
+    this.armAfterHello(flow, insp);
+  }
+
+  /**
+   * After a first ClientHello is allowed the flow stays under inspection until the client's next
+   * record shows it is not a second hello (EVASION.md 19): a wait of one more trip through the
+   * engine for every TLS connection. When the stream is consumed up to that record and nothing
+   * else is pending, the sink (the kernel queue's binding) can read that record's first bytes
+   * itself and allow the packet at once, as the engine would; the engine still sees the packet.
+   */
+  private armAfterHello(flow: Flow, insp: Inspection): void {
+    const sink = this.sink;
+    if (sink.expectAfterHello === undefined || insp.bits & INSP_ARMED) return;
+    if (flow.phase !== 'inspecting' || flow.heldCount > 0 || insp.units.length > 0) return;
+    if (flow.tfo !== undefined && !flow.tfo.confirmed) return;
+    const at = insp.analyzer.recordBoundary?.() ?? -1;
+    const stream = flow.stream;
+    if (at < 0 || stream === undefined || stream.offset !== at || stream.outOfOrderBytes > 0) return;
+    insp.bits |= INSP_ARMED;
+    const m = this.options.marks;
+    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask);
   }
 
   /** Stream offset up to which every byte is covered by an allow. */

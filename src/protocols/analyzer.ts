@@ -71,4 +71,10 @@ export interface StreamAnalyzer {
   consumed(): number;
   /** Called after one of its units was allowed without ending inspection; may report more. */
   settled?(): AnalyzerEvent[];
+  /**
+   * After a first ClientHello, waiting for the client's next record to tell whether a second hello
+   * follows: the stream offset where that record starts, when every byte before it was fed and
+   * none of it; -1 otherwise. The engine then lets the kernel queue's binding read that record.
+   */
+  recordBoundary?(): number;
 }

@@ -146,6 +146,11 @@ class FlowAnalyzer implements StreamAnalyzer {
     return Number.isFinite(this.unitStart) ? this.unitStart : this.end;
   }
 
+  recordBoundary(): number {
+    return this.mode === 'afterHello' && this.headerFill === 0 && this.skip === 0 && this.end === this.unitStart
+      ? this.unitStart : -1;
+  }
+
   feed(bytes: Uint8Array, offset: number, retained?: Uint8Array): AnalyzerEvent[] {
     this.end = offset + bytes.length;
     const out: AnalyzerEvent[] = [];

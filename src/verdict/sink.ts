@@ -18,6 +18,15 @@ export interface VerdictSink {
   verdict(id: number, verdict: VerdictValue, mark?: number): void;
   /** Sends a complete IP packet (a TCP RST toward the server). Absent in replay. */
   sendRaw?(packet: Uint8Array): void;
+  /**
+   * Lets the kernel-queue side allow the flow's next client packet without the engine, when it
+   * starts at `seq` and its first record ends the inspection of a first ClientHello (see
+   * NfQueue.expectAfterHello); the engine still sees that packet, and its verdict for it is not
+   * sent again. Absent in replay and in-process sinks: the engine then decides every packet.
+   */
+  expectAfterHello?(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void;
+  /** Takes back expectAfterHello for a flow the engine stopped inspecting. */
+  forgetAfterHello?(key: string): void;
 }
 
 /** The packet-mark bits flowgate owns and the values it writes (config `marks`). */

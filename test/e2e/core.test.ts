@@ -53,8 +53,12 @@ t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async 
   t.ok(fg.decisions().some((d) => d.app === 'tls' && d.sni === 'allowed.test' && d.verdict === 'allow'));
   await assertSettled(t, topo, fg);
   // Ten connections (8 curl, 2 openssl): each SYN and SYN-ACK was accepted by the binding itself.
-  const accepted = (await fg.status()).kernel.handshakeAccepts!;
+  const kernel = (await fg.status()).kernel;
+  const accepted = kernel.handshakeAccepts!;
   t.ok(accepted >= 20, `the binding accepted the handshakes itself (${accepted})`);
+  // Allowed TLS connections (curl over IPv4 and IPv6, openssl): the client's record after the
+  // hello was let through by the binding, which the engine had armed for it.
+  t.equal(kernel.afterHelloAllows, 3, 'the binding allowed the client\'s record after each of the 3 allowed hellos');
   for (const cmd of ['iptables', 'ip6tables']) {
     // Bare ACKs (the handshake's third packet, ACKs of responses) skip the queue by the u32 rules.
     const listing = (await topo.exec('gw', [cmd, '-w', '-L', 'FLOWGATE', '-v', '-x', '-n'], { check: true })).stdout;

@@ -6,9 +6,12 @@
  * that need forged packets (fakes with bad checksums, bad ACKs, low TTLs, overlaps) are covered
  * packet by packet in test/filter/evasion.test.ts. Runs as root; never skips.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import {
-  checkPrerequisites, createTopology, rawSegments, recordOpensslHello, startServers, type RawSegmentsResult, type Topology,
+  checkPrerequisites, createTopology, opensslClient, rawSegments, recordOpensslHello, startNginx, startServers,
+  type RawSegmentsResult, type Topology,
 } from './harness/index.js';
 import { BLOCK_RULES, applyRules, assertSettled, startFlowgate, type Flowgate } from './flowgate.js';
 
@@ -169,6 +172,42 @@ t.test('EVASION.md 32: one write larger than the MTU with offloads on (GSO/GRO)'
     const segments = Math.ceil(head.length / 1448);
     t.ok(d.held_packets < segments, `HTTP ${name}: held as ${d.held_packets} packets, not ${segments} MTU-sized ones`);
   }
+  await assertSettled(t, topo, fg);
+  await fg.stop();
+});
+
+t.test('EVASION.md 19: after a HelloRetryRequest the second ClientHello is decided by the engine, not passed by the binding', async (t) => {
+  // nginx offers TLS 1.3 and X25519 only; s_client's key share is for P-384, so the server asks again
+  // (HelloRetryRequest) and the client sends a second hello. The binding, armed to let the
+  // client's record after an allowed hello through itself, must leave a hello to the engine:
+  // the policy here blocks every second hello of a flow, so the handshake must fail.
+  const topo = await createTopology({});
+  t.teardown(() => topo.destroy());
+  await startNginx(topo, { ecdhCurve: 'X25519', sslProtocols: 'TLSv1.2 TLSv1.3' });
+  await applyRules(topo);
+  const mod = join(topo.tmpDir, 'second-hello.mjs');
+  writeFileSync(mod, `const seen = new Map();
+export function decide(info) {
+  const n = (seen.get(info.flow) ?? 0) + 1;
+  seen.set(info.flow, n);
+  return n === 1 || process.env.FG_ALLOW_SECOND === '1' ? 'allow' : { verdict: 'block', reason: 'second-hello' };
+}\n`);
+  const fg = await startFlowgate(topo, `default: allow\ndecide:\n  module: ${mod}\n`);
+  const hrr = ['-groups', 'P-384:X25519', '-tls1_3'];
+  const plain = await opensslClient(topo, { servername: 'allowed.test', extraArgs: ['-tls1_3'] });
+  t.ok(plain.connected, 'without a retry the handshake completes');
+  const armed = (await fg.status()).kernel;
+  t.equal(armed.afterHelloAllows, 1, 'and the binding let the record after the hello through itself');
+  const retried = await opensslClient(topo, { servername: 'allowed.test', extraArgs: hrr });
+  t.notOk(retried.connected, 'with a retry the second hello is blocked: no handshake');
+  t.ok(retried.reset, 'the client sees a reset');
+  const d = await fg.waitForDecision((x) => x.verdict === 'block');
+  t.match(d, { app: 'tls', sni: 'allowed.test' }, 'the second hello was decided');
+  t.same(fg.decisions().filter((x) => x.flow === d.flow).map((x) => x.verdict), ['allow', 'block'],
+    'two decisions on that connection: the first hello allowed, the second blocked');
+  const k = (await fg.status()).kernel;
+  t.equal(k.afterHelloAllows, 1, 'the binding let no packet of the retried connection through itself');
+  t.equal(k.afterHelloArmed, 2, 'it was armed after each first hello');
   await assertSettled(t, topo, fg);
   await fg.stop();
 });

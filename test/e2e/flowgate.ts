@@ -135,6 +135,7 @@ export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Prom
   t.equal(k.verdicts, k.received, `the binding sent one verdict per packet read (${k.verdicts})`);
   t.equal(k.kernelErrors, 0, 'the kernel rejected no verdict (none was given twice)');
   t.equal(k.handshakeOverrides, 0, 'the engine wanted no handshake the binding accepted dropped');
+  t.equal(k.afterHelloOverrides, 0, 'the engine wanted no packet the binding allowed after a hello dropped');
   const q = await waitUntil(async () => {
     const stats = await readQueueStats(topo);
     return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;

@@ -410,3 +410,76 @@ t.test('G2: a message must complete within inspecting_s of its oldest held packe
   t.equal(s.decisions().length, 0, 'the message was never decided');
   t.ok(s.invariant());
 });
+
+/** A sink that takes the engine's expectAfterHello, as the kernel queue's binding does. */
+class ArmingSink extends RecordingSink {
+  readonly arms: Array<{ key: string; clientLow: boolean; seq: number; allowMark: number; mask: number }> = [];
+  readonly forgets: string[] = [];
+  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void {
+    this.arms.push({ key, clientLow, seq, allowMark, mask });
+  }
+  forgetAfterHello(key: string): void {
+    this.forgets.push(key);
+  }
+}
+
+function armingSetup(decide: DecideFn, options = {}) {
+  const sink = new ArmingSink();
+  const sched = new ManualScheduler();
+  const engine = new Engine({ decide, sink, scheduler: sched, now: () => sched.now, options });
+  const feeder = new Feeder((p) => engine.handle(p));
+  return { sink, sched, engine, feeder };
+}
+
+t.test('after an allowed ClientHello the sink is armed for the next record, where the stream stands', async (t) => {
+  const s = armingSetup(() => 'allow');
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const [ch] = s.feeder.feed(c.send(clientHello({ sni: 'allowed.test' })));
+  t.equal(s.sink.verdicts.get(ch!)?.mark, 0x300, 'the hello is released with the inspect mark');
+  const flow = [...s.engine.table.all()][0]!;
+  t.same(s.sink.arms, [{ key: flow.key, clientLow: flow.isClientSide(true), seq: c.cseq, allowMark: 0x100, mask: 0x300 }],
+    'armed once: the flow, its client side, the seq after the hello, the allow mark');
+  const [next] = s.feeder.feed(c.send(SECOND_FLIGHT));
+  t.equal(s.sink.verdicts.get(next!)?.mark, 0x100, 'the engine still decides the packet the binding would have allowed');
+  t.same(s.sink.forgets, [], 'the packet disarmed it: nothing to take back');
+  t.equal(s.sink.arms.length, 1);
+});
+
+t.test('armed only once a pending decision settles; a ChangeCipherSpec alone re-arms it', async (t) => {
+  let resolve!: (v: 'allow') => void;
+  const s = armingSetup(() => new Promise((r) => (resolve = r)));
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send(clientHello({ sni: 'slow.test' })));
+  t.equal(s.sink.arms.length, 0, 'not while the hello is held');
+  resolve('allow');
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.sink.arms.length, 1, 'armed when the decision settled');
+  const [ccs] = s.feeder.feed(c.send(Uint8Array.of(0x14, 3, 3, 0, 1, 1)));
+  t.equal(s.sink.verdicts.get(ccs!)?.verdict, NF_ACCEPT, 'a ChangeCipherSpec passes');
+  t.same(s.sink.arms.map((a) => a.seq), [(c.cseq - 6) >>> 0, c.cseq], 'armed again at the record after it');
+});
+
+t.test('not armed with data buffered out of order, nor for HTTP; a flow ending armed is taken back', async (t) => {
+  const s = armingSetup(() => 'allow', { timeouts: { synS: 1, establishedS: 5, closingS: 1, inspectingS: 2 } });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  const hello = clientHello({ sni: 'a.test' });
+  s.feeder.feed(c.send(SECOND_FLIGHT, { at: hello.length, advance: false }));
+  s.feeder.feed(c.send(hello));
+  t.equal(s.sink.arms.length, 0, 'bytes past the hello were already there: the engine reads them itself');
+
+  const h = new Conversation({ sport: 41002, dport: 80 });
+  s.feeder.feed(...h.handshake());
+  s.feeder.feed(h.send('GET / HTTP/1.1\r\nHost: a.test\r\n\r\n'));
+  t.equal(s.sink.arms.length, 0, 'HTTP is never armed');
+
+  const idle = new Conversation({ sport: 41003 });
+  s.feeder.feed(...idle.handshake());
+  s.feeder.feed(idle.send(clientHello({ sni: 'b.test' })));
+  t.equal(s.sink.arms.length, 1);
+  s.sched.advance(3000);
+  s.engine.tick(s.sched.now);
+  t.same(s.sink.forgets, [s.sink.arms[0]!.key], 'the idle flow timed out while armed: taken back');
+});

@@ -136,6 +136,10 @@ export interface NginxOptions {
   workers?: number;
   /** More ports the same server also listens on (benchmarks: a path that skips the queue). */
   alsoPorts?: { http: number; https: number };
+  /** `ssl_ecdh_curve`, e.g. 'X25519': a TLS 1.3 client whose key share is for another group gets a HelloRetryRequest. */
+  ecdhCurve?: string;
+  /** `ssl_protocols`; Debian 12's nginx (1.22) offers TLS 1.0-1.2 unless told, e.g. 'TLSv1.2 TLSv1.3'. */
+  sslProtocols?: string;
 }
 
 /** A running nginx. */
@@ -178,7 +182,9 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 60s;
   ssl_certificate ${certs.cert};
-  ssl_certificate_key ${certs.key};
+  ssl_certificate_key ${certs.key};${opts.ecdhCurve === undefined ? '' : `
+  ssl_ecdh_curve ${opts.ecdhCurve};`}${opts.sslProtocols === undefined ? '' : `
+  ssl_protocols ${opts.sslProtocols};`}
   server {
     listen ${httpPort} default_server;
     listen [::]:${httpPort} default_server;

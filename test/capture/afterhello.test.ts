@@ -1,0 +1,101 @@
+/**
+ * The binding's reader thread allows a client's first data after a ClientHello by itself
+ * (NfQueue.expectAfterHello): it must never let through what the engine would not. These tests
+ * hold its two pure readers, exported by the addon, against the JavaScript they stand in for:
+ * the connection key (src/flow/key.ts) and the analyzer's end of inspection after a first hello
+ * (src/protocols/dispatch.ts), over crafted and random records.
+ */
+import t from 'tap';
+import { bindingReaders } from '../../src/capture/queue.js';
+import { decodeIp } from '../../src/packet/decode.js';
+import { flowKey, srcIsLow } from '../../src/flow/key.js';
+import { createAnalyzer } from '../../src/protocols/dispatch.js';
+import { Conversation, clientHello } from '../helpers/tcp.js';
+
+const { endsAfterHello, readTcp } = bindingReaders();
+
+/** Whether the analyzer ends inspection on `next`, fed after a complete first ClientHello. */
+function analyzerEnds(next: Uint8Array): boolean {
+  const a = createAnalyzer();
+  const hello = clientHello({ sni: 'allowed.test' });
+  const first = a.feed(hello, 0);
+  if (!first.some((e) => e.kind === 'unit')) throw new Error('the hello was not read');
+  if (a.recordBoundary?.() !== hello.length) throw new Error('the analyzer does not wait at the record boundary');
+  return a.feed(next, hello.length).some((e) => e.kind === 'end');
+}
+
+const rec = (type: number, body: number[]) => [type, 3, 3, body.length >> 8, body.length & 0xff, ...body];
+const CCS = rec(0x14, [1]);
+
+t.test('the records that end inspection, as the engine reads them', async (t) => {
+  const cases: Array<[string, number[], boolean]> = [
+    ['TLS 1.3 second flight: ChangeCipherSpec, then an encrypted record', [...CCS, ...rec(0x17, [9, 9, 9])], true],
+    ['an encrypted record alone', rec(0x17, [1, 2, 3]), true],
+    ['TLS 1.2 ClientKeyExchange (handshake type 16)', rec(0x16, [16, 0, 0, 2, 1, 2]), true],
+    ['two ChangeCipherSpecs, then application data', [...CCS, ...CCS, 0x17], true],
+    ['an alert', rec(0x15, [2, 40]), true],
+    ['one byte of application data', [0x17], true],
+    ['a second ClientHello', rec(0x16, [1, 0, 0, 4, 3, 3, 0, 0]), false],
+    ['a ChangeCipherSpec, then a second ClientHello', [...CCS, ...rec(0x16, [1, 0, 0, 0])], false],
+    ['a handshake header without its first body byte', [0x16, 3, 3, 0, 4], false],
+    ['half a record header', [0x16, 3, 3], false],
+    ['a ChangeCipherSpec alone', CCS, false],
+    ['a ChangeCipherSpec cut short', [0x14, 3, 3, 0, 1], false],
+    ['nothing', [], false],
+  ];
+  for (const [what, bytes, ends] of cases) {
+    const b = Uint8Array.from(bytes);
+    t.equal(endsAfterHello(b), ends, `binding: ${what}`);
+    if (ends) t.ok(analyzerEnds(b), `engine agrees: ${what}`);
+  }
+});
+
+t.test('random records: the binding never ends inspection where the engine would not', async (t) => {
+  let seed = 0x2545f491;
+  const rand = (n: number) => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const types = [0x14, 0x14, 0x16, 0x16, 0x17, 0x15, 0x18, 0x00, 0xff];
+  let ends = 0;
+  let disagreements = 0;
+  for (let i = 0; i < 20000; i++) {
+    const bytes: number[] = [];
+    const records = 1 + rand(3);
+    for (let r = 0; r < records; r++) {
+      const type = types[rand(types.length)]!;
+      const len = rand(5) === 0 ? 0 : 1 + rand(6);
+      const body = Array.from({ length: len }, () => (rand(3) === 0 ? 1 : rand(256)));
+      bytes.push(type, 3, rand(5), len >> 8, len & 0xff, ...body);
+    }
+    const b = Uint8Array.from(bytes.slice(0, rand(bytes.length + 1)));
+    if (!endsAfterHello(b)) continue;
+    ends++;
+    if (!analyzerEnds(b)) disagreements++;
+  }
+  t.ok(ends > 1000, `the binding ended inspection on ${ends} of them`);
+  t.equal(disagreements, 0, 'the engine ended it on every one of those');
+});
+
+t.test("the binding's connection key is the engine's, both ways, IPv4 and IPv6", async (t) => {
+  const convs = [
+    // Ports from 0xd800 to 0xdfff are lone surrogates in a key: they must come through as they are.
+    new Conversation(), new Conversation({ client: '10.0.2.9', server: '10.0.1.1', sport: 0xde40 }),
+    new Conversation({ client: 'fd00::2', server: 'fd00:1::2', sport: 50000, dport: 443 }),
+    new Conversation({ client: 'fd00:1::2', server: 'fd00::2', sport: 443, dport: 443 }),
+  ];
+  for (const c of convs) {
+    c.handshake();
+    for (const pkt of [c.send('hello'), c.reply('world')]) {
+      const d = decodeIp(pkt);
+      if (d.kind !== 'tcp') throw new Error('not tcp');
+      const v = readTcp(pkt);
+      t.ok(v !== null, `${c.client} -> ${c.server}: read`);
+      t.same([...v!.key], [...flowKey(d.packet)].map((u) => u.charCodeAt(0)), 'same key');
+      t.equal(v!.srcLow, srcIsLow(d.packet), 'same side');
+      t.equal(v!.seq, d.packet.seq, 'seq');
+      t.equal(v!.payloadLength, d.packet.payload.length, 'payload length');
+    }
+  }
+  t.equal(readTcp(Uint8Array.of(0x45, 0, 0, 20)), null, 'a truncated header is not read');
+});

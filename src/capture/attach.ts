@@ -38,6 +38,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
     sendRaw: (p) => queue!.sendRaw(p),
     expectAfterHello: (key, clientLow, seq, allowMark, mask) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask),
     forgetAfterHello: (key) => queue!.forgetAfterHello(key),
+    released: () => queue!.flushIfQuiet(),
   };
   return {
     sink,

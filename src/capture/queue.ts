@@ -301,6 +301,9 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
   return o;
 }
 
+/** The largest batch in which flushIfQuiet sends at once. */
+export const QUIET_BATCH_PACKETS = 4;
+
 /** Scratch for keyUnits: a flow key has at most 18 units (IPv6). */
 const KEY_UNITS = new Uint16Array(18);
 
@@ -329,6 +332,8 @@ export class NfQueue {
   #pending = new Uint32Array(4 * 1024); // quadruples: id, verdict, hasMark, mark
   #count = 0;
   #inBatch = false;
+  /** Packets in the batch being delivered (see flushIfQuiet). */
+  #batchCount = 0;
   #flushScheduled = false;
   #handshakeOverrides = 0;
   #afterHelloOverrides = 0;
@@ -429,6 +434,16 @@ export class NfQueue {
     else this.#native.forgetAfterHello(keyUnits(key), key.length);
   }
 
+  /**
+   * Inside a batch of at most QUIET_BATCH_PACKETS packets, sends the verdicts queued so far now
+   * instead of when the callback returns: on a quiet gateway a released packet then does not wait
+   * for the bookkeeping that follows its decision. In larger batches (a busy gateway) verdicts
+   * keep leaving together, one send per batch.
+   */
+  flushIfQuiet(): void {
+    if (this.#inBatch && this.#batchCount <= QUIET_BATCH_PACKETS && this.#count > 0) this.#flushReporting();
+  }
+
   /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts), then any expectAfterHello. */
   flush(): void {
     if (this.#native.closed) throw closedError(this.queue);
@@ -525,6 +540,7 @@ export class NfQueue {
 
   #deliver(data: Buffer, meta: Uint32Array, count: number): void {
     this.#inBatch = true;
+    this.#batchCount = count;
     try {
       this.#onBatch({ data, meta, count });
     } catch (e) {

@@ -37,6 +37,7 @@ export class QueueFilter {
       sink: link.sink,
       options: { ...engineOptionsFromConfig(config), verifyChecksums: true, strictTcp: true, idPrefix },
       onEvent,
+      deferEvents: true,
     });
     const engine = this.engine;
     const queue = link.bind(engine);
@@ -57,6 +58,7 @@ export class QueueFilter {
     clearInterval(this.ticker);
     this.engine.shutdown(this.config.onShutdown);
     this.queue.flush();
+    this.engine.flushEvents();
     this.queue.close();
     await this.policy.close();
     this.log.info('unbound queue', { queue: this.queueNum, received: this.engine.stats.received,

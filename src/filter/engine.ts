@@ -13,7 +13,7 @@ import { srcIsLow } from '../flow/key.js';
 import { StreamReassembler, type StreamLimits } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
-import { analyzerFactory } from '../protocols/dispatch.js';
+import { analyzerFactory, withFingerprints } from '../protocols/dispatch.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, withMark, type VerdictSink, type VerdictValue } from '../verdict/sink.js';
 import { buildBlockPage, buildResetToServer, buildTlsAlert } from '../verdict/reset.js';
 import { EngineStats } from './stats.js';
@@ -51,10 +51,17 @@ export interface EngineInit {
   options?: Partial<EngineOptions>;
   /** Monotonic milliseconds. */
   now?: () => number;
-  /** ISO time for events. */
+  /** ISO time for events (read when the event happens; default: the system clock). */
   wallClock?: () => string;
   scheduler?: Scheduler;
   onEvent?: (event: FlowgateEvent) => void;
+  /**
+   * Build events and hand them to onEvent on a microtask after the call that caused them (in
+   * order; `flushEvents()` hands them over at once), rather than inside it: a decision's event
+   * then costs its packets nothing, since a kernel queue sends the batch's verdicts when the
+   * batch callback returns, before microtasks run. `flowgate run` sets it. Default false.
+   */
+  deferEvents?: boolean;
   /** Which events to build for onEvent: `decisions` skips the flow_end events (replay reports none). Default `all`. */
   events?: 'all' | 'decisions';
   hooks?: EngineHooks;
@@ -166,7 +173,11 @@ export class Engine {
   private decide: DecideFn;
   private readonly sink: VerdictSink;
   private readonly now: () => number;
-  private readonly wallClock: () => string;
+  /** The embedder's clock for events, or undefined for the system clock (read as a number, formatted when the event is built). */
+  private readonly wallClock: (() => string) | undefined;
+  private readonly deferEvents: boolean;
+  /** Events to build and hand over on the next microtask (deferEvents), in order. */
+  private deferred: Array<() => FlowgateEvent> = [];
   private readonly scheduler: Scheduler;
   private readonly onEvent: (event: FlowgateEvent) => void;
   private readonly flowEndEvents: boolean;
@@ -190,7 +201,8 @@ export class Engine {
     this.decide = init.decide;
     this.sink = init.sink;
     this.now = init.now ?? (() => performance.now());
-    this.wallClock = init.wallClock ?? (() => new Date().toISOString());
+    this.wallClock = init.wallClock;
+    this.deferEvents = init.deferEvents ?? false;
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.flowEndEvents = init.events !== 'decisions';
@@ -363,7 +375,8 @@ export class Engine {
     const decision: Decision = { verdict: answer, reason: 'newFlow' };
     flow.decisions++;
     this.stats.decided(decision, 0);
-    this.onEvent(decisionEvent(flow, { app: 'unknown' }, decision, 0, 0, this.wallClock()));
+    const ts = this.stamp();
+    this.emit(() => decisionEvent(flow, { app: 'unknown' }, decision, 0, 0, isoTime(ts)));
     this.repeatPacket(pkt, answer === 'allow' ? m.allow : m.block);
     this.completeFlow(flow, answer === 'allow' ? 'bypassed' : 'blocked');
     return true;
@@ -766,9 +779,9 @@ export class Engine {
 
   private ask(flow: Flow, insp: Inspection, unit: Unit, token: number): void {
     // Object.assign rather than a spread in the literal (a slow copy path): same keys, same order.
-    const info: DecisionInfo = Object.assign({
+    const info: DecisionInfo = withFingerprints(Object.assign({
       flow: flow.id, src: flow.clientAddr, sport: flow.clientPort, dst: flow.serverAddr, dport: flow.serverPort,
-    }, unit.info);
+    }, unit.info));
     let answer: ReturnType<DecideFn>;
     try {
       answer = this.decide(info, flow);
@@ -809,7 +822,8 @@ export class Engine {
       flow.decisions++;
       const heldMs = flow.heldCount > 0 ? now - flow.heldPacket(0).heldAt : 0;
       this.stats.decided(decision, now - insp.decidingSince);
-      this.onEvent(decisionEvent(flow, unit.info, decision, flow.heldCount, heldMs, this.wallClock()));
+      const held = flow.heldCount, info = unit.info, ts = this.stamp();
+      this.emit(() => decisionEvent(flow, info, decision, held, heldMs, isoTime(ts)));
     }
     if (decision.verdict === 'block') {
       this.block(flow, insp);
@@ -874,7 +888,10 @@ export class Engine {
         else this.repeat(h.id, h.mark, m.inspect);
       }
     }
-    if (released > 0) flow.keepHeld((h) => h.endOffset > cleared);
+    if (released > 0) {
+      flow.keepHeld((h) => h.endOffset > cleared);
+      this.sink.released?.();
+    }
     // Units before the frontier are done; forget their bytes.
     this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
     if (insp.units.some((u) => u.state === 'allowed')) {
@@ -907,6 +924,7 @@ export class Engine {
       this.unhold(flow, h, now);
       this.repeat(h.id, h.mark, m.allow);
     }
+    this.sink.released?.();
     void insp;
     this.completeFlow(flow, 'bypassed');
   }
@@ -976,7 +994,40 @@ export class Engine {
     this.table.remove(flow, why === 'bypassed' ? 'allow' : why === 'blocked' ? 'block' : remember);
     this.hooks.complete?.(flow, why);
     if (why === 'blocked' || why === 'bypassed' || !this.flowEndEvents) return;
-    this.onEvent(flowEndEvent(flow, why, this.wallClock()));
+    const ts = this.stamp();
+    this.emit(() => flowEndEvent(flow, why, isoTime(ts)));
+  }
+
+  /** The time of an event happening now: the embedder's clock's text, or the system clock's milliseconds (cheaper to take). */
+  private stamp(): string | number {
+    return this.wallClock !== undefined ? this.wallClock() : Date.now();
+  }
+
+  /** Hands an event to onEvent now, or after the current call with deferEvents. */
+  private emit(build: () => FlowgateEvent): void {
+    if (!this.deferEvents) {
+      this.onEvent(build());
+      return;
+    }
+    this.deferred.push(build);
+    if (this.deferred.length === 1) queueMicrotask(() => this.flushEvents());
+  }
+
+  /** Builds and hands over the events deferEvents holds back, in order (also before stopping). */
+  flushEvents(): void {
+    while (this.deferred.length > 0) {
+      const list = this.deferred;
+      this.deferred = [];
+      for (const build of list) {
+        try {
+          this.onEvent(build());
+        } catch (err) {
+          // As in handle(): a failing consumer is counted, and the events after it still go out.
+          this.stats.count('internal_error');
+          this.stats.lastInternalError = err instanceof Error ? err.stack ?? err.message : String(err);
+        }
+      }
+    }
   }
 
   /** Sweeps idle flows; call about once a second with the current time. */
@@ -1068,6 +1119,11 @@ export class Engine {
     this.sink.verdict(id, v, mark);
     this.stats.verdicted(v);
   }
+}
+
+/** An event's `ts`: the embedder's clock's text as it is, system milliseconds as ISO text. */
+function isoTime(ts: string | number): string {
+  return typeof ts === 'string' ? ts : new Date(ts).toISOString();
 }
 
 function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {

@@ -1,6 +1,7 @@
 /** The event objects the engine emits (CONTRACT.md "Events"). */
 import type { Flow } from '../flow/flow.js';
 import type { UnitInfo } from '../protocols/analyzer.js';
+import { withFingerprints } from '../protocols/dispatch.js';
 import type { Decision, DecisionEvent, FlowEndEvent } from './types.js';
 
 function round2(ms: number): number {
@@ -12,10 +13,10 @@ export function decisionEvent(flow: Flow, info: UnitInfo, d: Decision, heldPacke
   ts: string): DecisionEvent {
   // Object.assign, not a spread in the literal: the spread copies through a slow path and the
   // event it builds serialises slower (same keys, same order: info always has `app`).
-  const e = Object.assign({
+  const e = withFingerprints(Object.assign({
     type: 'decision' as const, ts, flow: flow.id, src: flow.clientAddr, sport: flow.clientPort,
     dst: flow.serverAddr, dport: flow.serverPort,
-  }, info) as DecisionEvent;
+  }, info)) as DecisionEvent;
   e.verdict = d.verdict;
   e.reason = d.reason;
   e.held_packets = heldPackets;

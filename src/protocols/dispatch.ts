@@ -40,9 +40,51 @@ export function analyzerFactory(limits: Partial<AnalyzerLimits> = {}): () => Str
   return () => new FlowAnalyzer(resolved);
 }
 
-/** The policy's view of a ClientHello. */
+/**
+ * Where a TLS unit's info keeps its hello, for withFingerprints. A symbol: JSON and Object.keys
+ * skip it, while Object.assign copies it along to the objects built from the info.
+ */
+const HELLO = Symbol('hello');
+
+type WithHello = { [HELLO]?: ClientHello };
+
+/** The accessors withFingerprints defines: shared, so every object gets the same two functions. */
+const JA3: PropertyDescriptor = {
+  get(this: WithHello) {
+    return this[HELLO]!.ja3Hash;
+  },
+  enumerable: true,
+  configurable: true,
+};
+const JA4: PropertyDescriptor = {
+  get(this: WithHello) {
+    return this[HELLO]!.ja4;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+/**
+ * The policy's view of a ClientHello, but for the fingerprints: computing them is a quarter of a
+ * hello's JavaScript, and most decisions never read them. The objects built from this info for
+ * the policy and for events get them through withFingerprints, computed when first read.
+ */
 export function tlsInfo(h: ClientHello): UnitInfo {
-  return { app: 'tls', sni: h.sni, alpn: h.alpn, ja3: h.ja3Hash, ja4: h.ja4, ...(h.ech ? { ech: true } : {}) };
+  const info: UnitInfo & WithHello = { app: 'tls', sni: h.sni, alpn: h.alpn, ...(h.ech ? { ech: true } : {}) };
+  info[HELLO] = h;
+  return info;
+}
+
+/**
+ * Gives `target`, built from a TLS unit's info with Object.assign (which copied the hello along,
+ * not the fingerprints), the hello's `ja3` (hash) and `ja4`: enumerable properties computed when
+ * first read, so the policy, JSON and spreads see them as values. Other targets are returned as they are.
+ */
+export function withFingerprints<T extends object>(target: T): T {
+  if ((target as WithHello)[HELLO] === undefined) return target;
+  Object.defineProperty(target, 'ja3', JA3);
+  Object.defineProperty(target, 'ja4', JA4);
+  return target;
 }
 
 /** The policy's view of an HTTP request head. */

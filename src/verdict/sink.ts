@@ -27,6 +27,11 @@ export interface VerdictSink {
   expectAfterHello?(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void;
   /** Takes back expectAfterHello for a flow the engine stopped inspecting. */
   forgetAfterHello?(key: string): void;
+  /**
+   * The engine has given the verdicts that release a decision's packets; what follows is its
+   * bookkeeping. A sink that gathers verdicts may send them now (NfQueue.flushIfQuiet).
+   */
+  released?(): void;
 }
 
 /** The packet-mark bits flowgate owns and the values it writes (config `marks`). */

@@ -483,3 +483,67 @@ t.test('not armed with data buffered out of order, nor for HTTP; a flow ending a
   s.engine.tick(s.sched.now);
   t.same(s.sink.forgets, [s.sink.arms[0]!.key], 'the idle flow timed out while armed: taken back');
 });
+
+t.test('fingerprints reach the policy and the event as values (computed when read)', async (t) => {
+  const hello = clientHello({ sni: 'allowed.test', alpn: ['h2'] });
+  const body = hello.subarray(9);
+  const { parseClientHelloBody } = await import('../../src/protocols/tls/hello.js');
+  const parsed = parseClientHelloBody(body, { recordVersion: 0x0301, recordCount: 1 });
+  if (!parsed.ok) throw new Error(parsed.reason);
+  const want = { ja3: parsed.hello.ja3Hash, ja4: parsed.hello.ja4 };
+  t.match(want, { ja3: /^[0-9a-f]{32}$/, ja4: /^t\d\d/ });
+  t.match(JSON.parse(JSON.stringify(parsed.hello)), { sni: 'allowed.test', ja3Hash: want.ja3, ja4: want.ja4, ja3: /^\d+,/ },
+    'a hello serialises with its fingerprints');
+  let seen: Record<string, unknown> | undefined;
+  const s = setup((info) => {
+    seen = { ...info };
+    return 'allow';
+  });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send(hello));
+  t.match(seen, { sni: 'allowed.test', ...want }, 'the policy sees them (here through a spread)');
+  const event = JSON.parse(JSON.stringify(s.decisions()[0]));
+  t.match(event, { sni: 'allowed.test', ...want }, 'and the decision event, as JSON');
+});
+
+t.test('deferEvents: events are built after the call that caused them, in order; flushEvents hands them over at once', async (t) => {
+  const sink = new RecordingSink();
+  const events: FlowgateEvent[] = [];
+  const sched = new ManualScheduler();
+  const engine = new Engine({ decide: byName('blocked.test'), sink, scheduler: sched, now: () => sched.now, deferEvents: true,
+    onEvent: (e) => events.push(e), options: { timeouts: { synS: 1, establishedS: 5, closingS: 1, inspectingS: 2 } } });
+  const feeder = new Feeder((p) => engine.handle(p));
+  const a = new Conversation({ sport: 41010, dport: 80 });
+  feeder.feed(...a.handshake());
+  const [req] = feeder.feed(a.send('GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET / HTTP/1.1\r\nHost: blocked.test\r\n\r\n'));
+  t.ok(sink.verdicts.has(req!), 'the packet has its verdict when handle() returns');
+  t.equal(events.length, 0, 'its events do not exist yet');
+  await Promise.resolve();
+  t.same(events.map((e) => (e as DecisionEvent).host), ['allowed.test', 'blocked.test'], 'both, in order, on the next microtask');
+  t.match(events[0], { ts: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/ }, 'with the system time as ISO text');
+
+  const b = new Conversation({ sport: 41011 });
+  feeder.feed(...b.handshake());
+  feeder.feed(b.send(clientHello({ sni: 'x.test' }).subarray(0, 20)));
+  sched.advance(3000);
+  engine.tick(sched.now);
+  engine.flushEvents();
+  t.match(events.at(-1), { type: 'flow_end', why: 'timeout' }, 'flushEvents delivers without waiting');
+});
+
+t.test('deferEvents: a consumer that throws is counted, and the events after it still go out', async (t) => {
+  const events: string[] = [];
+  const engine = new Engine({ decide: () => 'allow', sink: new RecordingSink(), deferEvents: true, onEvent: (e) => {
+    const host = (e as DecisionEvent).host ?? '';
+    if (host === 'bad.test') throw new Error('consumer failed');
+    events.push(host);
+  } });
+  const feeder = new Feeder((p) => engine.handle(p));
+  const c = new Conversation({ dport: 80 });
+  feeder.feed(...c.handshake());
+  feeder.feed(c.send('GET / HTTP/1.1\r\nHost: bad.test\r\n\r\nGET / HTTP/1.1\r\nHost: good.test\r\n\r\n'));
+  engine.flushEvents();
+  t.same(events, ['good.test']);
+  t.equal(engine.stats.events.get('internal_error'), 1);
+});

@@ -68,31 +68,7 @@ export function parseClientHelloBody(body: Uint8Array, framing: HelloFraming): H
   const compressionMethods = Array.from(body.subarray(at, at + compressionLength));
   at += compressionLength;
 
-  const hello: ClientHello = {
-    sni: null,
-    alpn: null,
-    legacyVersion,
-    supportedVersions: [],
-    cipherSuites,
-    compressionMethods,
-    sessionIdLength,
-    extensions: [],
-    duplicateExtensions: [],
-    groups: [],
-    keyShareGroups: [],
-    ecPointFormats: [],
-    signatureAlgorithms: [],
-    ech: false,
-    psk: false,
-    earlyData: false,
-    paddingLength: null,
-    recordVersion: framing.recordVersion,
-    recordCount: framing.recordCount,
-    handshakeLength: body.length,
-    ja3: '',
-    ja3Hash: '',
-    ja4: '',
-  };
+  const hello = new ParsedHello(legacyVersion, cipherSuites, compressionMethods, sessionIdLength, body.length, framing);
 
   // Hellos of SSL 3.0 / early TLS may end here; otherwise the extensions block fills the rest exactly.
   if (at < body.length) {
@@ -107,10 +83,61 @@ export function parseClientHelloBody(body: Uint8Array, framing: HelloFraming): H
     if (problem !== undefined) return fail(problem);
   }
 
-  hello.ja3 = ja3String(hello);
-  hello.ja3Hash = ja3Hash(hello.ja3);
-  hello.ja4 = ja4(hello, framing.transport ?? 't');
   return { ok: true, hello };
+}
+
+/**
+ * A parsed hello. Its fingerprints are computed when first read, not while parsing: most
+ * connections are decided on the name alone, and their verdict should not wait for two hashes
+ * and a sort (a quarter of a hello's JavaScript on the gateway, bench/RESULTS.md); the event
+ * that reports them reads them after the verdict left.
+ */
+class ParsedHello implements ClientHello {
+  sni: string | null = null;
+  declare sniError?: string;
+  declare sniAmbiguous?: string;
+  alpn: string[] | null = null;
+  supportedVersions: number[] = [];
+  extensions: number[] = [];
+  duplicateExtensions: number[] = [];
+  groups: number[] = [];
+  keyShareGroups: number[] = [];
+  ecPointFormats: number[] = [];
+  signatureAlgorithms: number[] = [];
+  ech = false;
+  psk = false;
+  earlyData = false;
+  paddingLength: number | null = null;
+  recordVersion: number;
+  recordCount: number;
+  #transport: 't' | 'q';
+  #ja3: string | undefined = undefined;
+  #ja3Hash: string | undefined = undefined;
+  #ja4: string | undefined = undefined;
+
+  constructor(readonly legacyVersion: number, readonly cipherSuites: number[], readonly compressionMethods: number[],
+    readonly sessionIdLength: number, readonly handshakeLength: number, framing: HelloFraming) {
+    this.recordVersion = framing.recordVersion;
+    this.recordCount = framing.recordCount;
+    this.#transport = framing.transport ?? 't';
+  }
+
+  get ja3(): string {
+    return (this.#ja3 ??= ja3String(this));
+  }
+
+  get ja3Hash(): string {
+    return (this.#ja3Hash ??= ja3Hash(this.ja3));
+  }
+
+  get ja4(): string {
+    return (this.#ja4 ??= ja4(this, this.#transport));
+  }
+
+  /** Every field, the fingerprints included (they are getters). */
+  toJSON(): ClientHello {
+    return { ...this, ja3: this.ja3, ja3Hash: this.ja3Hash, ja4: this.ja4 };
+  }
 }
 
 /** Walks the extensions block into hello; answers the reason when something is malformed. */

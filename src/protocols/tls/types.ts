@@ -49,12 +49,12 @@ export interface ClientHello {
   recordCount: number;
   /** Length of the hello body from the handshake header, in bytes. */
   handshakeLength: number;
-  /** JA3 full string: version,ciphers,extensions,groups,point formats (GREASE removed). */
-  ja3: string;
-  /** MD5 of ja3, lowercase hex. */
-  ja3Hash: string;
-  /** FoxIO JA4 fingerprint, e.g. t13d1516h2_8daaf6152771_e5627efa2ab1. */
-  ja4: string;
+  /** JA3 full string: version,ciphers,extensions,groups,point formats (GREASE removed). Computed when first read. */
+  readonly ja3: string;
+  /** MD5 of ja3, lowercase hex. Computed when first read. */
+  readonly ja3Hash: string;
+  /** FoxIO JA4 fingerprint, e.g. t13d1516h2_8daaf6152771_e5627efa2ab1. Computed when first read. */
+  readonly ja4: string;
 }
 
 /** What ClientHelloReader.feed answers; invalid and notTls are final (see the reader's lifecycle). */

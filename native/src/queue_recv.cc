@@ -129,7 +129,12 @@ bool Queue::ProcessDatagram(size_t len) {
 // flow disarms it, matching or not: after one packet the engine's view may have moved on.
 // rmu_ held.
 bool Queue::CheckAfterHello(const PacketInfo& pkt) {
-  if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) return false;
+  if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
+    // A packet whose connection cannot be told here (IPv6 extension headers) may belong to an
+    // armed one: disarm them all rather than let a later packet match a stale expectation.
+    afterHello_.clear();
+    return false;
+  }
   auto it = afterHello_.find(tcp_.key);
   if (it == afterHello_.end()) return false;
   AfterHelloExpectation e = it->second;

@@ -1121,9 +1121,18 @@ export class Engine {
   }
 }
 
+/** The last millisecond isoTime formatted, and its text: under load many events share one. */
+let lastIsoMs = NaN;
+let lastIso = '';
+
 /** An event's `ts`: the embedder's clock's text as it is, system milliseconds as ISO text. */
 function isoTime(ts: string | number): string {
-  return typeof ts === 'string' ? ts : new Date(ts).toISOString();
+  if (typeof ts === 'string') return ts;
+  if (ts !== lastIsoMs) {
+    lastIso = new Date(ts).toISOString();
+    lastIsoMs = ts;
+  }
+  return lastIso;
 }
 
 function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {

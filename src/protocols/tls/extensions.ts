@@ -23,6 +23,8 @@ function u16(b: Uint8Array, at: number): number {
 }
 
 function latin1(b: Uint8Array): string {
+  // Names and protocol ids are short: fromCharCode spares a Buffer object and a native call.
+  if (b.length <= 256) return String.fromCharCode.apply(null, b as unknown as number[]);
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
 
@@ -62,8 +64,9 @@ export interface SniVerdict {
  */
 export function decideSni(lists: readonly ServerNames[]): SniVerdict {
   if (lists.length === 0) return { sni: null };
-  const names = lists.flatMap((l) => l.hostNames);
-  const others = lists.flatMap((l) => l.otherTypes);
+  // One extension, the usual case, needs no merged copies.
+  const names = lists.length === 1 ? lists[0]!.hostNames : lists.flatMap((l) => l.hostNames);
+  const others = lists.length === 1 ? lists[0]!.otherTypes : lists.flatMap((l) => l.otherTypes);
   let ambiguous: string | undefined;
   if (lists.length > 1) ambiguous = `${lists.length} server_name extensions`;
   else if (names.length > 1) ambiguous = `${names.length} host_name entries`;

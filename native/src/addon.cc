@@ -29,7 +29,8 @@ Napi::Value EndsAfterHello(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), fg::EndsAfterHello(p, n));
 }
 
-// readTcp(packet): fg::ReadTcp as { key (its UTF-16 units), srcLow, seq, flags, payloadLength }, or null.
+// readTcp(packet): fg::ReadTcp as { key (its UTF-16 units), srcLow, seq, ack, flags, ttl,
+// payloadLength, checksumOk, options: { malformed, hasTs, tsVal, md5 } }, or null.
 Napi::Value ReadTcp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const uint8_t* p;
@@ -45,6 +46,16 @@ Napi::Value ReadTcp(const Napi::CallbackInfo& info) {
   o.Set("seq", Napi::Number::New(env, v.seq));
   o.Set("flags", Napi::Number::New(env, v.flags));
   o.Set("payloadLength", Napi::Number::New(env, static_cast<double>(v.payloadLen)));
+  o.Set("ack", Napi::Number::New(env, v.ack));
+  o.Set("ttl", Napi::Number::New(env, v.ttl));
+  o.Set("checksumOk", Napi::Boolean::New(env, fg::TcpChecksumOk(p, n)));
+  fg::TcpOptionsSeen opts = fg::ReadTcpOptions(v);
+  Napi::Object oo = Napi::Object::New(env);
+  oo.Set("malformed", Napi::Boolean::New(env, opts.malformed));
+  oo.Set("hasTs", Napi::Boolean::New(env, opts.hasTs));
+  oo.Set("tsVal", Napi::Number::New(env, opts.tsVal));
+  oo.Set("md5", Napi::Boolean::New(env, opts.md5));
+  o.Set("options", oo);
   return o;
 }
 

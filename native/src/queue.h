@@ -34,12 +34,23 @@ struct QueueCounters {
   uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
 };
 
-/** A flow whose next client record decides whether a first ClientHello was its last (expectAfterHello). */
+/**
+ * A connection whose next client record decides whether a first ClientHello was its last
+ * (expectAfterHello), with what the engine's checks for fakes the server would discard need
+ * (src/flow/tcp.ts discardReason, as the engine applies it to that packet).
+ */
 struct AfterHelloExpectation {
-  uint32_t seq;     // where the next record starts
-  uint32_t allow;   // the allow mark value, within mask
-  uint32_t mask;    // flowgate's mark bits
-  bool clientLow;   // the client is the key's first endpoint
+  uint32_t seq;          // where the next record starts
+  uint32_t allow;        // the allow mark value, within mask
+  uint32_t mask;         // flowgate's mark bits
+  bool clientLow;        // the client is the key's first endpoint
+  bool verifyChecksum;   // the TCP checksum must be right (unless the kernel has not computed it)
+  uint8_t minTtl;        // the TTL (hop limit) may not be below the handshake's
+  bool hasTsMin;         // a timestamp option may not go back before tsMin (PAWS)
+  uint32_t tsMin;
+  bool hasAckMin;        // the ACK may not be older than ackMin
+  uint32_t ackMin;
+  int64_t since;         // NowMs() when armed, for expiry
 };
 
 /** A verdict the reader thread gives itself, before JavaScript sees the packet. */
@@ -95,7 +106,9 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void CallOnError(napi_value error);
   void SendEarlyVerdicts();
   bool CheckAfterHello(const PacketInfo& pkt);
+  bool PassesFakeChecks(const PacketInfo& pkt, const AfterHelloExpectation& e);
   bool PendingHasKey(const std::u16string& key);
+  bool RoomForAfterHello();
   enum class ShutdownMode { FromJs, FromCleanupHook, FromFinalizer };
   void Shutdown(ShutdownMode mode);
   void ReleaseJsRefs();

@@ -38,8 +38,12 @@ constexpr size_t kMetaStride = 8;
 constexpr uint32_t kFlagAccepted = 0x80;
 /** Meta slot 4 bit: the binding already allowed this packet after a ClientHello (expectAfterHello). */
 constexpr uint32_t kFlagAfterHello = 0x40;
-/** Most flows expectAfterHello keeps at once; more are refused (they take the JavaScript path). */
+/** Most connections armed at once; more are refused (they take the JavaScript path). */
 constexpr size_t kMaxAfterHello = 65536;
+/** Past this many armed connections, arming first drops those armed longer than kAfterHelloExpiryMs ago. */
+constexpr size_t kAfterHelloSweepAt = 4096;
+/** A connection armed this long ago that sent nothing since is disarmed when the table is swept, ms. */
+constexpr int64_t kAfterHelloExpiryMs = 60000;
 /** expectAfterHello refuses while more packets than this wait for JavaScript (it scans them). */
 constexpr uint32_t kMaxPendingScan = 64;
 

@@ -76,13 +76,13 @@ bool Queue::ProcessDatagram(size_t len) {
       case MsgKind::Packet: {
         uint32_t flags = (pkt.skbInfo & 0x3f) | (static_cast<uint32_t>(pkt.hook) << 8) |
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
-        if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
+        // The after-hello table first: any packet of an armed connection disarms it, a SYN too.
+        if (!afterHello_.empty() && CheckAfterHello(pkt)) {
+          flags |= kFlagAfterHello;
+        } else if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
           flags |= kFlagAccepted;
           early_.push_back({pkt.id, NF_ACCEPT, false, 0});
           counters_.handshakeAccepts++;
-        } else if (!afterHello_.empty() && CheckAfterHello(pkt)) {
-          flags |= kFlagAfterHello;
-          counters_.afterHelloAllows++;
         }
         Batch& b = pending_;
         uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
@@ -123,15 +123,16 @@ bool Queue::ProcessDatagram(size_t len) {
   return Full(pending_, batchMax_);
 }
 
-// A client packet of a flow JavaScript armed with expectAfterHello: if it starts exactly at the
-// expected record and the record ends inspection (EndsAfterHello), the reader allows it as the
-// engine would (repeat with the allow mark) and flags it for JavaScript. Any packet of an armed
-// flow disarms it, matching or not: after one packet the engine's view may have moved on.
-// rmu_ held.
+// A client packet of a connection JavaScript armed with expectAfterHello: if it starts exactly at
+// the expected record, the record ends inspection (EndsAfterHello), and the server would keep it
+// (PassesFakeChecks: the engine's checks for fakes), the reader allows it as the engine would
+// (repeat with the allow mark, which the rules save to the connection) and flags it for
+// JavaScript. Any packet of an armed connection disarms it, matching or not: after one packet the
+// engine's view may have moved on. Answers whether the reader gave the packet its verdict; rmu_ held.
 bool Queue::CheckAfterHello(const PacketInfo& pkt) {
   if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
-    // A packet whose connection cannot be told here (IPv6 extension headers) may belong to an
-    // armed one: disarm them all rather than let a later packet match a stale expectation.
+    // A packet whose connection cannot be told here (IPv6 extension headers, a copy cut short)
+    // may belong to an armed one: disarm them all rather than let a later packet match a stale entry.
     afterHello_.clear();
     return false;
   }
@@ -142,7 +143,7 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
   constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10, kUrg = 0x20;
   if (tcp_.srcLow != e.clientLow || tcp_.seq != e.seq ||
       (tcp_.flags & (kFin | kSyn | kRst | kUrg | kAck)) != kAck ||
-      !EndsAfterHello(tcp_.payload, tcp_.payloadLen)) {
+      !EndsAfterHello(tcp_.payload, tcp_.payloadLen) || !PassesFakeChecks(pkt, e)) {
     return false;
   }
   // As the engine's repeat(): a packet already carrying the allow value came back through a
@@ -152,17 +153,49 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
   } else {
     early_.push_back({pkt.id, NF_REPEAT, true, (pkt.mark & ~e.mask) | e.allow});
   }
+  counters_.afterHelloAllows++;
   return true;
 }
 
-// Whether a packet of the connection `key` waits in the pending batch; rmu_ held.
+// The engine's discardReason for this packet (src/flow/tcp.ts), with the connection's state as it
+// stood when armed: a fake the server would discard (zapret's bad checksum, low TTL, old
+// timestamp or ACK) must not mark the connection allowed. Stricter where the engine would need
+// more: any MD5 option, or options it cannot walk, take the JavaScript path. tcp_ holds the packet.
+bool Queue::PassesFakeChecks(const PacketInfo& pkt, const AfterHelloExpectation& e) {
+  constexpr uint32_t kSkbCsumNotReady = 1;
+  if (e.verifyChecksum && (pkt.skbInfo & kSkbCsumNotReady) == 0 &&
+      !TcpChecksumOk(pkt.payload, pkt.payloadLen)) {
+    return false;
+  }
+  if (tcp_.ttl < e.minTtl) return false;
+  TcpOptionsSeen o = ReadTcpOptions(tcp_);
+  if (o.malformed || o.md5) return false;
+  if (e.hasTsMin && o.hasTs && static_cast<int32_t>(o.tsVal - e.tsMin) < 0) return false;
+  if (e.hasAckMin && static_cast<int32_t>(tcp_.ack - e.ackMin) < 0) return false;
+  return true;
+}
+
+// A packet that cannot be read counts as one of the connection's: it might be.
 bool Queue::PendingHasKey(const std::u16string& key) {
   const Batch& b = pending_;
   for (uint32_t i = 0; i < b.count; i++) {
     const uint32_t* m = &b.meta[static_cast<size_t>(i) * kMetaStride];
-    if (ReadTcp(b.data.data() + m[5], m[6], &tcp_) && tcp_.key == key) return true;
+    if (!ReadTcp(b.data.data() + m[5], m[6], &tcp_) || tcp_.key == key) return true;
   }
   return false;
+}
+
+// Whether the after-hello table takes one more entry; sweeps out entries of connections silent for
+// kAfterHelloExpiryMs once it is large (a client that vanished leaves its entry behind). rmu_ held.
+bool Queue::RoomForAfterHello() {
+  if (afterHello_.size() >= kAfterHelloSweepAt) {
+    int64_t old = NowMs() - kAfterHelloExpiryMs;
+    for (auto it = afterHello_.begin(); it != afterHello_.end();) {
+      if (it->second.since < old) it = afterHello_.erase(it);
+      else ++it;
+    }
+  }
+  return afterHello_.size() < kMaxAfterHello;
 }
 
 // Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
@@ -350,7 +383,8 @@ bool ReadU32Arg(const Napi::Value& v, uint32_t* out) {
 
 }  // namespace
 
-// expectAfterHello(keyUnits, keyLength, clientLow, seq, allowMark, mask): true when armed. Refused (false) when
+// expectAfterHello(keyUnits, keyLength, clientLow, seq, allowMark, mask, checks: Uint32Array(6)):
+// true when armed. checks: verifyChecksum, minTtl, hasTsMin, tsMin, hasAckMin, ackMin. Refused (false) when
 // a packet of the flow is already read but not yet handed to JavaScript (the engine has not seen
 // it, so the next packet is not the one it expects), when many packets wait (the scan would hold
 // the reader up), or when kMaxAfterHello flows are armed.
@@ -359,20 +393,24 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   if (ThrowIfClosed(env)) return env.Undefined();
   std::u16string key;
   uint32_t seq, allow, mask;
-  if (info.Length() < 6 || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() ||
-      !ReadU32Arg(info[3], &seq) || !ReadU32Arg(info[4], &allow) || !ReadU32Arg(info[5], &mask) ||
-      (allow & ~mask) != 0) {
+  bool checksOk = info.Length() >= 7 && info[6].IsTypedArray() &&
+                  info[6].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
+                  info[6].As<Napi::Uint32Array>().ElementLength() >= 6;
+  if (!checksOk || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() || !ReadU32Arg(info[3], &seq) ||
+      !ReadU32Arg(info[4], &allow) || !ReadU32Arg(info[5], &mask) || (allow & ~mask) != 0) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
-                   "allowMark: uint32 within mask, mask: uint32)");
+                   "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(6))");
     return env.Undefined();
   }
-  bool clientLow = info[2].As<Napi::Boolean>().Value();
+  Napi::Uint32Array c = info[6].As<Napi::Uint32Array>();
+  AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(), c[0] != 0,
+                          static_cast<uint8_t>(c[1] > 255 ? 255 : c[1]), c[2] != 0, c[3], c[4] != 0, c[5], NowMs()};
   std::lock_guard<std::mutex> lock(rmu_);
-  if (afterHello_.size() >= kMaxAfterHello || pending_.count > kMaxPendingScan || PendingHasKey(key)) {
+  if (pending_.count > kMaxPendingScan || PendingHasKey(key) || !RoomForAfterHello()) {
     return Napi::Boolean::New(env, false);
   }
-  afterHello_[key] = AfterHelloExpectation{seq, allow, mask, clientLow};
+  afterHello_[key] = e;
   return Napi::Boolean::New(env, true);
 }
 

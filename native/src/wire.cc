@@ -251,8 +251,9 @@ bool IsBareHandshake(const uint8_t* ip, size_t len) {
 
 bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out) {
   TcpAt t;
-  if (!LocateTcp(ip, len, &t)) return false;
-  size_t end = t.ipEnd < len ? t.ipEnd : len;  // a truncated copy: only what is here can be read
+  // A copy cut to copy_range is not read (the engine drops such packets as undecodable).
+  if (!LocateTcp(ip, len, &t) || t.ipEnd > len) return false;
+  size_t end = t.ipEnd;
   if (end < t.l3 + 20) return false;
   const uint8_t* tcp = ip + t.l3;
   size_t l4 = static_cast<size_t>(tcp[12] >> 4) * 4;
@@ -269,7 +270,10 @@ bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out) {
     AppendEndpoint(&out->key, t.src, t.addrLen, sport);
   }
   out->seq = Be32At(tcp + 4);
+  out->ack = Be32At(tcp + 8);
   out->flags = tcp[13];
+  out->ttl = ip[(ip[0] >> 4) == 4 ? 8 : 7];
+  out->options = tcp + 20;
   out->payload = tcp + l4;
   out->payloadLen = end - t.l3 - l4;
   return true;
@@ -286,6 +290,49 @@ bool EndsAfterHello(const uint8_t* p, size_t n) {
     at += 5 + static_cast<size_t>(U16(p + at + 3));  // skip the ChangeCipherSpec record
   }
   return false;  // only ChangeCipherSpec so far
+}
+
+TcpOptionsSeen ReadTcpOptions(const TcpView& v) {
+  TcpOptionsSeen o;
+  const uint8_t* p = v.options;
+  size_t n = static_cast<size_t>(v.payload - v.options);
+  size_t i = 0;
+  while (i < n) {
+    uint8_t kind = p[i];
+    if (kind == 0) break;  // end of option list
+    if (kind == 1) {       // no-operation
+      i++;
+      continue;
+    }
+    if (i + 1 >= n || p[i + 1] < 2 || i + p[i + 1] > n) {
+      o.malformed = true;
+      break;
+    }
+    uint8_t len = p[i + 1];
+    if (kind == 8 && len == 10) {
+      o.hasTs = true;
+      o.tsVal = Be32At(p + i + 2);
+    } else if (kind == 19 && len == 18) {
+      o.md5 = true;
+    }
+    i += len;
+  }
+  return o;
+}
+
+bool TcpChecksumOk(const uint8_t* ip, size_t len) {
+  TcpAt t;
+  if (!LocateTcp(ip, len, &t) || t.ipEnd > len || t.ipEnd < t.l3) return false;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < t.addrLen; i += 2) sum += U16(t.src + i) + U16(t.dst + i);
+  size_t tcpLen = t.ipEnd - t.l3;
+  sum += 6 + (tcpLen >> 16) + (tcpLen & 0xffff);  // pseudo-header: protocol and TCP length
+  const uint8_t* p = ip + t.l3;
+  size_t i = 0;
+  for (; i + 1 < tcpLen; i += 2) sum += U16(p + i);
+  if (i < tcpLen) sum += static_cast<uint64_t>(p[i]) << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  return sum == 0xffff;
 }
 
 }  // namespace fg

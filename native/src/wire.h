@@ -89,15 +89,32 @@ struct TcpView {
   std::u16string key;      // the connection's key, as src/flow/key.ts flowKey builds it
   bool srcLow;             // the source is the key's first endpoint (srcIsLow)
   uint32_t seq;
+  uint32_t ack;
   uint8_t flags;           // TCP flags byte (FIN 0x01 ... URG 0x20)
+  uint8_t ttl;             // IPv4 TTL or IPv6 hop limit
+  const uint8_t* options;  // the TCP options, up to payload
   const uint8_t* payload;
-  size_t payloadLen;       // TCP payload bytes present in the buffer
+  size_t payloadLen;       // TCP payload bytes
 };
 
+/** The TCP options the engine's discard checks read (src/packet/decode.ts parseTcpOptions). */
+struct TcpOptionsSeen {
+  bool malformed = false;  // a length below 2 or past the header
+  bool hasTs = false;      // timestamps (kind 8, length 10)
+  uint32_t tsVal = 0;
+  bool md5 = false;        // MD5 signature (kind 19, length 18)
+};
+
+/** Walks the options of `v` as parseTcpOptions does. */
+TcpOptionsSeen ReadTcpOptions(const TcpView& v);
+
+/** True when the TCP checksum of a whole IPv4 or IPv6 packet (as ReadTcp reads them) is right. */
+bool TcpChecksumOk(const uint8_t* ip, size_t len);
+
 /**
- * Reads an IPv4 packet, or an IPv6 packet without extension headers, carrying TCP: false for
- * anything else (other protocols, fragments, truncated headers), which then takes the
- * JavaScript path.
+ * Reads a whole IPv4 packet, or IPv6 packet without extension headers, carrying TCP: false for
+ * anything else (other protocols, fragments, a copy cut short), which then takes the JavaScript
+ * path.
  */
 bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out);
 

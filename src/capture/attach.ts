@@ -32,11 +32,11 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
   const sink: VerdictSink = {
     verdict: (id, v, mark) => {
       if (accepted.size > 0 && accepted.delete(id)) queue!.alreadyAccepted(v);
-      else if (allowed.size > 0 && allowed.delete(id)) queue!.alreadyAllowed(v);
+      else if (allowed.size > 0 && allowed.delete(id)) queue!.alreadyAllowed(v, mark);
       else queue!.verdict(id, v, mark);
     },
     sendRaw: (p) => queue!.sendRaw(p),
-    expectAfterHello: (key, clientLow, seq, allowMark, mask) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask),
+    expectAfterHello: (key, clientLow, seq, allowMark, mask, checks) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask, checks),
     forgetAfterHello: (key) => queue!.forgetAfterHello(key),
     released: () => queue!.flushIfQuiet(),
   };

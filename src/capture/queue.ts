@@ -40,8 +40,8 @@ export const ACCEPTED_BY_BINDING = 0x80;
 
 /**
  * M_FLAGS bit (ours): the binding already allowed this packet, the client's first data after a
- * ClientHello, because the caller armed its flow with expectAfterHello and the packet's first
- * record ends the hello's inspection. Give it no verdict of your own.
+ * ClientHello, because the caller armed its flow with expectAfterHello, the packet's first record
+ * ends the hello's inspection and it passed the caller's checks for fakes. Give it no verdict of your own.
  */
 export const ALLOWED_AFTER_HELLO = 0x40;
 
@@ -137,7 +137,7 @@ export interface QueueStats {
   handshakeOverrides: number;
   /** Client data packets after a ClientHello the binding allowed itself (expectAfterHello); included in `verdicts`. */
   afterHelloAllows: number;
-  /** Of those, how many the caller then wanted dropped (see alreadyAllowed); 0 normally. */
+  /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyAllowed); 0 normally. */
   afterHelloOverrides: number;
   /** expectAfterHello calls the binding took, and those it refused (a packet of the flow was already waiting, or too many). */
   afterHelloArmed: number;
@@ -151,7 +151,8 @@ interface NativeQueue {
   verdicts(quads: Uint32Array, count: number): void;
   sendRaw(packet: Uint8Array, mark?: number): void;
   stats(): Omit<QueueStats, JsStats>;
-  expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number): boolean;
+  expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number,
+    checks: Uint32Array): boolean;
   forgetAfterHello(keyUnits: Uint16Array, keyLength: number): void;
   close(): void;
   readonly closed: boolean;
@@ -174,8 +175,13 @@ export interface NativeTcpView {
   key: Uint16Array;
   srcLow: boolean;
   seq: number;
+  ack: number;
   flags: number;
+  ttl: number;
   payloadLength: number;
+  /** The TCP checksum is right. */
+  checksumOk: boolean;
+  options: { malformed: boolean; hasTs: boolean; tsVal: number; md5: boolean };
 }
 
 /**
@@ -301,6 +307,22 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
   return o;
 }
 
+/**
+ * The checks for fakes a server discards that the binding applies to the packet expectAfterHello
+ * lets through (what src/flow/tcp.ts discardReason checks of it): checksum unless the kernel has
+ * not computed it, TTL or hop limit at least `minTtl`, a timestamp option not before `tsMin`, an
+ * ACK not before `ackMin`. MD5 options and IPv6 extension headers always take the caller's path.
+ */
+export interface AfterHelloChecks {
+  verifyChecksum: boolean;
+  minTtl: number;
+  tsMin: number | undefined;
+  ackMin: number | undefined;
+}
+
+/** Scratch for the checks handed to the binding. */
+const CHECKS = new Uint32Array(6);
+
 /** The largest batch in which flushIfQuiet sends at once. */
 export const QUIET_BATCH_PACKETS = 4;
 
@@ -340,7 +362,10 @@ export class NfQueue {
   #afterHelloArmed = 0;
   #afterHelloRefused = 0;
   /** expectAfterHello calls waiting for the next flush, which hands them over after the verdicts. */
-  #arms: { key: string; clientLow: boolean; seq: number; allowMark: number; mask: number }[] = [];
+  #arms: { key: string; clientLow: boolean; seq: number; checks: AfterHelloChecks }[] = [];
+  /** The allow mark and mask of the last expectAfterHello, for alreadyAllowed. */
+  #allowMark = 0;
+  #mask = 0;
 
   private constructor(opts: Required<QueueOptions>, onBatch: (b: PacketBatch) => void, onError: (e: FlowgateError) => void) {
     this.queue = opts.queue;
@@ -411,18 +436,21 @@ export class NfQueue {
    * Asks the binding to judge the flow's next client packet itself: after a first ClientHello was
    * allowed, the next record tells whether a second hello follows (EVASION.md 19). If the next
    * packet of the connection `key` (src/flow/key.ts) comes from the client (`clientLow`: the
-   * client is the key's first endpoint), starts at `seq`, and its first record ends the hello's
-   * inspection, the binding repeats it with `allowMark` (within `mask`) at once and delivers it
-   * flagged ALLOWED_AFTER_HELLO; any other packet of the connection disarms it and comes as usual.
+   * client is the key's first endpoint), starts at `seq`, its first record ends the hello's
+   * inspection, and it passes `checks` (the caller's checks for fakes a server discards), the
+   * binding repeats it with `allowMark` (within `mask`) at once and delivers it flagged
+   * ALLOWED_AFTER_HELLO; any other packet of the connection disarms it and comes as usual.
    * Handed over at the next flush, after the verdicts queued before it; refused (counted in
    * afterHelloRefused) when a packet of the connection already waits to be delivered.
    */
-  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void {
+  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: AfterHelloChecks): void {
     if (this.#native.closed) throw closedError(this.queue);
     if (!isUint32(seq) || !isUint32(allowMark) || !isUint32(mask) || (allowMark & ~mask) !== 0) {
       throw new FlowgateError('ERR_ARG', 'expectAfterHello: seq, allowMark and mask must be uint32s, allowMark within mask');
     }
-    this.#arms.push({ key, clientLow, seq, allowMark, mask });
+    this.#allowMark = allowMark;
+    this.#mask = mask;
+    this.#arms.push({ key, clientLow, seq, checks });
     this.#scheduleFlush();
   }
 
@@ -441,22 +469,32 @@ export class NfQueue {
    * keep leaving together, one send per batch.
    */
   flushIfQuiet(): void {
-    if (this.#inBatch && this.#batchCount <= QUIET_BATCH_PACKETS && this.#count > 0) this.#flushReporting();
+    if (!this.#inBatch || this.#batchCount > QUIET_BATCH_PACKETS || this.#count === 0) return;
+    // Verdicts only: expectAfterHello waits for the end of the batch, whose later packets the
+    // caller has not seen yet (one of them may be the packet it would expect).
+    try {
+      this.#sendVerdicts();
+    } catch (e) {
+      this.#report(toFlowgateError(e));
+    }
   }
 
-  /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts), then any expectAfterHello. */
+  /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts), then the after-hello calls. */
   flush(): void {
     if (this.#native.closed) throw closedError(this.queue);
-    if (this.#count > 0) {
-      const n = this.#count;
-      this.#count = 0;
-      try {
-        this.#native.verdicts(this.#pending, n);
-      } catch (e) {
-        throw toFlowgateError(e);
-      }
-    }
+    this.#sendVerdicts();
     if (this.#arms.length > 0) this.#handOverArms();
+  }
+
+  #sendVerdicts(): void {
+    if (this.#count === 0) return;
+    const n = this.#count;
+    this.#count = 0;
+    try {
+      this.#native.verdicts(this.#pending, n);
+    } catch (e) {
+      throw toFlowgateError(e);
+    }
   }
 
   #handOverArms(): void {
@@ -465,7 +503,14 @@ export class NfQueue {
     for (const a of arms) {
       let armed: boolean;
       try {
-        armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, a.allowMark, a.mask);
+        const c = a.checks;
+        CHECKS[0] = c.verifyChecksum ? 1 : 0;
+        CHECKS[1] = Math.min(255, Math.max(0, c.minTtl));
+        CHECKS[2] = c.tsMin !== undefined ? 1 : 0;
+        CHECKS[3] = c.tsMin ?? 0;
+        CHECKS[4] = c.ackMin !== undefined ? 1 : 0;
+        CHECKS[5] = c.ackMin ?? 0;
+        armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, this.#allowMark, this.#mask, CHECKS);
       } catch (e) {
         throw toFlowgateError(e);
       }
@@ -505,10 +550,12 @@ export class NfQueue {
 
   /**
    * The caller's verdict for a packet flagged ALLOWED_AFTER_HELLO: nothing is sent (the binding
-   * allowed it), but a drop is counted in stats().afterHelloOverrides.
+   * allowed it), but anything other than an accept or a repeat with the allow mark is counted in
+   * stats().afterHelloOverrides.
    */
-  alreadyAllowed(verdict: number): void {
-    if (verdict === NF_DROP) this.#afterHelloOverrides++;
+  alreadyAllowed(verdict: number, mark?: number): void {
+    const allowed = verdict === NF_ACCEPT || (verdict === NF_REPEAT && ((mark ?? 0) & this.#mask) === this.#allowMark);
+    if (!allowed) this.#afterHelloOverrides++;
   }
 
   /** Sends queued verdicts, unbinds and closes the socket. Idempotent. */

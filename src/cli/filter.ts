@@ -57,8 +57,8 @@ export class QueueFilter {
   async stop(): Promise<void> {
     clearInterval(this.ticker);
     this.engine.shutdown(this.config.onShutdown);
+    this.engine.flushEvents(); // before anything that can throw: the events of the settled flows
     this.queue.flush();
-    this.engine.flushEvents();
     this.queue.close();
     await this.policy.close();
     this.log.info('unbound queue', { queue: this.queueNum, received: this.engine.stats.received,

@@ -4,7 +4,7 @@
  * now or when its flow's decision settles. `run` and `replay` differ only in the source and sink.
  */
 import { decodeIp } from '../packet/decode.js';
-import { discardReason, noteClose, trackClient, trackServer } from '../flow/tcp.js';
+import { discardReason, nextSegmentChecks, noteClose, trackClient, trackServer } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
 import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
@@ -307,9 +307,14 @@ export class Engine {
     }
     flow.lastSeen = now;
     this.table.touch(flow);
-    // The binding disarms a flow at its first packet after expectAfterHello, whatever it did with it.
+    // The binding disarms a flow at its first packet after expectAfterHello, whatever it did with
+    // it; taken back here too, in case the arm has not reached the binding yet or the binding read
+    // this packet before it did (the engine has now moved past the point it was armed for).
     const armed = flow.inspection as Inspection | undefined;
-    if (armed !== undefined && armed.bits & INSP_ARMED) armed.bits &= ~INSP_ARMED;
+    if (armed !== undefined && armed.bits & INSP_ARMED) {
+      armed.bits &= ~INSP_ARMED;
+      this.sink.forgetAfterHello?.(flow.key);
+    }
     const fromClient = flow.isClientSide(low);
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
@@ -847,8 +852,10 @@ export class Engine {
    * After a first ClientHello is allowed the flow stays under inspection until the client's next
    * record shows it is not a second hello (EVASION.md 19): a wait of one more trip through the
    * engine for every TLS connection. When the stream is consumed up to that record and nothing
-   * else is pending, the sink (the kernel queue's binding) can read that record's first bytes
-   * itself and allow the packet at once, as the engine would; the engine still sees the packet.
+   * else is pending, the sink (the kernel queue's binding) can read that record's first bytes,
+   * apply the checks for fakes the server would discard (nextSegmentChecks: what discardReason
+   * checks of that packet), and allow the packet at once, as the engine would; the engine still
+   * sees the packet.
    */
   private armAfterHello(flow: Flow, insp: Inspection): void {
     const sink = this.sink;
@@ -860,7 +867,10 @@ export class Engine {
     if (at < 0 || stream === undefined || stream.offset !== at || stream.outOfOrderBytes > 0) return;
     insp.bits |= INSP_ARMED;
     const m = this.options.marks;
-    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask);
+    // As clientPacket runs discardReason for it: after a decision the server is no longer observed.
+    const checks = nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict: this.options.strictTcp,
+      serverObserved: false });
+    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, checks);
   }
 
   /** Stream offset up to which every byte is covered by an allow. */

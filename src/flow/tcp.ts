@@ -67,6 +67,47 @@ export interface DiscardChecks {
   serverObserved: boolean;
 }
 
+/**
+ * The oldest ACK the server still takes from the client, or undefined before the client acked
+ * anything. RFC 5961 section 5.2 as Linux applies it (tcp_ack): an ACK older than SND.UNA -
+ * MAX.SND.WND makes the server drop the segment, where SND.UNA is the highest ACK the client sent
+ * and MAX.SND.WND the largest window the server got from the client, bounded by the bytes the
+ * client has acknowledged so far (so early in a connection any ACK below SND.UNA is too old,
+ * however large a window the client advertises). Only client packets and the server's ISN are
+ * needed: this holds after the server's packets stop reaching flowgate.
+ */
+function ackFloor(flow: Flow): number | undefined {
+  const c = flow.c2s;
+  const s = flow.s2c;
+  if (c.lastAck === undefined) return undefined;
+  const acked = s.isn !== undefined ? seqDiff(c.lastAck, seqAdd(s.isn, 1)) : Infinity;
+  const slack = Math.max(0, Math.min(s.isn !== undefined ? c.maxWindow : Math.max(c.maxWindow, MIN_WINDOW), acked));
+  return seqAdd(c.lastAck, -slack >>> 0);
+}
+
+/**
+ * What discardReason would check of the client's next data segment, for a checker outside the
+ * engine (the kernel queue's binding, see VerdictSink.expectAfterHello): with `serverObserved`
+ * false, the checks below are all of it but IPv6 extension headers (which such a checker must
+ * refuse) and MD5 (likewise). Values are the connection's as they stand now.
+ */
+export interface NextSegmentChecks {
+  verifyChecksum: boolean;
+  /** Lowest TTL or hop limit kept (0: none). */
+  minTtl: number;
+  /** Oldest timestamp kept, when the segment carries one (PAWS). */
+  tsMin: number | undefined;
+  /** Oldest ACK kept. */
+  ackMin: number | undefined;
+}
+
+/** NextSegmentChecks for `flow` under `checks` (its serverObserved must be false). */
+export function nextSegmentChecks(flow: Flow, checks: DiscardChecks): NextSegmentChecks {
+  const c = flow.c2s;
+  if (!checks.strict) return { verifyChecksum: checks.verifyChecksum, minTtl: 0, tsMin: undefined, ackMin: undefined };
+  return { verifyChecksum: checks.verifyChecksum, minTtl: c.ttl ?? 0, tsMin: c.tsVal, ackMin: ackFloor(flow) };
+}
+
 /** Why the server would discard this client data segment, or undefined if it would keep it. */
 export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks): string | undefined {
   const c = flow.c2s;
@@ -87,17 +128,8 @@ export function discardReason(flow: Flow, tcp: TcpPacket, checks: DiscardChecks)
     if (seqDiff(tcp.seq, seqAdd(s.lastAck, Math.max(s.maxWindow, MIN_WINDOW))) >= 0) return 'out_of_window';
     if (seqDiff(end, seqAdd(s.lastAck, -Math.max(c.maxWindow, MIN_WINDOW) >>> 0)) < 0) return 'out_of_window';
   }
-  // RFC 5961 section 5.2 as Linux applies it (tcp_ack): an ACK older than SND.UNA - MAX.SND.WND
-  // makes the server drop the segment, where SND.UNA is the highest ACK the client sent and
-  // MAX.SND.WND the largest window the server got from the client, bounded by the bytes the
-  // client has acknowledged so far (so early in a connection any ACK below SND.UNA is too old,
-  // however large a window the client advertises). Only client packets and the server's ISN are
-  // needed: this holds after the server's packets stop reaching flowgate.
-  if (c.lastAck !== undefined) {
-    const acked = s.isn !== undefined ? seqDiff(c.lastAck, seqAdd(s.isn, 1)) : Infinity;
-    const slack = Math.max(0, Math.min(s.isn !== undefined ? c.maxWindow : Math.max(c.maxWindow, MIN_WINDOW), acked));
-    if (seqDiff(tcp.ack, seqAdd(c.lastAck, -slack >>> 0)) < 0) return 'bad_ack';
-  }
+  const floor = ackFloor(flow);
+  if (floor !== undefined && seqDiff(tcp.ack, floor) < 0) return 'bad_ack';
   // An ACK of data the server never sent.
   if (checks.serverObserved && s.sndNxt !== undefined && seqDiff(tcp.ack, s.sndNxt) > 0) return 'bad_ack';
   return undefined;

@@ -1,3 +1,4 @@
+import type { NextSegmentChecks } from '../flow/tcp.js';
 /**
  * Where verdicts go: the kernel queue in `run`, a recorder in `replay` and tests. Verdict values
  * are the kernel's (include/uapi/linux/netfilter.h).
@@ -19,13 +20,14 @@ export interface VerdictSink {
   /** Sends a complete IP packet (a TCP RST toward the server). Absent in replay. */
   sendRaw?(packet: Uint8Array): void;
   /**
-   * Lets the kernel-queue side allow the flow's next client packet without the engine, when it
-   * starts at `seq` and its first record ends the inspection of a first ClientHello (see
-   * NfQueue.expectAfterHello); the engine still sees that packet, and its verdict for it is not
-   * sent again. Absent in replay and in-process sinks: the engine then decides every packet.
+   * Lets the kernel-queue side allow the flow's next client packet without waiting for the
+   * engine, when it starts at `seq`, its first record ends the inspection of a first ClientHello
+   * and it passes `checks` (see NfQueue.expectAfterHello); the engine still sees that packet, and
+   * its verdict for it is not sent again. Absent in replay and in-process sinks: the engine then
+   * decides every packet.
    */
-  expectAfterHello?(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void;
-  /** Takes back expectAfterHello for a flow the engine stopped inspecting. */
+  expectAfterHello?(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: NextSegmentChecks): void;
+  /** Takes back expectAfterHello for the connection. */
   forgetAfterHello?(key: string): void;
   /**
    * The engine has given the verdicts that release a decision's packets; what follows is its

@@ -11,6 +11,9 @@ import { decodeIp } from '../../src/packet/decode.js';
 import { flowKey, srcIsLow } from '../../src/flow/key.js';
 import { createAnalyzer } from '../../src/protocols/dispatch.js';
 import { Conversation, clientHello } from '../helpers/tcp.js';
+import { buildTcpPacket } from '../../src/packet/build.js';
+import { tcpChecksumOk } from '../../src/packet/checksum.js';
+import { ACK, PSH } from '../../src/packet/types.js';
 
 const { endsAfterHello, readTcp } = bindingReaders();
 
@@ -98,4 +101,37 @@ t.test("the binding's connection key is the engine's, both ways, IPv4 and IPv6",
     }
   }
   t.equal(readTcp(Uint8Array.of(0x45, 0, 0, 20)), null, 'a truncated header is not read');
+  const whole = convs[0]!.send('some data');
+  t.equal(readTcp(whole.subarray(0, whole.length - 1)), null, 'nor a copy cut short (the engine drops those as undecodable)');
+});
+
+t.test("the binding's checks for fakes read what the engine's do: checksum, TTL, timestamp, MD5, malformed options", async (t) => {
+  let seed = 0x1234567;
+  const rand = (n: number) => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const raws = [undefined, Uint8Array.of(1, 1), Uint8Array.of(5, 1), Uint8Array.of(8, 3, 0), Uint8Array.of(0, 9, 9), Uint8Array.of(254, 4, 0xf9, 0x89)];
+  let n = 0;
+  for (let i = 0; i < 3000; i++) {
+    const v6 = rand(2) === 1;
+    const raw = raws[rand(raws.length)];
+    const pkt = buildTcpPacket({
+      src: v6 ? 'fd00::2' : '10.0.1.2', dst: v6 ? 'fd00:1::2' : '10.0.2.2', sport: 40000 + rand(20000), dport: 443,
+      seq: rand(0xffffffff), ack: rand(0xffffffff), flags: ACK | PSH, ttl: 1 + rand(255),
+      payload: Uint8Array.from({ length: rand(40) }, () => rand(256)),
+      badChecksum: rand(3) === 0,
+      options: { tsVal: rand(2) ? rand(0xffffffff) : undefined, md5: rand(4) === 0, ...(raw ? { raw } : {}) },
+    });
+    const d = decodeIp(pkt);
+    if (d.kind !== 'tcp') continue;
+    const v = readTcp(pkt)!;
+    const o = d.packet.options;
+    const same = v.checksumOk === tcpChecksumOk(d.packet) && v.ttl === d.packet.ttl && v.ack === d.packet.ack
+      && v.options.malformed === (o.malformed === true) && v.options.md5 === (o.md5 === true)
+      && v.options.hasTs === (o.tsVal !== undefined) && (o.tsVal === undefined || v.options.tsVal === o.tsVal);
+    if (!same) t.fail(`packet ${i} read differently: ${JSON.stringify({ v, o, ok: tcpChecksumOk(d.packet) })}`);
+    n++;
+  }
+  t.ok(n > 2500, `${n} packets read alike`);
 });

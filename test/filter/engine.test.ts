@@ -4,6 +4,7 @@ import type { DecideFn, DecisionEvent, FlowgateEvent } from '../../src/filter/ty
 import { NF_ACCEPT, NF_DROP, NF_REPEAT } from '../../src/verdict/sink.js';
 import { decodeIp } from '../../src/packet/decode.js';
 import { RST } from '../../src/packet/types.js';
+import type { NextSegmentChecks } from '../../src/flow/tcp.js';
 import { Conversation, Feeder, ManualScheduler, RecordingSink, clientHello } from '../helpers/tcp.js';
 
 function setup(decide: DecideFn, options = {}) {
@@ -413,10 +414,10 @@ t.test('G2: a message must complete within inspecting_s of its oldest held packe
 
 /** A sink that takes the engine's expectAfterHello, as the kernel queue's binding does. */
 class ArmingSink extends RecordingSink {
-  readonly arms: Array<{ key: string; clientLow: boolean; seq: number; allowMark: number; mask: number }> = [];
+  readonly arms: Array<{ key: string; clientLow: boolean; seq: number; allowMark: number; mask: number; checks?: NextSegmentChecks }> = [];
   readonly forgets: string[] = [];
-  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number): void {
-    this.arms.push({ key, clientLow, seq, allowMark, mask });
+  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: NextSegmentChecks): void {
+    this.arms.push({ key, clientLow, seq, allowMark, mask, checks });
   }
   forgetAfterHello(key: string): void {
     this.forgets.push(key);
@@ -438,12 +439,30 @@ t.test('after an allowed ClientHello the sink is armed for the next record, wher
   const [ch] = s.feeder.feed(c.send(clientHello({ sni: 'allowed.test' })));
   t.equal(s.sink.verdicts.get(ch!)?.mark, 0x300, 'the hello is released with the inspect mark');
   const flow = [...s.engine.table.all()][0]!;
-  t.same(s.sink.arms, [{ key: flow.key, clientLow: flow.isClientSide(true), seq: c.cseq, allowMark: 0x100, mask: 0x300 }],
+  t.match(s.sink.arms, [{ key: flow.key, clientLow: flow.isClientSide(true), seq: c.cseq, allowMark: 0x100, mask: 0x300 }],
     'armed once: the flow, its client side, the seq after the hello, the allow mark');
-  const [next] = s.feeder.feed(c.send(SECOND_FLIGHT));
-  t.equal(s.sink.verdicts.get(next!)?.mark, 0x100, 'the engine still decides the packet the binding would have allowed');
-  t.same(s.sink.forgets, [], 'the packet disarmed it: nothing to take back');
   t.equal(s.sink.arms.length, 1);
+  const [next] = s.feeder.feed(c.send(SECOND_FLIGHT));
+  t.equal(s.sink.verdicts.get(next!)?.mark, 0x100, 'a packet that did not pass the binding: the engine marks the flow itself');
+  t.same(s.sink.forgets, [flow.key], 'the next packet takes the arm back (a no-op where the binding saw it first)');
+  t.equal(s.sink.arms.length, 1);
+});
+
+t.test("the arm carries what discardReason checks of the next packet, so the binding can refuse fakes", async (t) => {
+  const s = armingSetup(() => 'allow', { verifyChecksums: true, strictTcp: true });
+  const c = new Conversation();
+  s.feeder.feed(...c.handshake());
+  s.feeder.feed(c.send(clientHello({ sni: 'allowed.test' })));
+  const flow = [...s.engine.table.all()][0]!;
+  const arm = s.sink.arms[0] as unknown as { checks: { verifyChecksum: boolean; minTtl: number; tsMin?: number; ackMin?: number } };
+  t.match(arm.checks, { verifyChecksum: true, minTtl: flow.c2s.ttl, tsMin: flow.c2s.tsVal }, 'checksum, the handshake TTL, the last timestamp');
+  t.equal(arm.checks.ackMin, (flow.c2s.lastAck! - 0) >>> 0, 'ACKs older than the last one the client sent are refused (nothing acked yet)');
+  const loose = armingSetup(() => 'allow', { verifyChecksums: false, strictTcp: false });
+  const d = new Conversation();
+  loose.feeder.feed(...d.handshake());
+  loose.feeder.feed(d.send(clientHello({ sni: 'allowed.test' })));
+  t.same((loose.sink.arms[0] as unknown as { checks: unknown }).checks,
+    { verifyChecksum: false, minTtl: 0, tsMin: undefined, ackMin: undefined }, 'an engine that checks nothing asks nothing');
 });
 
 t.test('armed only once a pending decision settles; a ChangeCipherSpec alone re-arms it', async (t) => {

@@ -100,6 +100,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
   void SignalLocked();
+  void WakeDeferredLocked();
   void StopReader();
   void DeliverBatch();
   void DeliverError(const char* code, int err, const std::string& message);
@@ -144,6 +145,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::condition_variable taken_;  // the loop took the pending batch, or the reader must stop
   bool stopReader_ = false;
   bool signalled_ = false;         // a wake-up of the loop is on its way
+  bool wakeDeferred_ = false;      // a wake-up waits for the socket to be drained (ReadAvailable)
   Batch pending_;                  // read, not yet taken by the loop
   Batch delivering_;               // loop thread only: the batch being handed to JS
   int readErr_ = 0;                // a receive failure for onError (errno), 0 if none

@@ -35,21 +35,29 @@ int Queue::ReadAvailable(bool ignoreLimit) {
     std::lock_guard<std::mutex> lock(rmu_);
     if (Full(pending_, batchMax_)) return 0;
   }
+  // Packets the reader gave their verdict itself need JavaScript only for its bookkeeping: the
+  // wake-up for them waits until the socket is drained (WakeDeferred), so that the SYN-ACK a SYN's
+  // verdict brings back is read and sent on before JavaScript takes the CPU.
   for (;;) {
     ssize_t n = recv(fd_, rx_.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       int e = errno;  // before the lock, which may touch errno
       if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) return 0;
       std::lock_guard<std::mutex> lock(rmu_);
       if (e == ENOBUFS) {
         counters_.enobufs++;
         continue;
       }
+      WakeDeferredLocked();
+      if (e == EAGAIN || e == EWOULDBLOCK) return 0;
       counters_.recvErrors++;
       return e;
     }
-    if (n == 0) return 0;
+    if (n == 0) {
+      std::lock_guard<std::mutex> lock(rmu_);
+      WakeDeferredLocked();
+      return 0;
+    }
     size_t len = static_cast<size_t>(n);
     if (len > kRecvMax) {  // MSG_TRUNC: the datagram was longer than our buffer
       std::lock_guard<std::mutex> lock(rmu_);
@@ -57,8 +65,19 @@ int Queue::ReadAvailable(bool ignoreLimit) {
       len = kRecvMax;
     }
     bool full = ProcessDatagram(len);
-    if (full && !ignoreLimit) return 0;
+    if (full && !ignoreLimit) {
+      std::lock_guard<std::mutex> lock(rmu_);
+      WakeDeferredLocked();
+      return 0;
+    }
   }
+}
+
+// The wake-up ProcessDatagram left for later (only packets the reader answered itself); rmu_ held.
+void Queue::WakeDeferredLocked() {
+  if (!wakeDeferred_) return;
+  wakeDeferred_ = false;
+  if (handles_ != nullptr) SignalLocked();
 }
 
 // Walks the messages of the datagram in rx_[0, len) and appends its packets to the pending batch;
@@ -67,7 +86,8 @@ bool Queue::ProcessDatagram(size_t len) {
   uint8_t* base = rx_.data();
   size_t off = 0;
   size_t msgLen;
-  bool added = false;
+  bool added = false;     // a packet was added to the batch
+  bool needsJs = false;   // one that waits for JavaScript's verdict
   std::unique_lock<std::mutex> lock(rmu_);
   while ((msgLen = MessageAt(base, len, off)) != 0) {
     PacketInfo pkt;
@@ -83,6 +103,8 @@ bool Queue::ProcessDatagram(size_t len) {
           flags |= kFlagAccepted;
           early_.push_back({pkt.id, NF_ACCEPT, false, 0});
           counters_.handshakeAccepts++;
+        } else {
+          needsJs = true;
         }
         Batch& b = pending_;
         uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
@@ -119,7 +141,8 @@ bool Queue::ProcessDatagram(size_t len) {
     SendEarlyVerdicts();
     lock.lock();
   }
-  if (added && handles_ != nullptr) SignalLocked();
+  if (needsJs && handles_ != nullptr) SignalLocked();
+  else if (added) wakeDeferred_ = true;
   return Full(pending_, batchMax_);
 }
 

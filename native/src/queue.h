@@ -50,6 +50,7 @@ struct AfterHelloExpectation {
   uint32_t tsMin;
   bool hasAckMin;        // the ACK may not be older than ackMin
   uint32_t ackMin;
+  uint32_t maxPayload;   // longer packets take the engine's path (its held and retained limits)
   int64_t since;         // NowMs() when armed, for expiry
 };
 
@@ -133,8 +134,9 @@ class Queue : public Napi::ObjectWrap<Queue> {
   uint32_t waitSeq_ = 0;
   int ackErr_ = -1;
 
-  // Receiving (queue_recv.cc). The reader thread owns rx_ and handshakes_; rmu_ guards the
-  // rest of this block and counters_, which JavaScript-side calls read.
+  // Receiving (queue_recv.cc). The reader thread owns rx_, early_, earlyMsgs_ and wakeDeferred_
+  // (used without the lock); rmu_ guards the rest of this block and counters_, which
+  // JavaScript-side calls read.
   std::thread reader_;
   int wakeFd_ = -1;                // eventfd: ends the reader's poll() when the queue closes
   std::vector<uint8_t> rx_;        // one datagram

@@ -182,7 +182,8 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
 
 // The engine's discardReason for this packet (src/flow/tcp.ts), with the connection's state as it
 // stood when armed: a fake the server would discard (zapret's bad checksum, low TTL, old
-// timestamp or ACK) must not mark the connection allowed. Stricter where the engine would need
+// timestamp or ACK) must not mark the connection allowed; nor may a packet longer than the
+// engine's limits leave room for (it would apply on_limit). Stricter where the engine would need
 // more: any MD5 option, or options it cannot walk, take the JavaScript path. tcp_ holds the packet.
 bool Queue::PassesFakeChecks(const PacketInfo& pkt, const AfterHelloExpectation& e) {
   constexpr uint32_t kSkbCsumNotReady = 1;
@@ -190,7 +191,7 @@ bool Queue::PassesFakeChecks(const PacketInfo& pkt, const AfterHelloExpectation&
       !TcpChecksumOk(pkt.payload, pkt.payloadLen)) {
     return false;
   }
-  if (tcp_.ttl < e.minTtl) return false;
+  if (tcp_.payloadLen > e.maxPayload || tcp_.ttl < e.minTtl) return false;
   TcpOptionsSeen o = ReadTcpOptions(tcp_);
   if (o.malformed || o.md5) return false;
   if (e.hasTsMin && o.hasTs && static_cast<int32_t>(o.tsVal - e.tsMin) < 0) return false;
@@ -407,7 +408,7 @@ bool ReadU32Arg(const Napi::Value& v, uint32_t* out) {
 }  // namespace
 
 // expectAfterHello(keyUnits, keyLength, clientLow, seq, allowMark, mask, checks: Uint32Array(6)):
-// true when armed. checks: verifyChecksum, minTtl, hasTsMin, tsMin, hasAckMin, ackMin. Refused (false) when
+// true when armed. checks: verifyChecksum, minTtl, hasTsMin, tsMin, hasAckMin, ackMin, maxPayload. Refused (false) when
 // a packet of the flow is already read but not yet handed to JavaScript (the engine has not seen
 // it, so the next packet is not the one it expects), when many packets wait (the scan would hold
 // the reader up), or when kMaxAfterHello flows are armed.
@@ -418,17 +419,18 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   uint32_t seq, allow, mask;
   bool checksOk = info.Length() >= 7 && info[6].IsTypedArray() &&
                   info[6].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
-                  info[6].As<Napi::Uint32Array>().ElementLength() >= 6;
+                  info[6].As<Napi::Uint32Array>().ElementLength() >= 7;
   if (!checksOk || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() || !ReadU32Arg(info[3], &seq) ||
       !ReadU32Arg(info[4], &allow) || !ReadU32Arg(info[5], &mask) || (allow & ~mask) != 0) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
-                   "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(6))");
+                   "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(7))");
     return env.Undefined();
   }
   Napi::Uint32Array c = info[6].As<Napi::Uint32Array>();
   AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(), c[0] != 0,
-                          static_cast<uint8_t>(c[1] > 255 ? 255 : c[1]), c[2] != 0, c[3], c[4] != 0, c[5], NowMs()};
+                          static_cast<uint8_t>(c[1] > 255 ? 255 : c[1]), c[2] != 0, c[3], c[4] != 0, c[5], c[6],
+                          NowMs()};
   std::lock_guard<std::mutex> lock(rmu_);
   if (pending_.count > kMaxPendingScan || PendingHasKey(key) || !RoomForAfterHello()) {
     return Napi::Boolean::New(env, false);

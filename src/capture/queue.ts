@@ -318,10 +318,12 @@ export interface AfterHelloChecks {
   minTtl: number;
   tsMin: number | undefined;
   ackMin: number | undefined;
+  /** Longest TCP payload allowed (the caller's limits); longer packets take the caller's path. Default: no limit. */
+  maxPayload?: number;
 }
 
 /** Scratch for the checks handed to the binding. */
-const CHECKS = new Uint32Array(6);
+const CHECKS = new Uint32Array(7);
 
 /** The largest batch in which flushIfQuiet sends at once. */
 export const QUIET_BATCH_PACKETS = 4;
@@ -440,8 +442,10 @@ export class NfQueue {
    * inspection, and it passes `checks` (the caller's checks for fakes a server discards), the
    * binding repeats it with `allowMark` (within `mask`) at once and delivers it flagged
    * ALLOWED_AFTER_HELLO; any other packet of the connection disarms it and comes as usual.
-   * Handed over at the next flush, after the verdicts queued before it; refused (counted in
-   * afterHelloRefused) when a packet of the connection already waits to be delivered.
+   * Handed over at the next flush outside a batch callback, after the verdicts queued before it;
+   * refused (counted in afterHelloRefused) when a packet of the connection (or one the binding
+   * cannot attribute) already waits to be delivered, when more than 64 packets wait, or when
+   * 65,536 connections are armed.
    */
   expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: AfterHelloChecks): void {
     if (this.#native.closed) throw closedError(this.queue);
@@ -479,11 +483,15 @@ export class NfQueue {
     }
   }
 
-  /** Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of verdicts), then the after-hello calls. */
+  /**
+   * Hands every queued verdict to the sender thread now (it sends one datagram per ~64 KiB of
+   * verdicts), then, outside a batch callback, the expectAfterHello calls (inside one they wait for
+   * its end: its later packets are not seen yet).
+   */
   flush(): void {
     if (this.#native.closed) throw closedError(this.queue);
     this.#sendVerdicts();
-    if (this.#arms.length > 0) this.#handOverArms();
+    if (this.#arms.length > 0 && !this.#inBatch) this.#handOverArms();
   }
 
   #sendVerdicts(): void {
@@ -510,6 +518,7 @@ export class NfQueue {
         CHECKS[3] = c.tsMin ?? 0;
         CHECKS[4] = c.ackMin !== undefined ? 1 : 0;
         CHECKS[5] = c.ackMin ?? 0;
+        CHECKS[6] = Math.min(0xffffffff, Math.max(0, c.maxPayload ?? 0xffffffff));
         armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, this.#allowMark, this.#mask, CHECKS);
       } catch (e) {
         throw toFlowgateError(e);

@@ -107,6 +107,13 @@ interface Inspection {
   busyNext: Flow | undefined;
 }
 
+/**
+ * Longest packet the binding may allow after a hello (armAfterHello): a second flight is well
+ * below it, and the engine's total held-bytes limit, which other flows move meanwhile, keeps this
+ * much headroom before arming.
+ */
+const AFTER_HELLO_MAX_PAYLOAD = 16384;
+
 /** Bits of Inspection.bits; the token from TOKEN_SHIFT up. */
 const INSP_ADVANCING = 1, INSP_BUSY = 2, INSP_ARMED = 4, TOKEN_SHIFT = 3;
 
@@ -862,15 +869,24 @@ export class Engine {
     if (sink.expectAfterHello === undefined || insp.bits & INSP_ARMED) return;
     if (flow.phase !== 'inspecting' || flow.heldCount > 0 || insp.units.length > 0) return;
     if (flow.tfo !== undefined && !flow.tfo.confirmed) return;
+    // clientPacket checks a packet against the server's window while no decision was counted (a
+    // policy's `quiet` allow): checks the binding cannot make.
+    if (flow.decisions === 0) return;
     const at = insp.analyzer.recordBoundary?.() ?? -1;
     const stream = flow.stream;
     if (at < 0 || stream === undefined || stream.offset !== at || stream.outOfOrderBytes > 0) return;
+    const l = this.options.limits;
+    // The engine's limits on what that packet adds (held bytes, retained stream bytes): a longer
+    // packet takes the engine's path, which applies on_limit.
+    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow - flow.heldBytes,
+      l.maxHeldBytesTotal - this.heldBytesTotal, this.streamLimits.maxRetainedBytes - stream.retainedBytes);
+    if (maxPayload <= 0) return;
     insp.bits |= INSP_ARMED;
     const m = this.options.marks;
-    // As clientPacket runs discardReason for it: after a decision the server is no longer observed.
+    // As clientPacket runs discardReason for it once a decision was counted: the server no longer observed.
     const checks = nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict: this.options.strictTcp,
       serverObserved: false });
-    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, checks);
+    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, { ...checks, maxPayload });
   }
 
   /** Stream offset up to which every byte is covered by an allow. */

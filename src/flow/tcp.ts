@@ -99,6 +99,8 @@ export interface NextSegmentChecks {
   tsMin: number | undefined;
   /** Oldest ACK kept. */
   ackMin: number | undefined;
+  /** Longest payload within the engine's limits (set by the engine; nextSegmentChecks leaves it unlimited). */
+  maxPayload?: number;
 }
 
 /** NextSegmentChecks for `flow` under `checks` (its serverObserved must be false). */

@@ -462,7 +462,18 @@ t.test("the arm carries what discardReason checks of the next packet, so the bin
   loose.feeder.feed(...d.handshake());
   loose.feeder.feed(d.send(clientHello({ sni: 'allowed.test' })));
   t.same((loose.sink.arms[0] as unknown as { checks: unknown }).checks,
-    { verifyChecksum: false, minTtl: 0, tsMin: undefined, ackMin: undefined }, 'an engine that checks nothing asks nothing');
+    { verifyChecksum: false, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload: 16384 },
+    'an engine that checks nothing asks nothing but the length its limits leave room for');
+  const small = armingSetup(() => 'allow', { limits: { maxHeldBytesPerFlow: 1000 } });
+  const e = new Conversation();
+  small.feeder.feed(...e.handshake());
+  small.feeder.feed(e.send(clientHello({ sni: 'allowed.test' })));
+  t.equal(small.sink.arms[0]!.checks!.maxPayload, 1000, 'a longer packet would meet on_limit in the engine: the binding refuses it');
+  const quiet = armingSetup(() => ({ verdict: 'allow', reason: 'quiet', quiet: true }));
+  const q = new Conversation();
+  quiet.feeder.feed(...q.handshake());
+  quiet.feeder.feed(q.send(clientHello({ sni: 'allowed.test' })));
+  t.equal(quiet.sink.arms.length, 0, 'not armed after a quiet allow: the engine still checks the server window, the binding cannot');
 });
 
 t.test('armed only once a pending decision settles; a ChangeCipherSpec alone re-arms it', async (t) => {

@@ -48,7 +48,7 @@ Napi::Value ReadTcp(const Napi::CallbackInfo& info) {
   o.Set("payloadLength", Napi::Number::New(env, static_cast<double>(v.payloadLen)));
   o.Set("ack", Napi::Number::New(env, v.ack));
   o.Set("ttl", Napi::Number::New(env, v.ttl));
-  o.Set("checksumOk", Napi::Boolean::New(env, fg::TcpChecksumOk(p, n)));
+  o.Set("checksumOk", Napi::Boolean::New(env, fg::TcpChecksumOk(v)));
   fg::TcpOptionsSeen opts = fg::ReadTcpOptions(v);
   Napi::Object oo = Napi::Object::New(env);
   oo.Set("malformed", Napi::Boolean::New(env, opts.malformed));
@@ -59,11 +59,31 @@ Napi::Value ReadTcp(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// passesFakeChecks(packet, skbInfo, checks: Uint32Array packed as fg::FakeChecks): fg::PassesFakeChecks,
+// for tests that hold it against the engine's discardReason; null when ReadTcp cannot read the packet.
+Napi::Value PassesFakeChecks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* p;
+  size_t n;
+  uint32_t skbInfo;
+  if (!BytesArg(info, &p, &n)) return env.Undefined();
+  if (info.Length() < 3 || !fg::ReadUint32(info[1], &skbInfo) || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[2].As<Napi::Uint32Array>().ElementLength() < fg::kFakeCheckWords) {
+    fg::ThrowCodeError(env, "ERR_ARG", 0, "passesFakeChecks(packet: Uint8Array, skbInfo: uint32, checks: Uint32Array)");
+    return env.Undefined();
+  }
+  fg::TcpView v;
+  if (!fg::ReadTcp(p, n, &v)) return env.Null();
+  return Napi::Boolean::New(env, fg::PassesFakeChecks(v, skbInfo, fg::UnpackFakeChecks(info[2].As<Napi::Uint32Array>().Data())));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", fg::Queue::Init(env));
   exports.Set("notify", Napi::Function::New(env, fg::Notify, "notify"));
   exports.Set("endsAfterHello", Napi::Function::New(env, EndsAfterHello, "endsAfterHello"));
   exports.Set("readTcp", Napi::Function::New(env, ReadTcp, "readTcp"));
+  exports.Set("passesFakeChecks", Napi::Function::New(env, PassesFakeChecks, "passesFakeChecks"));
   exports.Set("abi", Napi::Number::New(env, 2));  // bumped when the JS-facing shape changes
   return exports;
 }

@@ -13,4 +13,12 @@ void ThrowCodeError(Napi::Env env, const char* code, int err, const std::string&
   MakeCodeError(env, code, err, message).ThrowAsJavaScriptException();
 }
 
+bool ReadUint32(const Napi::Value& v, uint32_t* out) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d))) return false;
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
 }  // namespace fg

@@ -1,5 +1,5 @@
 // Errors that cross into JS: plain Error objects with `code` (stable string) and `errno`.
-// src/capture/queue.ts rewraps them as FlowgateError.
+// src/capture/queue.ts rewraps them as FlowgateError. Also the argument check they mostly follow.
 #pragma once
 
 #include <napi.h>
@@ -13,5 +13,8 @@ Napi::Error MakeCodeError(Napi::Env env, const char* code, int err, const std::s
 
 /** Builds and throws it (the addon is built without C++ exceptions: return right after). */
 void ThrowCodeError(Napi::Env env, const char* code, int err, const std::string& message);
+
+/** Reads a JS number that is a whole uint32 into *out; false (nothing thrown) otherwise. */
+bool ReadUint32(const Napi::Value& v, uint32_t* out);
 
 }  // namespace fg

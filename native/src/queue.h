@@ -36,21 +36,14 @@ struct QueueCounters {
 
 /**
  * A connection whose next client record decides whether a first ClientHello was its last
- * (expectAfterHello), with what the engine's checks for fakes the server would discard need
- * (src/flow/tcp.ts discardReason, as the engine applies it to that packet).
+ * (expectAfterHello), with what the engine's checks for fakes the server would discard need.
  */
 struct AfterHelloExpectation {
   uint32_t seq;          // where the next record starts
   uint32_t allow;        // the allow mark value, within mask
   uint32_t mask;         // flowgate's mark bits
   bool clientLow;        // the client is the key's first endpoint
-  bool verifyChecksum;   // the TCP checksum must be right (unless the kernel has not computed it)
-  uint8_t minTtl;        // the TTL (hop limit) may not be below the handshake's
-  bool hasTsMin;         // a timestamp option may not go back before tsMin (PAWS)
-  uint32_t tsMin;
-  bool hasAckMin;        // the ACK may not be older than ackMin
-  uint32_t ackMin;
-  uint32_t maxPayload;   // longer packets take the engine's path (its held and retained limits)
+  FakeChecks checks;
   int64_t since;         // NowMs() when armed, for expiry
 };
 
@@ -97,18 +90,17 @@ class Queue : public Napi::ObjectWrap<Queue> {
 
   bool OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf);
   int ReadAvailable(bool ignoreLimit);
+  int ReadUntilDrained(bool ignoreLimit);
   bool ProcessDatagram(size_t len);
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
   void SignalLocked();
-  void WakeDeferredLocked();
   void StopReader();
   void DeliverBatch();
   void DeliverError(const char* code, int err, const std::string& message);
   void CallOnError(napi_value error);
   void SendEarlyVerdicts();
   bool CheckAfterHello(const PacketInfo& pkt);
-  bool PassesFakeChecks(const PacketInfo& pkt, const AfterHelloExpectation& e);
   bool PendingHasKey(const std::u16string& key);
   bool RoomForAfterHello();
   enum class ShutdownMode { FromJs, FromCleanupHook, FromFinalizer };

@@ -29,35 +29,41 @@ bool Full(const Batch& b, uint32_t batchMax) {
 
 // Receives datagrams until EAGAIN, or until the pending batch is full (unless ignoreLimit, as
 // while waiting for the bind ack). Returns 0, or the errno of a recv() failure other than
-// EAGAIN/EINTR/ENOBUFS (ENOBUFS is counted and skipped).
+// EAGAIN/EINTR/ENOBUFS (ENOBUFS is counted and skipped). Packets the reader gave their verdict
+// itself need JavaScript only for its bookkeeping: the wake-up for them waits until here, the
+// socket drained, so that the SYN-ACK a SYN's verdict brings back is read and sent on before
+// JavaScript takes the CPU.
 int Queue::ReadAvailable(bool ignoreLimit) {
   if (!ignoreLimit) {
     std::lock_guard<std::mutex> lock(rmu_);
     if (Full(pending_, batchMax_)) return 0;
   }
-  // Packets the reader gave their verdict itself need JavaScript only for its bookkeeping: the
-  // wake-up for them waits until the socket is drained (WakeDeferred), so that the SYN-ACK a SYN's
-  // verdict brings back is read and sent on before JavaScript takes the CPU.
+  int err = ReadUntilDrained(ignoreLimit);
+  std::lock_guard<std::mutex> lock(rmu_);
+  if (wakeDeferred_) {
+    wakeDeferred_ = false;
+    if (handles_ != nullptr) SignalLocked();
+  }
+  return err;
+}
+
+// ReadAvailable's loop.
+int Queue::ReadUntilDrained(bool ignoreLimit) {
   for (;;) {
     ssize_t n = recv(fd_, rx_.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       int e = errno;  // before the lock, which may touch errno
       if (e == EINTR) continue;
+      if (e == EAGAIN || e == EWOULDBLOCK) return 0;
       std::lock_guard<std::mutex> lock(rmu_);
       if (e == ENOBUFS) {
         counters_.enobufs++;
         continue;
       }
-      WakeDeferredLocked();
-      if (e == EAGAIN || e == EWOULDBLOCK) return 0;
       counters_.recvErrors++;
       return e;
     }
-    if (n == 0) {
-      std::lock_guard<std::mutex> lock(rmu_);
-      WakeDeferredLocked();
-      return 0;
-    }
+    if (n == 0) return 0;
     size_t len = static_cast<size_t>(n);
     if (len > kRecvMax) {  // MSG_TRUNC: the datagram was longer than our buffer
       std::lock_guard<std::mutex> lock(rmu_);
@@ -65,19 +71,8 @@ int Queue::ReadAvailable(bool ignoreLimit) {
       len = kRecvMax;
     }
     bool full = ProcessDatagram(len);
-    if (full && !ignoreLimit) {
-      std::lock_guard<std::mutex> lock(rmu_);
-      WakeDeferredLocked();
-      return 0;
-    }
+    if (full && !ignoreLimit) return 0;
   }
-}
-
-// The wake-up ProcessDatagram left for later (only packets the reader answered itself); rmu_ held.
-void Queue::WakeDeferredLocked() {
-  if (!wakeDeferred_) return;
-  wakeDeferred_ = false;
-  if (handles_ != nullptr) SignalLocked();
 }
 
 // Walks the messages of the datagram in rx_[0, len) and appends its packets to the pending batch;
@@ -148,7 +143,7 @@ bool Queue::ProcessDatagram(size_t len) {
 
 // A client packet of a connection JavaScript armed with expectAfterHello: if it starts exactly at
 // the expected record, the record ends inspection (EndsAfterHello), and the server would keep it
-// (PassesFakeChecks: the engine's checks for fakes), the reader allows it as the engine would
+// (PassesFakeChecks, with the connection's state as it stood when armed), the reader allows it as the engine would
 // (repeat with the allow mark, which the rules save to the connection) and flags it for
 // JavaScript. Any packet of an armed connection disarms it, matching or not: after one packet the
 // engine's view may have moved on. Answers whether the reader gave the packet its verdict; rmu_ held.
@@ -166,7 +161,7 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
   constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10, kUrg = 0x20;
   if (tcp_.srcLow != e.clientLow || tcp_.seq != e.seq ||
       (tcp_.flags & (kFin | kSyn | kRst | kUrg | kAck)) != kAck ||
-      !EndsAfterHello(tcp_.payload, tcp_.payloadLen) || !PassesFakeChecks(pkt, e)) {
+      !EndsAfterHello(tcp_.payload, tcp_.payloadLen) || !PassesFakeChecks(tcp_, pkt.skbInfo, e.checks)) {
     return false;
   }
   // As the engine's repeat(): a packet already carrying the allow value came back through a
@@ -177,25 +172,6 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
     early_.push_back({pkt.id, NF_REPEAT, true, (pkt.mark & ~e.mask) | e.allow});
   }
   counters_.afterHelloAllows++;
-  return true;
-}
-
-// The engine's discardReason for this packet (src/flow/tcp.ts), with the connection's state as it
-// stood when armed: a fake the server would discard (zapret's bad checksum, low TTL, old
-// timestamp or ACK) must not mark the connection allowed; nor may a packet longer than the
-// engine's limits leave room for (it would apply on_limit). Stricter where the engine would need
-// more: any MD5 option, or options it cannot walk, take the JavaScript path. tcp_ holds the packet.
-bool Queue::PassesFakeChecks(const PacketInfo& pkt, const AfterHelloExpectation& e) {
-  constexpr uint32_t kSkbCsumNotReady = 1;
-  if (e.verifyChecksum && (pkt.skbInfo & kSkbCsumNotReady) == 0 &&
-      !TcpChecksumOk(pkt.payload, pkt.payloadLen)) {
-    return false;
-  }
-  if (tcp_.payloadLen > e.maxPayload || tcp_.ttl < e.minTtl) return false;
-  TcpOptionsSeen o = ReadTcpOptions(tcp_);
-  if (o.malformed || o.md5) return false;
-  if (e.hasTsMin && o.hasTs && static_cast<int32_t>(o.tsVal - e.tsMin) < 0) return false;
-  if (e.hasAckMin && static_cast<int32_t>(tcp_.ack - e.ackMin) < 0) return false;
   return true;
 }
 
@@ -397,21 +373,14 @@ bool ReadKey(const Napi::Value& units, const Napi::Value& count, std::u16string*
   return true;
 }
 
-bool ReadU32Arg(const Napi::Value& v, uint32_t* out) {
-  if (!v.IsNumber()) return false;
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d))) return false;
-  *out = static_cast<uint32_t>(d);
-  return true;
-}
 
 }  // namespace
 
-// expectAfterHello(keyUnits, keyLength, clientLow, seq, allowMark, mask, checks: Uint32Array(6)):
-// true when armed. checks: verifyChecksum, minTtl, hasTsMin, tsMin, hasAckMin, ackMin, maxPayload. Refused (false) when
-// a packet of the flow is already read but not yet handed to JavaScript (the engine has not seen
-// it, so the next packet is not the one it expects), when many packets wait (the scan would hold
-// the reader up), or when kMaxAfterHello flows are armed.
+// expectAfterHello(keyUnits, keyLength, clientLow, seq, allowMark, mask, checks: Uint32Array
+// packed as FakeChecks): true when armed. Refused (false) when a packet of the flow (or one the
+// reader cannot attribute) is already read but not yet handed to JavaScript (the engine has not
+// seen it, so the next packet is not the one it expects), when many packets wait (the scan would
+// hold the reader up), or when kMaxAfterHello flows are armed.
 Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (ThrowIfClosed(env)) return env.Undefined();
@@ -419,18 +388,16 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   uint32_t seq, allow, mask;
   bool checksOk = info.Length() >= 7 && info[6].IsTypedArray() &&
                   info[6].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
-                  info[6].As<Napi::Uint32Array>().ElementLength() >= 7;
-  if (!checksOk || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() || !ReadU32Arg(info[3], &seq) ||
-      !ReadU32Arg(info[4], &allow) || !ReadU32Arg(info[5], &mask) || (allow & ~mask) != 0) {
+                  info[6].As<Napi::Uint32Array>().ElementLength() >= kFakeCheckWords;
+  if (!checksOk || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() || !ReadUint32(info[3], &seq) ||
+      !ReadUint32(info[4], &allow) || !ReadUint32(info[5], &mask) || (allow & ~mask) != 0) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
                    "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(7))");
     return env.Undefined();
   }
-  Napi::Uint32Array c = info[6].As<Napi::Uint32Array>();
-  AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(), c[0] != 0,
-                          static_cast<uint8_t>(c[1] > 255 ? 255 : c[1]), c[2] != 0, c[3], c[4] != 0, c[5], c[6],
-                          NowMs()};
+  AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(),
+                          UnpackFakeChecks(info[6].As<Napi::Uint32Array>().Data()), NowMs()};
   std::lock_guard<std::mutex> lock(rmu_);
   if (pending_.count > kMaxPendingScan || PendingHasKey(key) || !RoomForAfterHello()) {
     return Napi::Boolean::New(env, false);

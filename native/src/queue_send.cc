@@ -79,13 +79,9 @@ Napi::Value Queue::SendRaw(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   uint32_t mark = 0;
-  if (hasMark) {
-    double d = info[1].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d))) {
-      ThrowCodeError(env, "ERR_ARG", 0, "sendRaw: mark must be a uint32");
-      return env.Undefined();
-    }
-    mark = static_cast<uint32_t>(d);
+  if (hasMark && !ReadUint32(info[1], &mark)) {
+    ThrowCodeError(env, "ERR_ARG", 0, "sendRaw: mark must be a uint32");
+    return env.Undefined();
   }
   Napi::Uint8Array pkt = info[0].As<Napi::Uint8Array>();
   const uint8_t* p = pkt.Data();

@@ -197,10 +197,11 @@ namespace {
 uint16_t U16(const uint8_t* b) { return static_cast<uint16_t>((b[0] << 8) | b[1]); }
 
 /** Where a packet's TCP header is: l3 its offset, ipEnd the end the IP header declares (not
- * clipped to the bytes present), the addresses and their length. */
+ * clipped to the bytes present), the addresses and their length, the TTL (hop limit). */
 struct TcpAt {
   size_t l3, ipEnd, addrLen;
   const uint8_t *src, *dst;
+  uint8_t ttl;
 };
 
 // IPv4, or IPv6 without extension headers, carrying TCP and not a fragment; false otherwise.
@@ -216,6 +217,7 @@ bool LocateTcp(const uint8_t* ip, size_t len, TcpAt* t) {
     t->src = ip + 12;
     t->dst = ip + 16;
     t->addrLen = 4;
+    t->ttl = ip[8];
     return true;
   }
   if (version == 6) {
@@ -225,6 +227,7 @@ bool LocateTcp(const uint8_t* ip, size_t len, TcpAt* t) {
     t->src = ip + 8;
     t->dst = ip + 24;
     t->addrLen = 16;
+    t->ttl = ip[7];
     return true;
   }
   return false;
@@ -247,7 +250,6 @@ bool IsBareHandshake(const uint8_t* ip, size_t len) {
   constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04;
   return l4 >= 20 && t.ipEnd - t.l3 == l4 && (flags & (kSyn | kFin | kRst)) == kSyn;
 }
-
 
 bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out) {
   TcpAt t;
@@ -272,8 +274,11 @@ bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out) {
   out->seq = Be32At(tcp + 4);
   out->ack = Be32At(tcp + 8);
   out->flags = tcp[13];
-  out->ttl = ip[(ip[0] >> 4) == 4 ? 8 : 7];
-  out->options = tcp + 20;
+  out->ttl = t.ttl;
+  out->src = t.src;
+  out->dst = t.dst;
+  out->addrLen = t.addrLen;
+  out->tcp = tcp;
   out->payload = tcp + l4;
   out->payloadLen = end - t.l3 - l4;
   return true;
@@ -294,8 +299,8 @@ bool EndsAfterHello(const uint8_t* p, size_t n) {
 
 TcpOptionsSeen ReadTcpOptions(const TcpView& v) {
   TcpOptionsSeen o;
-  const uint8_t* p = v.options;
-  size_t n = static_cast<size_t>(v.payload - v.options);
+  const uint8_t* p = v.tcp + 20;
+  size_t n = static_cast<size_t>(v.payload - p);
   size_t i = 0;
   while (i < n) {
     uint8_t kind = p[i];
@@ -320,19 +325,31 @@ TcpOptionsSeen ReadTcpOptions(const TcpView& v) {
   return o;
 }
 
-bool TcpChecksumOk(const uint8_t* ip, size_t len) {
-  TcpAt t;
-  if (!LocateTcp(ip, len, &t) || t.ipEnd > len || t.ipEnd < t.l3) return false;
+bool TcpChecksumOk(const TcpView& v) {
   uint64_t sum = 0;
-  for (size_t i = 0; i < t.addrLen; i += 2) sum += U16(t.src + i) + U16(t.dst + i);
-  size_t tcpLen = t.ipEnd - t.l3;
+  for (size_t i = 0; i < v.addrLen; i += 2) sum += U16(v.src + i) + U16(v.dst + i);
+  size_t tcpLen = static_cast<size_t>(v.payload - v.tcp) + v.payloadLen;
   sum += 6 + (tcpLen >> 16) + (tcpLen & 0xffff);  // pseudo-header: protocol and TCP length
-  const uint8_t* p = ip + t.l3;
   size_t i = 0;
-  for (; i + 1 < tcpLen; i += 2) sum += U16(p + i);
-  if (i < tcpLen) sum += static_cast<uint64_t>(p[i]) << 8;
+  for (; i + 1 < tcpLen; i += 2) sum += U16(v.tcp + i);
+  if (i < tcpLen) sum += static_cast<uint64_t>(v.tcp[i]) << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
   return sum == 0xffff;
+}
+
+FakeChecks UnpackFakeChecks(const uint32_t* w) {
+  return FakeChecks{w[0] != 0, static_cast<uint8_t>(w[1] > 255 ? 255 : w[1]), w[2] != 0, w[3], w[4] != 0, w[5], w[6]};
+}
+
+bool PassesFakeChecks(const TcpView& v, uint32_t skbInfo, const FakeChecks& c) {
+  constexpr uint32_t kSkbCsumNotReady = 1;
+  if (c.verifyChecksum && (skbInfo & kSkbCsumNotReady) == 0 && !TcpChecksumOk(v)) return false;
+  if (v.payloadLen > c.maxPayload || v.ttl < c.minTtl) return false;
+  TcpOptionsSeen o = ReadTcpOptions(v);
+  if (o.malformed || o.md5) return false;
+  if (c.hasTsMin && o.hasTs && static_cast<int32_t>(o.tsVal - c.tsMin) < 0) return false;
+  if (c.hasAckMin && static_cast<int32_t>(v.ack - c.ackMin) < 0) return false;
+  return true;
 }
 
 }  // namespace fg

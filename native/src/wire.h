@@ -92,10 +92,40 @@ struct TcpView {
   uint32_t ack;
   uint8_t flags;           // TCP flags byte (FIN 0x01 ... URG 0x20)
   uint8_t ttl;             // IPv4 TTL or IPv6 hop limit
-  const uint8_t* options;  // the TCP options, up to payload
+  const uint8_t* src;      // the addresses, addrLen bytes each (for the checksum's pseudo-header)
+  const uint8_t* dst;
+  size_t addrLen;
+  const uint8_t* tcp;      // the TCP header; its options run from tcp + 20 to payload
   const uint8_t* payload;
   size_t payloadLen;       // TCP payload bytes
 };
+
+/**
+ * What the engine's discardReason checks of a client's next data segment (src/flow/tcp.ts
+ * NextSegmentChecks), as the binding is handed them: the packed form is a Uint32Array of
+ * kFakeCheckWords words in this order.
+ */
+struct FakeChecks {
+  bool verifyChecksum;   // the TCP checksum must be right (unless the kernel has not computed it)
+  uint8_t minTtl;        // the TTL (hop limit) may not be below the handshake's
+  bool hasTsMin;         // a timestamp option may not go back before tsMin (PAWS)
+  uint32_t tsMin;
+  bool hasAckMin;        // the ACK may not be older than ackMin
+  uint32_t ackMin;
+  uint32_t maxPayload;   // longer packets take the engine's path (its held and retained limits)
+};
+constexpr size_t kFakeCheckWords = 7;
+
+/** FakeChecks from its packed words (at least kFakeCheckWords). */
+FakeChecks UnpackFakeChecks(const uint32_t* w);
+
+/**
+ * True when the server would keep `v` by the engine's checks for fakes (a bad checksum, a TTL
+ * below the handshake's, an old timestamp or ACK) and it fits the engine's limits. Stricter where
+ * the engine would need more: any MD5 option, or options it cannot walk, fail. `skbInfo`: the
+ * packet's NFQA_SKB_INFO bits (bit 0: checksum not computed yet, not verified).
+ */
+bool PassesFakeChecks(const TcpView& v, uint32_t skbInfo, const FakeChecks& c);
 
 /** The TCP options the engine's discard checks read (src/packet/decode.ts parseTcpOptions). */
 struct TcpOptionsSeen {
@@ -108,8 +138,8 @@ struct TcpOptionsSeen {
 /** Walks the options of `v` as parseTcpOptions does. */
 TcpOptionsSeen ReadTcpOptions(const TcpView& v);
 
-/** True when the TCP checksum of a whole IPv4 or IPv6 packet (as ReadTcp reads them) is right. */
-bool TcpChecksumOk(const uint8_t* ip, size_t len);
+/** True when the TCP checksum of a packet ReadTcp read is right. */
+bool TcpChecksumOk(const TcpView& v);
 
 /**
  * Reads a whole IPv4 packet, or IPv6 packet without extension headers, carrying TCP: false for

@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowgateError } from '../errors.js';
+import type { NextSegmentChecks } from '../flow/tcp.js';
 
 /** Verdict: drop the packet (include/uapi/linux/netfilter.h NF_DROP). */
 export const NF_DROP = 0;
@@ -167,6 +168,7 @@ interface NativeModule {
   notify(socketPath: string, message: string): void;
   endsAfterHello(bytes: Uint8Array): boolean;
   readTcp(packet: Uint8Array): NativeTcpView | null;
+  passesFakeChecks(packet: Uint8Array, skbInfo: number, checks: Uint32Array): boolean | null;
 }
 
 /** What the binding's reader thread reads of a TCP packet (see bindingReaders). */
@@ -189,9 +191,12 @@ export interface NativeTcpView {
  * ClientHello (NfQueue.expectAfterHello), exported by the addon so tests can hold them against
  * the JavaScript that must agree with them. Throws ERR_NATIVE_UNAVAILABLE without the addon.
  */
-export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'readTcp'> {
+export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'readTcp' | 'passesFakeChecks'> {
   const mod = loadAddon();
-  return { endsAfterHello: (b) => mod.endsAfterHello(b), readTcp: (p) => mod.readTcp(p) };
+  return {
+    endsAfterHello: (b) => mod.endsAfterHello(b), readTcp: (p) => mod.readTcp(p),
+    passesFakeChecks: (p, skb, c) => mod.passesFakeChecks(p, skb, c),
+  };
 }
 
 const ADDON_PATH = join('native', 'build', 'Release', 'flowgate_nfqueue.node');
@@ -307,23 +312,23 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
   return o;
 }
 
-/**
- * The checks for fakes a server discards that the binding applies to the packet expectAfterHello
- * lets through (what src/flow/tcp.ts discardReason checks of it): checksum unless the kernel has
- * not computed it, TTL or hop limit at least `minTtl`, a timestamp option not before `tsMin`, an
- * ACK not before `ackMin`. MD5 options and IPv6 extension headers always take the caller's path.
- */
-export interface AfterHelloChecks {
-  verifyChecksum: boolean;
-  minTtl: number;
-  tsMin: number | undefined;
-  ackMin: number | undefined;
-  /** Longest TCP payload allowed (the caller's limits); longer packets take the caller's path. Default: no limit. */
-  maxPayload?: number;
-}
-
-/** Scratch for the checks handed to the binding. */
+/** Scratch for packChecks: the binding's FakeChecks words (native/src/wire.h). */
 const CHECKS = new Uint32Array(7);
+
+/**
+ * The engine's checks for the packet expectAfterHello lets through, as the binding takes them (in
+ * a shared scratch array, valid until the next call).
+ */
+export function packChecks(c: NextSegmentChecks): Uint32Array {
+  CHECKS[0] = c.verifyChecksum ? 1 : 0;
+  CHECKS[1] = Math.min(255, Math.max(0, c.minTtl));
+  CHECKS[2] = c.tsMin !== undefined ? 1 : 0;
+  CHECKS[3] = c.tsMin ?? 0;
+  CHECKS[4] = c.ackMin !== undefined ? 1 : 0;
+  CHECKS[5] = c.ackMin ?? 0;
+  CHECKS[6] = Math.min(0xffffffff, Math.max(0, c.maxPayload));
+  return CHECKS;
+}
 
 /** The largest batch in which flushIfQuiet sends at once. */
 export const QUIET_BATCH_PACKETS = 4;
@@ -364,7 +369,7 @@ export class NfQueue {
   #afterHelloArmed = 0;
   #afterHelloRefused = 0;
   /** expectAfterHello calls waiting for the next flush, which hands them over after the verdicts. */
-  #arms: { key: string; clientLow: boolean; seq: number; checks: AfterHelloChecks }[] = [];
+  #arms: { key: string; clientLow: boolean; seq: number; checks: NextSegmentChecks }[] = [];
   /** The allow mark and mask of the last expectAfterHello, for alreadyAllowed. */
   #allowMark = 0;
   #mask = 0;
@@ -439,7 +444,9 @@ export class NfQueue {
    * allowed, the next record tells whether a second hello follows (EVASION.md 19). If the next
    * packet of the connection `key` (src/flow/key.ts) comes from the client (`clientLow`: the
    * client is the key's first endpoint), starts at `seq`, its first record ends the hello's
-   * inspection, and it passes `checks` (the caller's checks for fakes a server discards), the
+   * inspection, and it passes `checks` (the engine's checks for fakes a server discards, and its
+   * limits: checksum unless the kernel has not computed it, TTL, timestamp, ACK, length; MD5
+   * options and IPv6 extension headers always take the caller's path), the
    * binding repeats it with `allowMark` (within `mask`) at once and delivers it flagged
    * ALLOWED_AFTER_HELLO; any other packet of the connection disarms it and comes as usual.
    * Handed over at the next flush outside a batch callback, after the verdicts queued before it;
@@ -447,7 +454,7 @@ export class NfQueue {
    * cannot attribute) already waits to be delivered, when more than 64 packets wait, or when
    * 65,536 connections are armed.
    */
-  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: AfterHelloChecks): void {
+  expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: NextSegmentChecks): void {
     if (this.#native.closed) throw closedError(this.queue);
     if (!isUint32(seq) || !isUint32(allowMark) || !isUint32(mask) || (allowMark & ~mask) !== 0) {
       throw new FlowgateError('ERR_ARG', 'expectAfterHello: seq, allowMark and mask must be uint32s, allowMark within mask');
@@ -473,14 +480,9 @@ export class NfQueue {
    * keep leaving together, one send per batch.
    */
   flushIfQuiet(): void {
-    if (!this.#inBatch || this.#batchCount > QUIET_BATCH_PACKETS || this.#count === 0) return;
-    // Verdicts only: expectAfterHello waits for the end of the batch, whose later packets the
-    // caller has not seen yet (one of them may be the packet it would expect).
-    try {
-      this.#sendVerdicts();
-    } catch (e) {
-      this.#report(toFlowgateError(e));
-    }
+    // Verdicts only (flush inside a batch): expectAfterHello waits for the end of the batch, whose
+    // later packets the caller has not seen yet (one of them may be the packet it would expect).
+    if (this.#inBatch && this.#batchCount <= QUIET_BATCH_PACKETS) this.#flushReporting();
   }
 
   /**
@@ -511,15 +513,8 @@ export class NfQueue {
     for (const a of arms) {
       let armed: boolean;
       try {
-        const c = a.checks;
-        CHECKS[0] = c.verifyChecksum ? 1 : 0;
-        CHECKS[1] = Math.min(255, Math.max(0, c.minTtl));
-        CHECKS[2] = c.tsMin !== undefined ? 1 : 0;
-        CHECKS[3] = c.tsMin ?? 0;
-        CHECKS[4] = c.ackMin !== undefined ? 1 : 0;
-        CHECKS[5] = c.ackMin ?? 0;
-        CHECKS[6] = Math.min(0xffffffff, Math.max(0, c.maxPayload ?? 0xffffffff));
-        armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, this.#allowMark, this.#mask, CHECKS);
+        armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, this.#allowMark, this.#mask,
+          packChecks(a.checks));
       } catch (e) {
         throw toFlowgateError(e);
       }

@@ -317,11 +317,8 @@ export class Engine {
     // The binding disarms a flow at its first packet after expectAfterHello, whatever it did with
     // it; taken back here too, in case the arm has not reached the binding yet or the binding read
     // this packet before it did (the engine has now moved past the point it was armed for).
-    const armed = flow.inspection as Inspection | undefined;
-    if (armed !== undefined && armed.bits & INSP_ARMED) {
-      armed.bits &= ~INSP_ARMED;
-      this.sink.forgetAfterHello?.(flow.key);
-    }
+    const insp = flow.inspection as Inspection | undefined;
+    if (insp !== undefined) this.disarm(flow, insp);
     const fromClient = flow.isClientSide(low);
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
@@ -439,7 +436,7 @@ export class Engine {
   private endInspection(flow: Flow): void {
     const insp = this.inspections.get(flow);
     if (insp === undefined) return;
-    if (insp.bits & INSP_ARMED) this.sink.forgetAfterHello?.(flow.key);
+    this.disarm(flow, insp);
     if (insp.timer !== undefined) {
       this.scheduler.clearTimeout(insp.timer);
       insp.timer = undefined;
@@ -855,6 +852,13 @@ export class Engine {
     this.armAfterHello(flow, insp);
   }
 
+  /** Takes back armAfterHello, if the flow is armed. */
+  private disarm(flow: Flow, insp: Inspection): void {
+    if ((insp.bits & INSP_ARMED) === 0) return;
+    insp.bits &= ~INSP_ARMED;
+    this.sink.forgetAfterHello?.(flow.key);
+  }
+
   /**
    * After a first ClientHello is allowed the flow stays under inspection until the client's next
    * record shows it is not a second hello (EVASION.md 19): a wait of one more trip through the
@@ -885,8 +889,8 @@ export class Engine {
     const m = this.options.marks;
     // As clientPacket runs discardReason for it once a decision was counted: the server no longer observed.
     const checks = nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict: this.options.strictTcp,
-      serverObserved: false });
-    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, { ...checks, maxPayload });
+      serverObserved: false }, maxPayload);
+    sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, checks);
   }
 
   /** Stream offset up to which every byte is covered by an allow. */

@@ -99,15 +99,16 @@ export interface NextSegmentChecks {
   tsMin: number | undefined;
   /** Oldest ACK kept. */
   ackMin: number | undefined;
-  /** Longest payload within the engine's limits (set by the engine; nextSegmentChecks leaves it unlimited). */
-  maxPayload?: number;
+  /** Longest payload the engine's limits leave room for (beyond them it applies on_limit). */
+  maxPayload: number;
 }
 
-/** NextSegmentChecks for `flow` under `checks` (its serverObserved must be false). */
-export function nextSegmentChecks(flow: Flow, checks: DiscardChecks): NextSegmentChecks {
+/** NextSegmentChecks for `flow` under `checks` (its serverObserved must be false), and the engine's `maxPayload`. */
+export function nextSegmentChecks(flow: Flow, checks: DiscardChecks, maxPayload: number): NextSegmentChecks {
   const c = flow.c2s;
-  if (!checks.strict) return { verifyChecksum: checks.verifyChecksum, minTtl: 0, tsMin: undefined, ackMin: undefined };
-  return { verifyChecksum: checks.verifyChecksum, minTtl: c.ttl ?? 0, tsMin: c.tsVal, ackMin: ackFloor(flow) };
+  const { verifyChecksum } = checks;
+  if (!checks.strict) return { verifyChecksum, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload };
+  return { verifyChecksum, minTtl: c.ttl ?? 0, tsMin: c.tsVal, ackMin: ackFloor(flow), maxPayload };
 }
 
 /** Why the server would discard this client data segment, or undefined if it would keep it. */

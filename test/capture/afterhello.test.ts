@@ -6,16 +6,18 @@
  * (src/protocols/dispatch.ts), over crafted and random records.
  */
 import t from 'tap';
-import { bindingReaders } from '../../src/capture/queue.js';
+import { bindingReaders, packChecks } from '../../src/capture/queue.js';
+import { Engine } from '../../src/filter/engine.js';
+import { discardReason, type NextSegmentChecks } from '../../src/flow/tcp.js';
 import { decodeIp } from '../../src/packet/decode.js';
 import { flowKey, srcIsLow } from '../../src/flow/key.js';
 import { createAnalyzer } from '../../src/protocols/dispatch.js';
-import { Conversation, clientHello } from '../helpers/tcp.js';
+import { Conversation, RecordingSink, clientHello } from '../helpers/tcp.js';
 import { buildTcpPacket } from '../../src/packet/build.js';
 import { tcpChecksumOk } from '../../src/packet/checksum.js';
 import { ACK, PSH } from '../../src/packet/types.js';
 
-const { endsAfterHello, readTcp } = bindingReaders();
+const { endsAfterHello, readTcp, passesFakeChecks } = bindingReaders();
 
 /** Whether the analyzer ends inspection on `next`, fed after a complete first ClientHello. */
 function analyzerEnds(next: Uint8Array): boolean {
@@ -134,4 +136,53 @@ t.test("the binding's checks for fakes read what the engine's do: checksum, TTL,
     n++;
   }
   t.ok(n > 2500, `${n} packets read alike`);
+});
+
+t.test("the binding refuses every fake the engine drops, with the checks the engine arms it with", async (t) => {
+  // A real connection's state: an engine that arms a recording sink after an allowed hello.
+  let checks: NextSegmentChecks | undefined;
+  const sink = Object.assign(new RecordingSink(), {
+    expectAfterHello: (_k: string, _c: boolean, _s: number, _a: number, _m: number, c: NextSegmentChecks) => void (checks = c),
+  });
+  const engine = new Engine({ decide: () => 'allow', sink, options: { verifyChecksums: true, strictTcp: true } });
+  const c = new Conversation();
+  let id = 1;
+  const feed = (data: Uint8Array) => engine.handle({ id: id++, mark: 0, data, skbInfo: 0 });
+  c.handshake().forEach(feed);
+  feed(c.send(clientHello({ sni: 'allowed.test' }), { extra: { options: { tsVal: 1000 } } }));
+  const flow = [...engine.table.all()][0]!;
+  if (checks === undefined) throw new Error('not armed');
+  t.match(checks, { verifyChecksum: true, minTtl: 64, tsMin: 1000 });
+  const packed = Uint32Array.from(packChecks(checks));
+  const record = Uint8Array.of(0x17, 3, 3, 0, 3, 9, 9, 9);
+  let seed = 0x9e3779b9;
+  const rand = (n: number) => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const refused = { checksum: 0, ttl: 0, ack: 0, paws: 0 };
+  let passed = 0;
+  for (let i = 0; i < 2000; i++) {
+    const bad = { checksum: rand(4) === 0, ttl: rand(4) === 0, ack: rand(4) === 0, paws: rand(4) === 0 };
+    const extra = {
+      badChecksum: bad.checksum,
+      ttl: bad.ttl ? 1 + rand(63) : 64 + rand(192),
+      ack: bad.ack ? (c.sseq - 1 - rand(100000)) >>> 0 : c.sseq,
+      options: { tsVal: bad.paws ? 1000 - 1 - rand(1000) : 1000 + rand(100000), md5: rand(20) === 0 },
+    };
+    const pkt = c.send(record, { advance: false, extra });
+    const d = decodeIp(pkt);
+    if (d.kind !== 'tcp') throw new Error('not tcp');
+    const engineKeeps = discardReason(flow, d.packet, { verifyChecksum: true, strict: true, serverObserved: false }) === undefined;
+    const bindingPasses = passesFakeChecks(pkt, 0, packed);
+    if (bindingPasses && !engineKeeps) t.fail(`packet ${i}: the binding passes what the engine drops (${JSON.stringify(extra)})`);
+    if (bindingPasses) passed++;
+    else for (const k of Object.keys(refused) as Array<keyof typeof refused>) if (bad[k]) refused[k]++;
+  }
+  t.ok(passed > 200, `${passed} genuine packets passed`);
+  for (const [k, n] of Object.entries(refused)) t.ok(n > 100, `fakes with a bad ${k} refused (${n})`);
+  const fake = c.send(record, { advance: false, extra: { badChecksum: true } });
+  t.equal(passesFakeChecks(fake, 1, packed), true, 'a checksum the kernel has not computed yet is not judged (as the engine)');
+  const big = c.send(new Uint8Array(checks.maxPayload + 1), { advance: false });
+  t.equal(passesFakeChecks(big, 0, packed), false, "longer than the engine's limits leave room for: refused");
 });

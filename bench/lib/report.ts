@@ -5,7 +5,7 @@
  * two marker comments and leaves the rest of the file (other benchmarks' sections) alone.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { REFERENCE_PORTS, type Bulk, type Rate, type Ttfb } from './measure.js';
+import { median, REFERENCE_PORTS, type Bulk, type Rate, type Ttfb } from './measure.js';
 import type { PausedResult } from './paused.js';
 import type { Machine } from './procfs.js';
 import type { ProfileSummary } from './profile.js';
@@ -74,13 +74,6 @@ const ratio = (x: number | undefined, ref: number | undefined) =>
   x === undefined || ref === undefined || !Number.isFinite(x) || !Number.isFinite(ref) || ref === 0 ? undefined : x / ref;
 const by = (r: BenchReport, key: string) => r.configs.find((c) => c.key === key && c.skipped === undefined);
 
-function median(xs: readonly number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 /**
  * The no-queue reference every ratio and "added" time is taken against: both no-queue rows (the
  * first and the last configuration) pooled. Throughputs are the median of all their runs; TTFB
@@ -90,7 +83,10 @@ function median(xs: readonly number[]): number | undefined {
 export function noQueueReference(r: BenchReport): ConfigResult | undefined {
   const rows = [by(r, 'none'), by(r, 'none-again')].filter((c): c is ConfigResult => c !== undefined);
   if (rows.length <= 1) return rows[0];
-  const pooled = (k: 'bulk' | 'http' | 'https') => median(rows.flatMap((c) => c.runs?.[k] ?? []));
+  const pooled = (k: 'bulk' | 'http' | 'https') => {
+    const m = median(rows.flatMap((c) => c.runs?.[k] ?? []));
+    return Number.isNaN(m) ? undefined : m;
+  };
   const mean = (get: (c: ConfigResult) => number | undefined) => {
     const xs = rows.map(get).filter((x): x is number => x !== undefined);
     return xs.length === 0 ? undefined : xs.reduce((a, b) => a + b, 0) / xs.length;

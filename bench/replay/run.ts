@@ -26,6 +26,7 @@ import {
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from '../lib/measure.js';
 import { readCaptureBatches } from '../../src/capture/pcapfile.js';
 import { ipFromFrame } from '../../src/capture/linktype.js';
 import { decodeIp } from '../../src/packet/decode.js';
@@ -185,11 +186,6 @@ function timed(argv: string[], dir: string): Timed {
   }
   const [wall, user, sys, rss] = readFileSync(out, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
   return { wall: wall!, user: user!, sys: sys!, rssMb: rss! / 1024 };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /** Messages found in `file` by each tool (for the one-copy check). */

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "errors.h"
+#include "hello.h"
 #include "notify.h"
 #include "queue.h"
 #include "wire.h"
@@ -27,6 +28,23 @@ Napi::Value EndsAfterHello(const Napi::CallbackInfo& info) {
   size_t n;
   if (!BytesArg(info, &p, &n)) return info.Env().Undefined();
   return Napi::Boolean::New(info.Env(), fg::EndsAfterHello(p, n));
+}
+
+// simpleHelloName(bytes, maxHelloBytes): fg::SimpleHelloName's name, or null; for tests that
+// hold it against the JavaScript analyzer.
+Napi::Value SimpleHelloName(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* p;
+  size_t n;
+  uint32_t max;
+  if (!BytesArg(info, &p, &n)) return env.Undefined();
+  if (info.Length() < 2 || !fg::ReadUint32(info[1], &max)) {
+    fg::ThrowCodeError(env, "ERR_ARG", 0, "simpleHelloName(bytes: Uint8Array, maxHelloBytes: uint32)");
+    return env.Undefined();
+  }
+  std::string name;
+  if (!fg::SimpleHelloName(p, n, max, &name)) return env.Null();
+  return Napi::String::New(env, name);
 }
 
 // readTcp(packet): fg::ReadTcp as { key (its UTF-16 units), srcLow, seq, ack, flags, ttl,
@@ -82,9 +100,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", fg::Queue::Init(env));
   exports.Set("notify", Napi::Function::New(env, fg::Notify, "notify"));
   exports.Set("endsAfterHello", Napi::Function::New(env, EndsAfterHello, "endsAfterHello"));
+  exports.Set("simpleHelloName", Napi::Function::New(env, SimpleHelloName, "simpleHelloName"));
   exports.Set("readTcp", Napi::Function::New(env, ReadTcp, "readTcp"));
   exports.Set("passesFakeChecks", Napi::Function::New(env, PassesFakeChecks, "passesFakeChecks"));
-  exports.Set("abi", Napi::Number::New(env, 2));  // bumped when the JS-facing shape changes
+  exports.Set("abi", Napi::Number::New(env, 3));  // bumped when the JS-facing shape changes
   return exports;
 }
 

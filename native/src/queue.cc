@@ -99,7 +99,10 @@ Napi::Function Queue::Init(Napi::Env env) {
                          InstanceMethod<&Queue::Stats>("stats"),
                          InstanceMethod<&Queue::Close>("close"),
                          InstanceMethod<&Queue::ExpectAfterHello>("expectAfterHello"),
-                         InstanceMethod<&Queue::ForgetAfterHello>("forgetAfterHello"),
+                         InstanceMethod<&Queue::Forget>("forget"),
+                         InstanceMethod<&Queue::ExpectHello>("expectHello"),
+                         InstanceMethod<&Queue::AllowHelloName>("allowHelloName"),
+                         InstanceMethod<&Queue::ClearHelloNames>("clearHelloNames"),
                          InstanceAccessor<&Queue::GetClosed>("closed"),
                      });
 }
@@ -272,6 +275,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("handshakeAccepts", counters_.handshakeAccepts);
   put("batchesHandedOver", counters_.batchesHandedOver);
   put("afterHelloAllows", counters_.afterHelloAllows);
+  put("helloAllows", counters_.helloAllows);
   return o;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "sender.h"
@@ -32,6 +33,7 @@ struct QueueCounters {
   uint64_t handshakeAccepts = 0;  // bare SYN/SYN-ACKs accepted here before JS saw them
   uint64_t batchesHandedOver = 0;  // batches given to JS without a copy (kHandOverMinBytes)
   uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
+  uint64_t helloAllows = 0;       // first ClientHellos allowed here (expectHello)
 };
 
 /**
@@ -45,6 +47,24 @@ struct AfterHelloExpectation {
   bool clientLow;        // the client is the key's first endpoint
   FakeChecks checks;
   int64_t since;         // NowMs() when armed, for expiry
+};
+
+/**
+ * A connection whose first client data packet the reader may allow itself if it is a plain
+ * ClientHello naming an allowed name (expectHello), armed on the engine's view of the SYN.
+ */
+struct HelloExpectation {
+  uint32_t seq;            // the client's ISN + 1: where the hello starts
+  uint32_t mark;           // the mark value the engine repeats an allowed first hello with
+  uint32_t allowMark;      // the allow mark, for the record after the hello (ArmAfterPlainHello)
+  uint32_t mask;           // flowgate's mark bits
+  bool clientLow;          // the client is the key's first endpoint
+  bool strict;             // the engine checks ACKs and timestamps (strict_tcp)
+  bool serverSeen;         // the SYN-ACK answering the SYN came (serverNext is set)
+  uint32_t serverNext;     // its sequence number + 1: the only ACK the hello may carry
+  uint32_t maxHelloBytes;  // the engine's limit on a hello's body
+  FakeChecks checks;
+  int64_t since;           // NowMs() when armed, for expiry
 };
 
 /** A verdict the reader thread gives itself, before JavaScript sees the packet. */
@@ -86,7 +106,10 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
   Napi::Value ExpectAfterHello(const Napi::CallbackInfo& info);
-  Napi::Value ForgetAfterHello(const Napi::CallbackInfo& info);
+  Napi::Value Forget(const Napi::CallbackInfo& info);
+  Napi::Value ExpectHello(const Napi::CallbackInfo& info);
+  Napi::Value AllowHelloName(const Napi::CallbackInfo& info);
+  Napi::Value ClearHelloNames(const Napi::CallbackInfo& info);
 
   bool OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf);
   int ReadAvailable(bool ignoreLimit);
@@ -100,9 +123,12 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void DeliverError(const char* code, int err, const std::string& message);
   void CallOnError(napi_value error);
   void SendEarlyVerdicts();
+  uint32_t CheckArmed(const PacketInfo& pkt);
+  bool CheckHello(const PacketInfo& pkt);
+  void ArmAfterPlainHello(const HelloExpectation& e);
   bool CheckAfterHello(const PacketInfo& pkt);
   bool PendingHasKey(const std::u16string& key);
-  bool RoomForAfterHello();
+  bool PendingAllowsHello(const std::u16string& key, HelloExpectation* e);
   enum class ShutdownMode { FromJs, FromCleanupHook, FromFinalizer };
   void Shutdown(ShutdownMode mode);
   void ReleaseJsRefs();
@@ -134,7 +160,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::vector<uint8_t> rx_;        // one datagram
   std::vector<EarlyVerdict> early_;  // verdicts the reader gives in the datagram being read
   std::vector<uint8_t> earlyMsgs_;   // their messages, built here (reused)
-  TcpView tcp_;                      // scratch for CheckAfterHello (keeps its key's capacity)
+  TcpView tcp_;                      // scratch for CheckArmed (keeps its key's capacity)
+  std::string helloName_;            // scratch for CheckHello
   std::mutex rmu_;
   std::condition_variable taken_;  // the loop took the pending batch, or the reader must stop
   bool stopReader_ = false;
@@ -146,6 +173,10 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::string readErrWhat_;
   // Flows whose next client data packet the reader may allow itself (expectAfterHello), by key.
   std::unordered_map<std::u16string, AfterHelloExpectation> afterHello_;
+  // Flows whose first client data packet the reader may allow itself (expectHello), by key, and
+  // the names (with the server port) the policy allows for them: name, a zero byte, the port's two bytes.
+  std::unordered_map<std::u16string, HelloExpectation> hello_;
+  std::unordered_set<std::string> helloNames_;
 
   std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
   VerdictSender sender_;

@@ -38,13 +38,21 @@ constexpr size_t kMetaStride = 8;
 constexpr uint32_t kFlagAccepted = 0x80;
 /** Meta slot 4 bit: the binding already allowed this packet after a ClientHello (expectAfterHello). */
 constexpr uint32_t kFlagAfterHello = 0x40;
-/** Most connections armed at once; more are refused (they take the JavaScript path). */
+/** Meta slot 4 bit: the binding already allowed this first ClientHello (expectHello). */
+constexpr uint32_t kFlagHelloAllowed = 0x20;
+/** Words of expectHello's `arm` array: mark, allowMark, mask, maxHelloBytes, strict, serverKnown, serverNext. */
+constexpr size_t kHelloArmWords = 7;
+/** Meta slot 4 bits that carry NFQA_SKB_INFO (the kernel defines bits 0-2). */
+constexpr uint32_t kSkbInfoBits = 0x1f;
+/** Most names (with their port) allowed for expectHello at once; more are refused. */
+constexpr size_t kMaxHelloNames = 65536;
+/** Most connections armed at once (each table); more are refused (they take the JavaScript path). */
 constexpr size_t kMaxAfterHello = 65536;
-/** Past this many armed connections, arming first drops those armed longer than kAfterHelloExpiryMs ago. */
+/** Past this many armed connections (in one table), arming first drops those armed longer than kAfterHelloExpiryMs ago. */
 constexpr size_t kAfterHelloSweepAt = 4096;
 /** A connection armed this long ago that sent nothing since is disarmed when the table is swept, ms. */
 constexpr int64_t kAfterHelloExpiryMs = 60000;
-/** expectAfterHello refuses while more packets than this wait for JavaScript (it scans them). */
+/** expectAfterHello and expectHello refuse while more packets than this wait for JavaScript (they scan them). */
 constexpr uint32_t kMaxPendingScan = 64;
 
 inline int64_t NowMs() {

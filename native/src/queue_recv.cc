@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "hello.h"
 #include "queue.h"
 #include "queue_internal.h"
 
@@ -23,6 +24,35 @@ namespace {
 
 bool Full(const Batch& b, uint32_t batchMax) {
   return b.count >= batchMax || b.data.size() >= kBatchMaxBytes;
+}
+
+// Whether an armed-connection table takes one more entry; sweeps out entries of connections
+// silent for kAfterHelloExpiryMs once it is large (a client that vanished leaves its entry behind).
+template <class Table>
+bool RoomIn(Table* table) {
+  if (table->size() >= kAfterHelloSweepAt) {
+    int64_t old = NowMs() - kAfterHelloExpiryMs;
+    for (auto it = table->begin(); it != table->end();) {
+      if (it->second.since < old) it = table->erase(it);
+      else ++it;
+    }
+  }
+  return table->size() < kMaxAfterHello;
+}
+
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10, kUrg = 0x20;
+constexpr uint8_t kControl = kFin | kSyn | kRst | kAck | kUrg;
+
+// A server's bare SYN-ACK answering the SYN an expectHello entry was armed on.
+bool AnswersSyn(const TcpView& v, const HelloExpectation& e) {
+  return v.srcLow != e.clientLow && (v.flags & kControl) == (kSyn | kAck) && v.ack == e.seq && v.payloadLen == 0;
+}
+
+// Makes a name the key of an allowed name: the name, a zero byte, the server port big-endian.
+void AppendPort(uint16_t port, std::string* key) {
+  key->push_back('\0');
+  key->push_back(static_cast<char>(port >> 8));
+  key->push_back(static_cast<char>(port & 0xff));
 }
 
 }  // namespace
@@ -89,11 +119,13 @@ bool Queue::ProcessDatagram(size_t len) {
     MsgResult r = DecodeMessage(base + off, msgLen, &pkt);
     switch (r.kind) {
       case MsgKind::Packet: {
-        uint32_t flags = (pkt.skbInfo & 0x3f) | (static_cast<uint32_t>(pkt.hook) << 8) |
+        uint32_t flags = (pkt.skbInfo & kSkbInfoBits) | (static_cast<uint32_t>(pkt.hook) << 8) |
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
-        // The after-hello table first: any packet of an armed connection disarms it, a SYN too.
-        if (!afterHello_.empty() && CheckAfterHello(pkt)) {
-          flags |= kFlagAfterHello;
+        // The armed tables first: a packet of an armed connection disarms it (but the SYN-ACK an
+        // expectHello waits for), a SYN too.
+        uint32_t given = afterHello_.empty() && hello_.empty() ? 0 : CheckArmed(pkt);
+        if (given != 0) {
+          flags |= given;
         } else if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
           flags |= kFlagAccepted;
           early_.push_back({pkt.id, NF_ACCEPT, false, 0});
@@ -141,26 +173,89 @@ bool Queue::ProcessDatagram(size_t len) {
   return Full(pending_, batchMax_);
 }
 
-// A client packet of a connection JavaScript armed with expectAfterHello: if it starts exactly at
+// Reads the packet once for the armed tables (expectHello, expectAfterHello) and answers the
+// meta flag of the verdict the reader gave it (kFlagHelloAllowed, kFlagAfterHello), or 0; rmu_ held.
+uint32_t Queue::CheckArmed(const PacketInfo& pkt) {
+  if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
+    // A packet whose connection cannot be told here (IPv6 extension headers, a copy cut short)
+    // may belong to an armed one: disarm them all rather than let a later packet match a stale entry.
+    afterHello_.clear();
+    hello_.clear();
+    return 0;
+  }
+  if (!hello_.empty() && CheckHello(pkt)) return kFlagHelloAllowed;
+  if (!afterHello_.empty() && CheckAfterHello(pkt)) return kFlagAfterHello;
+  return 0;
+}
+
+// A packet (in tcp_) of a connection JavaScript armed with expectHello on its SYN: the server's
+// SYN-ACK answering that SYN notes the server's sequence number and keeps the entry; the client's
+// next packet is the hello. If it starts right after the SYN, acknowledges exactly the SYN-ACK,
+// the server would keep it (PassesFakeChecks, with the SYN's TTL and timestamp), it is one plain
+// ClientHello (SimpleHelloName) and its name with the server port is one JavaScript said the policy
+// allows (allowHelloName), the reader lets it on as the engine would an allowed first hello
+// (repeat with the inspect mark: the flow stays inspected until its next record) and flags it.
+// Any other packet of the connection disarms it. Answers whether the reader gave the verdict.
+bool Queue::CheckHello(const PacketInfo& pkt) {
+  auto it = hello_.find(tcp_.key);
+  if (it == hello_.end()) return false;
+  if (!it->second.serverSeen && AnswersSyn(tcp_, it->second)) {
+    it->second.serverSeen = true;
+    it->second.serverNext = tcp_.seq + 1;
+    return false;  // the handshake path accepts it
+  }
+  HelloExpectation e = it->second;
+  hello_.erase(it);
+  if (!e.serverSeen || tcp_.srcLow != e.clientLow || tcp_.seq != e.seq || tcp_.ack != e.serverNext ||
+      (tcp_.flags & kControl) != kAck || tcp_.payloadLen == 0 || !PassesFakeChecks(tcp_, pkt.skbInfo, e.checks) ||
+      !SimpleHelloName(tcp_.payload, tcp_.payloadLen, e.maxHelloBytes, &helloName_)) {
+    return false;
+  }
+  uint16_t port = static_cast<uint16_t>((tcp_.tcp[2] << 8) | tcp_.tcp[3]);  // the client's destination
+  AppendPort(port, &helloName_);
+  if (helloNames_.count(helloName_) == 0) return false;
+  if ((pkt.mark & e.mask) == e.mark) {
+    early_.push_back({pkt.id, NF_ACCEPT, false, 0});
+  } else {
+    early_.push_back({pkt.id, NF_REPEAT, true, (pkt.mark & ~e.mask) | e.mark});
+  }
+  counters_.helloAllows++;
+  ArmAfterPlainHello(e);
+  return true;
+}
+
+// After CheckHello let the hello in tcp_ on: arms the connection's next record as the engine
+// will once it has read the hello (armAfterHello), since the client's next flight may come
+// before: right after the hello, with the checks the engine then makes (nextSegmentChecks): the
+// hello's timestamp is the oldest kept, its ACK (exactly the SYN-ACK's) the oldest ACK (strict).
+void Queue::ArmAfterPlainHello(const HelloExpectation& e) {
+  AfterHelloExpectation next{static_cast<uint32_t>(e.seq + tcp_.payloadLen), e.allowMark, e.mask, e.clientLow, e.checks,
+                             NowMs()};
+  if (e.strict) {
+    TcpOptionsSeen o = ReadTcpOptions(tcp_);
+    if (o.hasTs) {
+      next.checks.hasTsMin = true;
+      next.checks.tsMin = o.tsVal;
+    }
+    next.checks.hasAckMin = true;
+    next.checks.ackMin = tcp_.ack;
+  }
+  if (RoomIn(&afterHello_)) afterHello_[tcp_.key] = next;
+}
+
+// A client packet (in tcp_) of a connection JavaScript armed with expectAfterHello: if it starts exactly at
 // the expected record, the record ends inspection (EndsAfterHello), and the server would keep it
 // (PassesFakeChecks, with the connection's state as it stood when armed), the reader allows it as the engine would
 // (repeat with the allow mark, which the rules save to the connection) and flags it for
 // JavaScript. Any packet of an armed connection disarms it, matching or not: after one packet the
 // engine's view may have moved on. Answers whether the reader gave the packet its verdict; rmu_ held.
 bool Queue::CheckAfterHello(const PacketInfo& pkt) {
-  if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
-    // A packet whose connection cannot be told here (IPv6 extension headers, a copy cut short)
-    // may belong to an armed one: disarm them all rather than let a later packet match a stale entry.
-    afterHello_.clear();
-    return false;
-  }
   auto it = afterHello_.find(tcp_.key);
   if (it == afterHello_.end()) return false;
   AfterHelloExpectation e = it->second;
   afterHello_.erase(it);
-  constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10, kUrg = 0x20;
   if (tcp_.srcLow != e.clientLow || tcp_.seq != e.seq ||
-      (tcp_.flags & (kFin | kSyn | kRst | kUrg | kAck)) != kAck ||
+      (tcp_.flags & kControl) != kAck ||
       !EndsAfterHello(tcp_.payload, tcp_.payloadLen) || !PassesFakeChecks(tcp_, pkt.skbInfo, e.checks)) {
     return false;
   }
@@ -185,17 +280,20 @@ bool Queue::PendingHasKey(const std::u16string& key) {
   return false;
 }
 
-// Whether the after-hello table takes one more entry; sweeps out entries of connections silent for
-// kAfterHelloExpiryMs once it is large (a client that vanished leaves its entry behind). rmu_ held.
-bool Queue::RoomForAfterHello() {
-  if (afterHello_.size() >= kAfterHelloSweepAt) {
-    int64_t old = NowMs() - kAfterHelloExpiryMs;
-    for (auto it = afterHello_.begin(); it != afterHello_.end();) {
-      if (it->second.since < old) it = afterHello_.erase(it);
-      else ++it;
-    }
+// For expectHello: true when the packets of the connection already read but not yet handed to
+// JavaScript leave the entry valid, which only the SYN-ACK it waits for does (noted in `e`); a
+// packet that cannot be read counts as one of the connection's. rmu_ held.
+bool Queue::PendingAllowsHello(const std::u16string& key, HelloExpectation* e) {
+  const Batch& b = pending_;
+  for (uint32_t i = 0; i < b.count; i++) {
+    const uint32_t* m = &b.meta[static_cast<size_t>(i) * kMetaStride];
+    if (!ReadTcp(b.data.data() + m[5], m[6], &tcp_)) return false;
+    if (tcp_.key != key) continue;
+    if (e->serverSeen || !AnswersSyn(tcp_, *e)) return false;
+    e->serverSeen = true;
+    e->serverNext = tcp_.seq + 1;
   }
-  return afterHello_.size() < kMaxAfterHello;
+  return true;
 }
 
 // Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
@@ -399,24 +497,86 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(),
                           UnpackFakeChecks(info[6].As<Napi::Uint32Array>().Data()), NowMs()};
   std::lock_guard<std::mutex> lock(rmu_);
-  if (pending_.count > kMaxPendingScan || PendingHasKey(key) || !RoomForAfterHello()) {
+  if (pending_.count > kMaxPendingScan || PendingHasKey(key) || !RoomIn(&afterHello_)) {
     return Napi::Boolean::New(env, false);
   }
   afterHello_[key] = e;
   return Napi::Boolean::New(env, true);
 }
 
-// forgetAfterHello(keyUnits, keyLength): disarms a flow the engine stopped inspecting; no-op when not armed.
-Napi::Value Queue::ForgetAfterHello(const Napi::CallbackInfo& info) {
+// forget(keyUnits, keyLength): takes back expectHello and expectAfterHello for a flow whose engine
+// view moved on; no-op when not armed.
+Napi::Value Queue::Forget(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (ThrowIfClosed(env)) return env.Undefined();
   std::u16string key;
   if (info.Length() < 2 || !ReadKey(info[0], info[1], &key)) {
-    ThrowCodeError(env, "ERR_ARG", 0, "forgetAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18)");
+    ThrowCodeError(env, "ERR_ARG", 0, "forget(keyUnits: Uint16Array, keyLength: 6 | 18)");
     return env.Undefined();
   }
   std::lock_guard<std::mutex> lock(rmu_);
   afterHello_.erase(key);
+  hello_.erase(key);
+  return env.Undefined();
+}
+
+// expectHello(keyUnits, keyLength, clientLow, seq, checks: Uint32Array packed as FakeChecks,
+// arm: Uint32Array of kHelloArmWords: mark, allowMark, mask, maxHelloBytes, strict, serverKnown,
+// serverNext): true when armed (see CheckHello). serverNext is the SYN-ACK's sequence number + 1
+// when JavaScript has seen it (serverKnown 1). Refused (false) as expectAfterHello is, except
+// that the SYN-ACK the entry waits for may already wait for JavaScript.
+Napi::Value Queue::ExpectHello(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  std::u16string key;
+  uint32_t seq;
+  auto words = [&info](size_t i, size_t n) {
+    return info.Length() > i && info[i].IsTypedArray() &&
+           info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
+           info[i].As<Napi::Uint32Array>().ElementLength() >= n;
+  };
+  const uint32_t* w = words(5, kHelloArmWords) ? info[5].As<Napi::Uint32Array>().Data() : nullptr;
+  if (!words(4, kFakeCheckWords) || w == nullptr || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() ||
+      !ReadUint32(info[3], &seq) || (w[0] & ~w[2]) != 0 || (w[1] & ~w[2]) != 0) {
+    ThrowCodeError(env, "ERR_ARG", 0,
+                   "expectHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
+                   "checks: Uint32Array(7), arm: Uint32Array(7), marks within the mask)");
+    return env.Undefined();
+  }
+  HelloExpectation e{seq, w[0], w[1], w[2], info[2].As<Napi::Boolean>().Value(), w[4] != 0, w[5] != 0, w[6], w[3],
+                     UnpackFakeChecks(info[4].As<Napi::Uint32Array>().Data()), NowMs()};
+  std::lock_guard<std::mutex> lock(rmu_);
+  if (pending_.count > kMaxPendingScan || !PendingAllowsHello(key, &e) || !RoomIn(&hello_)) {
+    return Napi::Boolean::New(env, false);
+  }
+  hello_[key] = e;
+  return Napi::Boolean::New(env, true);
+}
+
+// allowHelloName(name: string, port: uint16): the policy allows a plain first hello naming
+// `name` (as SimpleHelloName reads it) to `port`. False when kMaxHelloNames names are allowed.
+Napi::Value Queue::AllowHelloName(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  uint32_t port;
+  if (info.Length() < 2 || !info[0].IsString() || !ReadUint32(info[1], &port) || port > 0xffff) {
+    ThrowCodeError(env, "ERR_ARG", 0, "allowHelloName(name: string, port: uint16)");
+    return env.Undefined();
+  }
+  std::string key = info[0].As<Napi::String>().Utf8Value();
+  AppendPort(static_cast<uint16_t>(port), &key);
+  std::lock_guard<std::mutex> lock(rmu_);
+  if (helloNames_.size() >= kMaxHelloNames && helloNames_.count(key) == 0) return Napi::Boolean::New(env, false);
+  helloNames_.insert(std::move(key));
+  return Napi::Boolean::New(env, true);
+}
+
+// clearHelloNames(): forgets every allowHelloName (the policy changed).
+Napi::Value Queue::ClearHelloNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ThrowIfClosed(env)) return env.Undefined();
+  std::lock_guard<std::mutex> lock(rmu_);
+  helloNames_.clear();
   return env.Undefined();
 }
 

@@ -1,6 +1,6 @@
 /** Binds an engine to a kernel queue: the few lines `run` uses, for embedders. */
 import {
-  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
+  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, HELLO_ALLOWED, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
 } from './queue.js';
 import type { RawPacket } from '../filter/engine.js';
 import type { VerdictSink } from '../verdict/sink.js';
@@ -19,7 +19,8 @@ export interface PacketHandler {
  * With `acceptHandshake`, bare SYN/SYN-ACKs arrive already accepted by the binding: the engine
  * still sees them (they open flows and carry sequence numbers), and its verdict for them is
  * not sent again. The same holds for client data the binding allowed after a ClientHello, which
- * the sink's expectAfterHello (the engine calls it) asks for.
+ * the sink's expectAfterHello (the engine calls it) asks for, and for a first ClientHello the
+ * binding let on (expectHello, for the names NfQueue.allowHelloName gave it).
  */
 export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => void):
   { sink: VerdictSink; bind(target: PacketHandler): NfQueue } {
@@ -29,15 +30,20 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
   // the one being handled, if any.
   const accepted = new Set<number>();
   const allowed = new Set<number>();
+  const hellos = new Set<number>();
   const sink: VerdictSink = {
     verdict: (id, v, mark) => {
       if (accepted.size > 0 && accepted.delete(id)) queue!.alreadyAccepted(v);
       else if (allowed.size > 0 && allowed.delete(id)) queue!.alreadyAllowed(v, mark);
+      else if (hellos.size > 0 && hellos.delete(id)) queue!.alreadyAllowedHello(v, mark);
       else queue!.verdict(id, v, mark);
     },
     sendRaw: (p) => queue!.sendRaw(p),
     expectAfterHello: (key, clientLow, seq, allowMark, mask, checks) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask, checks),
     forgetAfterHello: (key) => queue!.forgetAfterHello(key),
+    expectHello: (key, clientLow, seq, checks, arm) => queue!.expectHello(key, clientLow, seq, checks, arm),
+    helloAnswered: (key, serverNext) => queue!.helloAnswered(key, serverNext),
+    forgetHello: (key) => queue!.forgetHello(key),
     released: () => queue!.flushIfQuiet(),
   };
   return {
@@ -51,6 +57,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
           const flags = meta[base + M_FLAGS]!;
           if (flags & ACCEPTED_BY_BINDING) accepted.add(meta[base + M_ID]!);
           else if (flags & ALLOWED_AFTER_HELLO) allowed.add(meta[base + M_ID]!);
+          else if (flags & HELLO_ALLOWED) hellos.add(meta[base + M_ID]!);
           target.handle({
             id: meta[base + M_ID]!,
             mark: meta[base + M_MARK]!,

@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FlowgateError } from '../errors.js';
 import type { NextSegmentChecks } from '../flow/tcp.js';
+import type { HelloArm } from '../verdict/sink.js';
 
 /** Verdict: drop the packet (include/uapi/linux/netfilter.h NF_DROP). */
 export const NF_DROP = 0;
@@ -46,6 +47,14 @@ export const ACCEPTED_BY_BINDING = 0x80;
  */
 export const ALLOWED_AFTER_HELLO = 0x40;
 
+/**
+ * M_FLAGS bit (ours): the binding already let this packet on, a connection's first ClientHello,
+ * because the caller armed the flow with expectHello on its SYN, the hello is plain and names a
+ * name allowHelloName allowed for its server port, and it passed the caller's checks for fakes.
+ * Give it no verdict of your own.
+ */
+export const HELLO_ALLOWED = 0x20;
+
 /** Number of uint32 slots per packet in PacketBatch.meta. */
 export const META_STRIDE = 8;
 /** meta slot: kernel packet id, the handle for verdict(). */
@@ -56,7 +65,7 @@ export const M_MARK = 1;
 export const M_INDEV = 2;
 /** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
 export const M_OUTDEV = 3;
-/** meta slot: bits 0-5 SKB_* info bits, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
+/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
 export const M_FLAGS = 4;
 /** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
 export const M_OFF = 5;
@@ -143,10 +152,20 @@ export interface QueueStats {
   /** expectAfterHello calls the binding took, and those it refused (a packet of the flow was already waiting, or too many). */
   afterHelloArmed: number;
   afterHelloRefused: number;
+  /** First ClientHellos the binding let on itself (expectHello); included in `verdicts`. */
+  helloAllows: number;
+  /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyAllowedHello); 0 normally. */
+  helloOverrides: number;
+  /** expectHello calls the binding took, and those it refused. */
+  helloArmed: number;
+  helloRefused: number;
+  /** Names (with a port) allowHelloName gave the binding since the last clearHelloNames. */
+  helloNames: number;
 }
 
 /** Stats the JavaScript side of the queue keeps. */
-type JsStats = 'handshakeOverrides' | 'afterHelloOverrides' | 'afterHelloArmed' | 'afterHelloRefused';
+type JsStats = 'handshakeOverrides' | 'afterHelloOverrides' | 'afterHelloArmed' | 'afterHelloRefused' | 'helloOverrides'
+  | 'helloArmed' | 'helloRefused' | 'helloNames';
 
 interface NativeQueue {
   verdicts(quads: Uint32Array, count: number): void;
@@ -154,7 +173,10 @@ interface NativeQueue {
   stats(): Omit<QueueStats, JsStats>;
   expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number,
     checks: Uint32Array): boolean;
-  forgetAfterHello(keyUnits: Uint16Array, keyLength: number): void;
+  expectHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, checks: Uint32Array, arm: Uint32Array): boolean;
+  forget(keyUnits: Uint16Array, keyLength: number): void;
+  allowHelloName(name: string, port: number): boolean;
+  clearHelloNames(): void;
   close(): void;
   readonly closed: boolean;
 }
@@ -167,6 +189,7 @@ interface NativeModule {
   ) => NativeQueue;
   notify(socketPath: string, message: string): void;
   endsAfterHello(bytes: Uint8Array): boolean;
+  simpleHelloName(bytes: Uint8Array, maxHelloBytes: number): string | null;
   readTcp(packet: Uint8Array): NativeTcpView | null;
   passesFakeChecks(packet: Uint8Array, skbInfo: number, checks: Uint32Array): boolean | null;
 }
@@ -187,14 +210,15 @@ export interface NativeTcpView {
 }
 
 /**
- * The pure packet readers the binding's reader thread uses to allow client data after a
- * ClientHello (NfQueue.expectAfterHello), exported by the addon so tests can hold them against
+ * The pure packet readers the binding's reader thread uses to allow a plain first ClientHello
+ * (NfQueue.expectHello) and client data after one (NfQueue.expectAfterHello), exported by the addon so tests can hold them against
  * the JavaScript that must agree with them. Throws ERR_NATIVE_UNAVAILABLE without the addon.
  */
-export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'readTcp' | 'passesFakeChecks'> {
+export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'simpleHelloName' | 'readTcp' | 'passesFakeChecks'> {
   const mod = loadAddon();
   return {
-    endsAfterHello: (b) => mod.endsAfterHello(b), readTcp: (p) => mod.readTcp(p),
+    endsAfterHello: (b) => mod.endsAfterHello(b), simpleHelloName: (b, max) => mod.simpleHelloName(b, max),
+    readTcp: (p) => mod.readTcp(p),
     passesFakeChecks: (p, skb, c) => mod.passesFakeChecks(p, skb, c),
   };
 }
@@ -312,6 +336,34 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
   return o;
 }
 
+/** An expectAfterHello (`hello` undefined) or expectHello call waiting to be handed over. */
+interface Arm {
+  key: string;
+  clientLow: boolean;
+  seq: number;
+  checks: NextSegmentChecks;
+  hello: HelloArm | undefined;
+  /** expectHello: the SYN-ACK's sequence number + 1 once the caller saw it before the hand-over (helloAnswered), else -1. */
+  serverNext: number;
+}
+
+/** Scratch for packHelloArm: the binding's expectHello words (native/src/queue_internal.h kHelloArmWords). */
+const HELLO_ARM = new Uint32Array(7);
+
+function packHelloArm(h: HelloArm, serverNext: number): Uint32Array {
+  HELLO_ARM[0] = h.mark;
+  HELLO_ARM[1] = h.allowMark;
+  HELLO_ARM[2] = h.mask;
+  HELLO_ARM[3] = h.maxHelloBytes;
+  HELLO_ARM[4] = h.strict ? 1 : 0;
+  HELLO_ARM[5] = serverNext >= 0 ? 1 : 0;
+  HELLO_ARM[6] = serverNext >= 0 ? serverNext : 0;
+  return HELLO_ARM;
+}
+
+/** Most names allowHelloName keeps (the binding's kMaxHelloNames). */
+export const MAX_HELLO_NAMES = 65536;
+
 /** Scratch for packChecks: the binding's FakeChecks words (native/src/wire.h). */
 const CHECKS = new Uint32Array(7);
 
@@ -368,11 +420,19 @@ export class NfQueue {
   #afterHelloOverrides = 0;
   #afterHelloArmed = 0;
   #afterHelloRefused = 0;
-  /** expectAfterHello calls waiting for the next flush, which hands them over after the verdicts. */
-  #arms: { key: string; clientLow: boolean; seq: number; checks: NextSegmentChecks }[] = [];
+  #helloOverrides = 0;
+  #helloArmed = 0;
+  #helloRefused = 0;
+  /** expectAfterHello and expectHello calls waiting for the next flush, which hands them over after the verdicts. */
+  #arms: Arm[] = [];
   /** The allow mark and mask of the last expectAfterHello, for alreadyAllowed. */
   #allowMark = 0;
   #mask = 0;
+  /** The mark and mask of the last expectHello, for alreadyAllowedHello. */
+  #helloMark = 0;
+  #helloMask = 0;
+  /** What allowHelloName gave the binding, as `port name`. */
+  #helloNames = new Set<string>();
 
   private constructor(opts: Required<QueueOptions>, onBatch: (b: PacketBatch) => void, onError: (e: FlowgateError) => void) {
     this.queue = opts.queue;
@@ -461,16 +521,90 @@ export class NfQueue {
     }
     this.#allowMark = allowMark;
     this.#mask = mask;
-    this.#arms.push({ key, clientLow, seq, checks });
+    this.#arms.push({ key, clientLow, seq, checks, hello: undefined, serverNext: -1 });
     this.#scheduleFlush();
   }
 
   /** Takes back expectAfterHello for the connection `key`, pending or handed over. */
   forgetAfterHello(key: string): void {
+    this.#forget(key);
+  }
+
+  /**
+   * Asks the binding to judge the flow's first client data packet itself, armed on the flow's SYN
+   * (the client's, `seq` its sequence number + 1): the server's SYN-ACK answering it is noted
+   * (its sequence number is the only ACK the hello may carry), and if the client's next packet
+   * starts at `seq`, passes `checks` (as for expectAfterHello, with the SYN's TTL and timestamp),
+   * and is exactly one plain ClientHello of at most `arm.maxHelloBytes` (one record, one server
+   * name already in normalised form, no ECH, no repeated or malformed extension the analyzer
+   * checks) whose name allowHelloName allowed for the packet's server port, the binding repeats it
+   * with `arm.mark` (what the engine gives an allowed first hello) at once, delivers it flagged
+   * HELLO_ALLOWED, and arms the record after it as expectAfterHello would (with `arm.allowMark`,
+   * and, with `arm.strict`, the hello's timestamp and ACK as the oldest kept): the client's next
+   * flight may come before the engine has read the hello. Any other packet of the connection
+   * disarms it. Handed over and refused as expectAfterHello is (a SYN-ACK already waiting to be
+   * delivered does not refuse it).
+   */
+  expectHello(key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    const { mark, allowMark, mask, maxHelloBytes } = arm;
+    if (!isUint32(seq) || !isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0
+      || !isUint32(maxHelloBytes)) {
+      throw new FlowgateError('ERR_ARG', 'expectHello: seq, marks, mask and maxHelloBytes must be uint32s, marks within mask');
+    }
+    this.#helloMark = mark;
+    this.#helloMask = mask;
+    this.#allowMark = allowMark;
+    this.#mask = mask;
+    this.#arms.push({ key, clientLow, seq, checks, hello: arm, serverNext: -1 });
+    this.#scheduleFlush();
+  }
+
+  /**
+   * The caller saw the SYN-ACK answering the SYN it armed `key` on with expectHello, whose
+   * sequence number + 1 is `serverNext`. Needed while the arm waits for its hand-over (the
+   * SYN-ACK came in the same batch as the SYN): once handed over, the binding notes the SYN-ACK
+   * itself, and this does nothing.
+   */
+  helloAnswered(key: string, serverNext: number): void {
+    if (!isUint32(serverNext)) throw new FlowgateError('ERR_ARG', 'helloAnswered: serverNext must be a uint32');
+    for (const a of this.#arms) if (a.key === key && a.hello !== undefined) a.serverNext = serverNext;
+  }
+
+  /** Takes back expectHello for the connection `key`, pending or handed over. */
+  forgetHello(key: string): void {
+    this.#forget(key);
+  }
+
+  #forget(key: string): void {
     if (this.#native.closed) throw closedError(this.queue);
     const i = this.#arms.findIndex((a) => a.key === key);
     if (i >= 0) this.#arms.splice(i, 1);
-    else this.#native.forgetAfterHello(keyUnits(key), key.length);
+    else this.#native.forget(keyUnits(key), key.length);
+  }
+
+  /**
+   * Tells the binding that the policy allows a plain first ClientHello naming `name` (normalised:
+   * lowercase, no trailing dot) to server port `port`, whatever else the flow is (see expectHello).
+   * False when it already knows the name, or knows 65,536 names (clearHelloNames starts over).
+   */
+  allowHelloName(name: string, port: number): boolean {
+    if (this.#native.closed) throw closedError(this.queue);
+    if (typeof name !== 'string' || !Number.isInteger(port) || port < 0 || port > 0xffff) {
+      throw new FlowgateError('ERR_ARG', 'allowHelloName: name must be a string and port an integer from 0 to 65535');
+    }
+    const key = `${port} ${name}`;
+    if (this.#helloNames.has(key) || this.#helloNames.size >= MAX_HELLO_NAMES) return false;
+    if (!this.#native.allowHelloName(name, port)) return false;
+    this.#helloNames.add(key);
+    return true;
+  }
+
+  /** Forgets every name allowHelloName gave (the policy changed). */
+  clearHelloNames(): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    this.#native.clearHelloNames();
+    this.#helloNames.clear();
   }
 
   /**
@@ -511,14 +645,21 @@ export class NfQueue {
     const arms = this.#arms;
     this.#arms = [];
     for (const a of arms) {
+      const hello = a.hello !== undefined;
       let armed: boolean;
       try {
-        armed = this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, this.#allowMark, this.#mask,
-          packChecks(a.checks));
+        armed = hello
+          ? this.#native.expectHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, packChecks(a.checks),
+            packHelloArm(a.hello!, a.serverNext))
+          : this.#native.expectAfterHello(keyUnits(a.key), a.key.length, a.clientLow, a.seq, this.#allowMark, this.#mask,
+            packChecks(a.checks));
       } catch (e) {
         throw toFlowgateError(e);
       }
-      if (armed) this.#afterHelloArmed++;
+      if (hello) {
+        if (armed) this.#helloArmed++;
+        else this.#helloRefused++;
+      } else if (armed) this.#afterHelloArmed++;
       else this.#afterHelloRefused++;
     }
   }
@@ -541,6 +682,8 @@ export class NfQueue {
     return {
       ...this.#native.stats(), handshakeOverrides: this.#handshakeOverrides, afterHelloOverrides: this.#afterHelloOverrides,
       afterHelloArmed: this.#afterHelloArmed, afterHelloRefused: this.#afterHelloRefused,
+      helloOverrides: this.#helloOverrides, helloArmed: this.#helloArmed, helloRefused: this.#helloRefused,
+      helloNames: this.#helloNames.size,
     };
   }
 
@@ -560,6 +703,16 @@ export class NfQueue {
   alreadyAllowed(verdict: number, mark?: number): void {
     const allowed = verdict === NF_ACCEPT || (verdict === NF_REPEAT && ((mark ?? 0) & this.#mask) === this.#allowMark);
     if (!allowed) this.#afterHelloOverrides++;
+  }
+
+  /**
+   * The caller's verdict for a packet flagged HELLO_ALLOWED: nothing is sent (the binding let it
+   * on), but anything other than an accept or a repeat with expectHello's mark is counted in
+   * stats().helloOverrides.
+   */
+  alreadyAllowedHello(verdict: number, mark?: number): void {
+    const allowed = verdict === NF_ACCEPT || (verdict === NF_REPEAT && ((mark ?? 0) & this.#helloMask) === this.#helloMark);
+    if (!allowed) this.#helloOverrides++;
   }
 
   /** Sends queued verdicts, unbinds and closes the socket. Idempotent. */
@@ -613,7 +766,7 @@ export function packetPayload(batch: PacketBatch, i: number): Buffer {
 
 /** The SKB_* bits of a packet's M_FLAGS slot. */
 export function skbInfoOf(flags: number): number {
-  return flags & 0x3f;
+  return flags & 0x1f;
 }
 
 /** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */

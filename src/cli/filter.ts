@@ -2,7 +2,7 @@
  * One queue's filter: the kernel queue bound to an engine with the config's policy. `run`
  * starts one in the main thread, `run --queues A:B` one per worker thread.
  */
-import type { NfQueue } from '../capture/queue.js';
+import { MAX_HELLO_NAMES, type NfQueue } from '../capture/queue.js';
 import { attachQueue } from '../capture/attach.js';
 import { Engine } from '../filter/engine.js';
 import { engineOptionsFromConfig } from '../filter/from-config.js';
@@ -17,6 +17,8 @@ export class QueueFilter {
   readonly queue: NfQueue;
   private policy: Policy;
   private readonly ticker: NodeJS.Timeout;
+  /** Names (`port name`) the current policy was asked about for the binding (allowHelloName), either answer. */
+  private helloAsked = new Set<string>();
 
   /**
    * Binds `queueNum` and starts filtering. `onEvent` receives every event; `idPrefix` keeps flow
@@ -25,7 +27,13 @@ export class QueueFilter {
   constructor(private config: Config, readonly queueNum: number, onEvent: (e: FlowgateEvent) => void,
     private readonly log: Logger, idPrefix = '') {
     this.policy = compilePolicy(config);
-    const decide: DecideFn = (info) => this.policy.decide(info);
+    const decide: DecideFn = (info) => {
+      const decision = this.policy.decide(info);
+      if (info.app === 'tls' && info.sni && !(decision instanceof Promise) && decision.verdict === 'allow') {
+        this.teachHello(info.sni, info.dport);
+      }
+      return decision;
+    };
     const link = attachQueue({
       queue: queueNum, maxLen: config.queueMaxlen, failOpen: config.failOpen, gso: true,
       // The daemon never decides a flow on its SYN (no newFlow hook), so the binding may pass
@@ -38,6 +46,7 @@ export class QueueFilter {
       options: { ...engineOptionsFromConfig(config), verifyChecksums: true, strictTcp: true, idPrefix },
       onEvent,
       deferEvents: true,
+      bindingHellos: true,
     });
     const engine = this.engine;
     const queue = link.bind(engine);
@@ -45,9 +54,23 @@ export class QueueFilter {
     this.ticker = setInterval(() => engine.tick(), 1000);
   }
 
+  /**
+   * After the policy allowed a TLS hello naming `name`: if it allows every plain hello with that
+   * name and port, the binding lets the next ones on by itself (NfQueue.allowHelloName).
+   */
+  private teachHello(name: string, port: number): void {
+    const key = `${port} ${name}`;
+    if (this.helloAsked.has(key) || this.helloAsked.size >= MAX_HELLO_NAMES) return;
+    this.helloAsked.add(key);
+    if (this.policy.allowsPlainHello(name, port)) this.queue.allowHelloName(name, port);
+  }
+
   /** Swaps in a new config's policy; decisions in flight finish with the old one, which is closed after. */
   reload(next: Config): void {
     const old = this.policy;
+    // The binding forgets the old policy's names first: nothing it lets on is the old policy's.
+    this.queue.clearHelloNames();
+    this.helloAsked = new Set();
     this.policy = compilePolicy(next);
     this.config = next;
     setTimeout(() => void old.close(), next.decisionTimeoutMs + 1000).unref();

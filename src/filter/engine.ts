@@ -14,7 +14,7 @@ import { StreamReassembler, type StreamLimits } from '../reassembly/stream.js';
 import { seqAdd, seqDiff } from '../reassembly/seq.js';
 import type { AnalyzerEvent, StreamAnalyzer, UnitInfo } from '../protocols/analyzer.js';
 import { analyzerFactory, withFingerprints } from '../protocols/dispatch.js';
-import { NF_ACCEPT, NF_DROP, NF_REPEAT, withMark, type VerdictSink, type VerdictValue } from '../verdict/sink.js';
+import { NF_ACCEPT, NF_DROP, NF_REPEAT, withMark, type HelloArm, type VerdictSink, type VerdictValue } from '../verdict/sink.js';
 import { buildBlockPage, buildResetToServer, buildTlsAlert } from '../verdict/reset.js';
 import { EngineStats } from './stats.js';
 import { engineOptions, type EngineOptions } from './options.js';
@@ -62,6 +62,13 @@ export interface EngineInit {
    * batch callback returns, before microtasks run. `flowgate run` sets it. Default false.
    */
   deferEvents?: boolean;
+  /**
+   * Arm each new flow's first ClientHello with the sink (VerdictSink.expectHello) on its SYN, so
+   * that the sink can let a plain hello with a name the policy allows on at once. Only for a
+   * caller that tells the sink which names the policy allows, whatever else a flow is
+   * (`flowgate run` does: NfQueue.allowHelloName after Policy.allowsPlainHello). Default false.
+   */
+  bindingHellos?: boolean;
   /** Which events to build for onEvent: `decisions` skips the flow_end events (replay reports none). Default `all`. */
   events?: 'all' | 'decisions';
   hooks?: EngineHooks;
@@ -183,6 +190,9 @@ export class Engine {
   /** The embedder's clock for events, or undefined for the system clock (read as a number, formatted when the event is built). */
   private readonly wallClock: (() => string) | undefined;
   private readonly deferEvents: boolean;
+  private readonly bindingHellos: boolean;
+  /** What armHello hands the sink with every flow (made on first use). */
+  private helloArm: HelloArm | undefined = undefined;
   /** Events to build and hand over on the next microtask (deferEvents), in order. */
   private deferred: Array<() => FlowgateEvent> = [];
   private readonly scheduler: Scheduler;
@@ -210,6 +220,7 @@ export class Engine {
     this.now = init.now ?? (() => performance.now());
     this.wallClock = init.wallClock;
     this.deferEvents = init.deferEvents ?? false;
+    this.bindingHellos = init.bindingHellos ?? false;
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.flowEndEvents = init.events !== 'decisions';
@@ -320,6 +331,15 @@ export class Engine {
     const insp = flow.inspection as Inspection | undefined;
     if (insp !== undefined) this.disarm(flow, insp);
     const fromClient = flow.isClientSide(low);
+    // Likewise for expectHello, but for the SYN-ACK answering the SYN, which the sink waits for.
+    if (flow.helloArmed) {
+      if (!fromClient && (tcp.flags & (SYN | ACK | FIN | RST | URG)) === (SYN | ACK) && tcp.payload.length === 0
+        && tcp.ack === seqAdd(flow.c2s.isn!, 1) && flow.s2c.isn === undefined) {
+        this.sink.helloAnswered?.(flow.key, seqAdd(tcp.seq, 1));
+      } else {
+        this.disarmHello(flow);
+      }
+    }
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
     if (fromClient) {
       flow.c2s.packets++;
@@ -540,6 +560,7 @@ export class Engine {
       if (len === 0 || !fastOpen) {
         if (len > 0) this.stats.count('evasion_syn_data');
         this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
+        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp);
         return;
       }
       if (flow.stream !== undefined) {
@@ -852,6 +873,41 @@ export class Engine {
     this.armAfterHello(flow, insp);
   }
 
+  /**
+   * On a new flow's SYN: the hello will be the client's first data packet, and the engine allows
+   * it (with the inspect mark: the flow stays inspected until its next record) if it is a plain
+   * hello whose name the policy allows, which the caller taught the sink. The sink checks it as
+   * clientPacket would (discardReason with the server observed: right after the SYN, exactly
+   * acknowledging the SYN-ACK, the SYN's TTL and timestamp) and lets it on at once.
+   * Not for a flow that is not plainly new, whose SYN carried data or MD5, or while the
+   * inspecting-flows limit is reached (the hello would get on_limit).
+   */
+  private armHello(flow: Flow, tcp: TcpPacket): void {
+    const sink = this.sink;
+    const c = flow.c2s;
+    if (sink.expectHello === undefined || flow.helloArmed || (tcp.flags & (SYN | ACK | FIN | RST | URG)) !== SYN) return;
+    if (tcp.seq !== c.isn || c.md5 || flow.s2c.isn !== undefined || flow.midstream || flow.stream !== undefined) return;
+    const l = this.options.limits;
+    if (flow.phase !== 'handshake' || this.busyFlows >= l.maxInspectingFlows) return;
+    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow, l.maxHeldBytesTotal - this.heldBytesTotal,
+      this.streamLimits.maxRetainedBytes);
+    if (maxPayload <= 0) return;
+    flow.helloArmed = true;
+    const m = this.options.marks;
+    const strict = this.options.strictTcp;
+    const checks = nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict, serverObserved: false },
+      maxPayload);
+    this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask, maxHelloBytes: l.maxHelloBytes, strict });
+    sink.expectHello(flow.key, flow.isClientSide(true), seqAdd(tcp.seq, 1), checks, this.helloArm);
+  }
+
+  /** Takes back armHello, if the flow is armed. */
+  private disarmHello(flow: Flow): void {
+    if (!flow.helloArmed) return;
+    flow.helloArmed = false;
+    this.sink.forgetHello?.(flow.key);
+  }
+
   /** Takes back armAfterHello, if the flow is armed. */
   private disarm(flow: Flow, insp: Inspection): void {
     if ((insp.bits & INSP_ARMED) === 0) return;
@@ -1008,6 +1064,7 @@ export class Engine {
    */
   private completeFlow(flow: Flow, why: FlowEndEvent['why'], tomb?: Verdict | 'drop', remember?: Verdict): void {
     this.endInspection(flow);
+    this.disarmHello(flow);
     if (flow.heldCount > 0) {
       // Only reached for timeouts, eviction and shutdown: the verdict was passed in as `tomb`.
       const now = this.now();

@@ -123,8 +123,10 @@ const APP_SHIFT = 8, APP_MASK = 7 << APP_SHIFT;
 type App = 'tls' | 'http' | 'unknown';
 const APPS: readonly (App | undefined)[] = [undefined, 'tls', 'http', 'unknown'];
 const APP_OTHER = APPS.length;
+/** Flow.flags bit 11: the engine armed the flow's first hello with the kernel queue's binding (see helloArmed). */
+const FLAG_HELLO_ARMED = 1 << 11;
 /** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
-const PREFIX_SHIFT = 11;
+const PREFIX_SHIFT = 12;
 /**
  * The id prefixes in use (one per engine, '' first), so a flow keeps a small index in its flags
  * rather than a field of its own (8 bytes a flow).
@@ -377,6 +379,15 @@ export class Flow {
 
   set bypassPending(v: boolean) {
     this.flags = v ? this.flags | FLAG_BYPASS_PENDING : this.flags & ~FLAG_BYPASS_PENDING;
+  }
+
+  /** The engine's: the binding may let the flow's first ClientHello on itself (VerdictSink.expectHello). */
+  get helloArmed(): boolean {
+    return (this.flags & FLAG_HELLO_ARMED) !== 0;
+  }
+
+  set helloArmed(v: boolean) {
+    this.flags = v ? this.flags | FLAG_HELLO_ARMED : this.flags & ~FLAG_HELLO_ARMED;
   }
 
   /** The endpoint that opened the connection (or the first data sender when the start was missed). */

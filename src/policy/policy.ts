@@ -21,6 +21,13 @@ export interface Policy {
    * cache or `default` answers, a promise that never rejects when a source is asked.
    */
   decide(info: FlowInfo): Decision | Promise<Decision>;
+  /**
+   * True when every plain TLS hello naming `name` (normalised) to server port `port` is allowed,
+   * whoever sends it and whatever else it carries, where plain means without ECH (the kernel
+   * queue's binding lets such hellos on by itself, see NfQueue.allowHelloName): a rule decides
+   * it before any rule that looks at the client's address, ALPN or JA4 could, and no source is asked.
+   */
+  allowsPlainHello(name: string, port: number): boolean;
   /** Releases the source (sockets, cache); questions after close get on_error or default. */
   close(): Promise<void>;
 }
@@ -34,6 +41,15 @@ export interface PolicyOptions {
 }
 
 type Test = (info: FlowInfo) => boolean;
+
+/**
+ * A rule's test, and whether it can be told from a plain hello's name and port alone (see
+ * Policy.allowsPlainHello): not for the client's address, ALPN or JA4.
+ */
+interface RuleTest {
+  test: Test;
+  plain: boolean;
+}
 
 /** The names a domain matcher looks at: the SNI and the HTTP host (the target's, if any). */
 function flowNames(info: FlowInfo): string[] {
@@ -53,8 +69,10 @@ function inlineDomains(entries: readonly string[]): DomainSet {
 }
 
 /** The tests of one rule, cheapest first. Config values were validated by parseConfig. */
-function ruleTests(rule: RuleConfig): Test[] {
-  const tests: Test[] = [];
+function ruleTests(rule: RuleConfig): RuleTest[] {
+  const all: RuleTest[] = [];
+  const tests = { push: (test: Test) => all.push({ test, plain: true }) };
+  const flowTests = { push: (test: Test) => all.push({ test, plain: false }) };
   if (rule.app !== null) {
     const apps = new Set<string>(rule.app);
     tests.push((info) => apps.has(info.app));
@@ -66,7 +84,7 @@ function ruleTests(rule: RuleConfig): Test[] {
   if (rule.clients !== null) {
     const blocks = rule.clients.map((c) => parseCidr(c)).filter((p) => p.ok).map((p) => (p as { cidr: Cidr }).cidr);
     const set = new CidrSet(blocks);
-    tests.push((info) => set.contains(info.src));
+    flowTests.push((info) => set.contains(info.src));
   }
   if (rule.ech !== null) {
     const want = rule.ech;
@@ -78,11 +96,11 @@ function ruleTests(rule: RuleConfig): Test[] {
   }
   if (rule.alpn !== null) {
     const ids = new Set(rule.alpn);
-    tests.push((info) => info.alpn != null && info.alpn.some((id) => ids.has(id)));
+    flowTests.push((info) => info.alpn != null && info.alpn.some((id) => ids.has(id)));
   }
   if (rule.ja4 !== null) {
     const prints = new Set(rule.ja4);
-    tests.push((info) => info.ja4 !== undefined && prints.has(info.ja4.toLowerCase()));
+    flowTests.push((info) => info.ja4 !== undefined && prints.has(info.ja4.toLowerCase()));
   }
   if (rule.methods !== null) {
     const methods = new Set(rule.methods);
@@ -103,16 +121,23 @@ function ruleTests(rule: RuleConfig): Test[] {
     for (const list of rule.lists ?? []) sets.push(list.set);
     tests.push((info) => flowNames(info).some((name) => matchDomainSets(sets, name) !== null));
   }
-  return tests;
+  return all;
 }
 
 interface CompiledRule {
   decision: Decision;
   tests: Test[];
+  /** The tests a plain hello's name and port tell, and whether the rule has others. */
+  plainTests: Test[];
+  flowTests: boolean;
 }
 
 function compileRule(rule: RuleConfig): CompiledRule {
-  return { decision: Object.freeze({ verdict: rule.action, reason: `rule:${rule.name}` }), tests: ruleTests(rule) };
+  const tests = ruleTests(rule);
+  return {
+    decision: Object.freeze({ verdict: rule.action, reason: `rule:${rule.name}` }), tests: tests.map((t) => t.test),
+    plainTests: tests.filter((t) => t.plain).map((t) => t.test), flowTests: tests.some((t) => !t.plain),
+  };
 }
 
 function matches(rule: CompiledRule, info: FlowInfo): boolean {
@@ -142,6 +167,16 @@ class CompiledPolicy implements Policy {
     const rules = this.#rules;
     for (let i = 0; i < rules.length; i++) if (matches(rules[i]!, info)) return rules[i]!.decision;
     return this.#source === null ? this.#default : this.#source.decide(info);
+  }
+
+  allowsPlainHello(name: string, port: number): boolean {
+    // What a plain hello tells: no HTTP fields, no ECH; the address, ALPN and JA4 tests are not run.
+    const info = { app: 'tls', sni: name, dport: port } as FlowInfo;
+    for (const rule of this.#rules) {
+      if (!rule.plainTests.every((t) => t(info))) continue;
+      return !rule.flowTests && rule.decision.verdict === 'allow';
+    }
+    return this.#source === null && this.#default.verdict === 'allow';
   }
 
   ready(): Promise<void> {

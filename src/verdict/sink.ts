@@ -14,6 +14,19 @@ export const NF_REPEAT = 4;
 /** A verdict value the kernel accepts from flowgate. */
 export type VerdictValue = typeof NF_DROP | typeof NF_ACCEPT | typeof NF_REPEAT;
 
+/** How expectHello lets a plain first hello on, the same for every flow of an engine. */
+export interface HelloArm {
+  /** The mark (within `mask`) the engine repeats an allowed first hello with: its inspect mark. */
+  mark: number;
+  /** The allow mark (within `mask`), for the record after the hello (see expectAfterHello). */
+  allowMark: number;
+  mask: number;
+  /** The engine's limit on a hello's body, bytes. */
+  maxHelloBytes: number;
+  /** The engine checks ACKs and timestamps (strict_tcp). */
+  strict: boolean;
+}
+
 /** Receives exactly one verdict per packet id, and optionally injects crafted packets (RSTs). */
 export interface VerdictSink {
   verdict(id: number, verdict: VerdictValue, mark?: number): void;
@@ -29,6 +42,19 @@ export interface VerdictSink {
   expectAfterHello?(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: NextSegmentChecks): void;
   /** Takes back expectAfterHello for the connection. */
   forgetAfterHello?(key: string): void;
+  /**
+   * Lets the kernel-queue side let the flow's first ClientHello on without waiting for the engine
+   * (armed on the client's SYN, `seq` its sequence number + 1), when it is a plain hello whose
+   * name the policy allows (the sink was told so beforehand), acknowledges the SYN-ACK and passes
+   * `checks`; it gets a repeat with `arm.mark`, as the engine gives an allowed first hello, and
+   * the record after it is armed as with expectAfterHello (see NfQueue.expectHello). The engine
+   * still sees those packets; its verdicts for them are not sent again.
+   */
+  expectHello?(key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm): void;
+  /** The engine saw the server's SYN-ACK for a flow armed with expectHello: its sequence number + 1. */
+  helloAnswered?(key: string, serverNext: number): void;
+  /** Takes back expectHello for the connection. */
+  forgetHello?(key: string): void;
   /**
    * The engine has given the verdicts that release a decision's packets; what follows is its
    * bookkeeping. A sink that gathers verdicts may send them now (NfQueue.flushIfQuiet).

@@ -136,6 +136,7 @@ export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Prom
   t.equal(k.kernelErrors, 0, 'the kernel rejected no verdict (none was given twice)');
   t.equal(k.handshakeOverrides, 0, 'the engine wanted no handshake the binding accepted dropped');
   t.equal(k.afterHelloOverrides, 0, 'the engine wanted no packet the binding allowed after a hello dropped');
+  t.equal(k.helloOverrides, 0, 'the engine decided every hello the binding let on as the binding did');
   const q = await waitUntil(async () => {
     const stats = await readQueueStats(topo);
     return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;

@@ -141,3 +141,50 @@ t.test('a rule without matchers matches everything; no rules gives default', asy
   t.same(decide(observe, tls('x.test')), { verdict: 'allow', reason: 'default' });
   await observe.close();
 });
+
+t.test('allowsPlainHello: only when every plain hello with that name and port is allowed', async (t) => {
+  const cases: Array<[string, string, Array<[string, number, boolean]>]> = [
+    ['default allow, one block rule', 'rules:\n  - {name: b, action: block, domains: [blocked.test]}\n',
+      [['allowed.test', 443, true], ['blocked.test', 443, false], ['x.blocked.test', 443, false], ['blocked.test.example', 443, true]]],
+    ['default block, one allow rule', 'default: block\nrules:\n  - {name: a, action: allow, domains: ["=ok.test"]}\n',
+      [['ok.test', 443, true], ['x.ok.test', 443, false], ['other.test', 443, false]]],
+    ['a client-address rule first decides nothing by name', 'rules:\n  - {name: lan, action: block, clients: [10.0.0.0/8]}\n',
+      [['allowed.test', 443, false]]],
+    ['a client-address rule for other names', 'rules:\n  - {name: lan, action: block, clients: [10.0.0.0/8], domains: [bad.test]}\n',
+      [['good.test', 443, true], ['bad.test', 443, false]]],
+    ['an ALPN rule, and a JA4 rule', 'rules:\n  - {name: a, action: block, alpn: [h2], domains: [bad.test]}\n'
+      + '  - {name: j, action: allow, ja4: [t13d1516h2_8daaf6152771_02713d6af862], domains: [fp.test]}\n',
+      // fp.test is allowed either way, but the answer is kept simple: a reached JA4 test is unknown.
+      [['good.test', 443, true], ['bad.test', 443, false], ['fp.test', 443, false]]],
+    ['an allow rule that reads the client first', 'default: block\nrules:\n  - {name: a, action: allow, clients: [10.0.0.0/8]}\n',
+      [['any.test', 443, false]]],
+    ['ports', 'rules:\n  - {name: p, action: block, ports: [8443]}\n', [['a.test', 443, true], ['a.test', 8443, false]]],
+    ['HTTP-only rules never match a hello', 'rules:\n  - {name: m, action: block, methods: [POST]}\n'
+      + '  - {name: p, action: block, paths: ["/admin/*"]}\n  - {name: h, action: block, app: [http]}\n',
+      [['a.test', 443, true]]],
+    ['ECH rules: a plain hello has none', 'default: block\nrules:\n  - {name: e, action: block, ech: true}\n'
+      + '  - {name: n, action: allow, ech: false}\n', [['a.test', 443, true]]],
+    ['a TLS rule', 'rules:\n  - {name: t, action: block, app: [tls]}\n', [['a.test', 443, false]]],
+    ['named', 'default: block\nrules:\n  - {name: n, action: allow, named: true}\n', [['a.test', 443, true]]],
+    ['a source asked when no rule matches', 'decide:\n  webhook: {url: "http://127.0.0.1:9/decide"}\n'
+      + 'rules:\n  - {name: a, action: allow, domains: [ok.test]}\n', [['ok.test', 443, true], ['other.test', 443, false]]],
+  ];
+  for (const [what, yaml, expect] of cases) {
+    const policy = compilePolicy(config(yaml));
+    for (const [name, port, allowed] of expect) {
+      t.equal(policy.allowsPlainHello(name, port), allowed, `${what}: ${name}:${port}`);
+      if (!allowed) continue;
+      // Then every such hello is allowed, whoever sends it and whatever it offers.
+      for (const src of ['10.0.1.2', '192.0.2.7', '2001:db8::1']) {
+        for (const alpn of [null, ['h2'], ['http/1.1']]) {
+          for (const ja4 of [undefined, 't13d1516h2_8daaf6152771_02713d6af862']) {
+            const info = tls(name, { src, dport: port, alpn, ...(ja4 ? { ja4 } : {}) });
+            const d = policy.decide(info);
+            if (d instanceof Promise || d.verdict !== 'allow') t.fail(`${what}: ${name} from ${src} ${String(alpn)} ${String(ja4)}`);
+          }
+        }
+      }
+    }
+    await policy.close();
+  }
+});

@@ -1,0 +1,271 @@
+/**
+ * The binding's reader thread lets a connection's first ClientHello on by itself when it is plain
+ * and names a name the policy allows (NfQueue.expectHello): its reading of the hello must never
+ * name what the engine's analyzer would not, or name where the analyzer finds a problem. These
+ * tests hold the binding's reader (simpleHelloName, exported by the addon) against the analyzer
+ * (src/protocols/), over real hellos, crafted ones and random corruptions of both.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { bindingReaders, packChecks } from '../../src/capture/queue.js';
+import { Engine } from '../../src/filter/engine.js';
+import { srcIsLow } from '../../src/flow/key.js';
+import { discardReason, type NextSegmentChecks } from '../../src/flow/tcp.js';
+import { decodeIp } from '../../src/packet/decode.js';
+import type { TcpPacket } from '../../src/packet/types.js';
+import { createAnalyzer } from '../../src/protocols/dispatch.js';
+import { NF_REPEAT, type HelloArm } from '../../src/verdict/sink.js';
+import { Conversation, RecordingSink, clientHello } from '../helpers/tcp.js';
+
+const { simpleHelloName, readTcp, passesFakeChecks } = bindingReaders();
+
+function decodeTcp(pkt: Uint8Array): TcpPacket {
+  const d = decodeIp(pkt);
+  if (d.kind !== 'tcp') throw new Error('not tcp');
+  return d.packet;
+}
+const MAX = 65536;
+
+/**
+ * The name the engine's analyzer decides a first packet holding `bytes` on, when it reads them as
+ * exactly one whole, valid ClientHello with an unambiguous name and no ECH, and stops right at
+ * their end; null otherwise.
+ */
+function analyzerName(bytes: Uint8Array, maxHelloBytes = MAX): string | null {
+  const a = createAnalyzer({ maxHelloBytes });
+  const events = a.feed(bytes, 0);
+  if (events.length !== 1) return null;
+  const e = events[0]!;
+  if (e.kind !== 'unit' || e.opaque || e.info.app !== 'tls' || e.info.ech === true) return null;
+  if (a.recordBoundary?.() !== bytes.length) return null;
+  return typeof e.info.sni === 'string' ? e.info.sni : null;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const fixtureDir = join(here, '../../../test/fixtures/tls');
+const fixtures = readdirSync(fixtureDir).filter((f) => f.endsWith('.hex')).map((f) => ({
+  name: f,
+  bytes: Uint8Array.from(Buffer.from(readFileSync(join(fixtureDir, f), 'utf8').replace(/\s+/g, ''), 'hex')),
+}));
+
+/** The first record of a fixture (several hold more than the hello: the rest is not plain). */
+function firstRecord(b: Uint8Array): Uint8Array {
+  return b.subarray(0, Math.min(b.length, 5 + ((b[3]! << 8) | b[4]!)));
+}
+
+const u16 = (n: number) => [(n >> 8) & 0xff, n & 0xff];
+/** A hello with the given extensions (type, data) and nothing else. */
+function helloWith(exts: Array<[number, number[]]>): Uint8Array {
+  const block = exts.flatMap(([type, data]) => [...u16(type), ...u16(data.length), ...data]);
+  const body = [3, 3, ...new Array(32).fill(1), 0, ...u16(2), 0x13, 0x01, 1, 0, ...u16(block.length), ...block];
+  const hs = [1, 0, ...u16(body.length), ...body];
+  return Uint8Array.from([0x16, 3, 1, ...u16(hs.length), ...hs]);
+}
+const sniExt = (name: string): [number, number[]] => {
+  const n = [...Buffer.from(name, 'latin1')];
+  return [0, [...u16(n.length + 3), 0, ...u16(n.length), ...n]];
+};
+
+t.test('real and usual hellos: the binding reads the name the engine decides on', async (t) => {
+  const plain = [
+    ['a small hello', clientHello({ sni: 'allowed.test' })],
+    ['with ALPN and padding', clientHello({ sni: 'www.example.org', alpn: ['h2', 'http/1.1'], pad: 200 })],
+    ['underscores and digits', clientHello({ sni: '_dmarc.x-1.example' })],
+  ] as const;
+  for (const [what, b] of plain) {
+    const name = simpleHelloName(b, MAX);
+    t.not(name, null, `binding reads ${what}`);
+    t.equal(name, analyzerName(b), `engine agrees: ${what}`);
+  }
+  let named = 0;
+  for (const f of fixtures) {
+    const b = firstRecord(f.bytes);
+    const name = simpleHelloName(b, MAX);
+    if (name !== null) {
+      named++;
+      t.equal(name, analyzerName(b), `engine agrees on ${f.name} (${name})`);
+    } else {
+      t.pass(`${f.name}: not plain (engine reads ${String(analyzerName(b))})`);
+    }
+  }
+  t.ok(named >= 3, `the binding reads most real hellos (${named} of ${fixtures.length})`);
+});
+
+t.test('hellos the binding leaves to the engine', async (t) => {
+  const hello = clientHello({ sni: 'allowed.test' });
+  const withTail = Uint8Array.from([...hello, 0x14, 3, 3, 0, 1, 1]);
+  const cases: Array<[string, Uint8Array, number?]> = [
+    ['ECH', firstRecord(fixtures.find((f) => f.name === 'tls13-ech.hex')!.bytes)],
+    ['no server_name', clientHello({})],
+    ['two server_name extensions', helloWith([sniExt('a.test'), sniExt('b.test')])],
+    ['a repeated extension', helloWith([sniExt('a.test'), [16, [0, 3, 2, 0x68, 0x32]], [16, [0, 3, 2, 0x68, 0x32]]])],
+    ['two host_name entries', helloWith([[0, [0, 12, 0, 0, 3, 0x61, 0x2e, 0x62, 0, 0, 3, 0x63, 0x2e, 0x64]]])],
+    ['an uppercase name', clientHello({ sni: 'Allowed.test' })],
+    ['a trailing dot', clientHello({ sni: 'allowed.test.' })],
+    ['an IPv4 literal', clientHello({ sni: '10.0.0.1' })],
+    ['a numeric last label', clientHello({ sni: 'host.123' })],
+    ['a label starting with a hyphen', clientHello({ sni: '-a.test' })],
+    ['an empty label', clientHello({ sni: 'a..test' })],
+    ['a 64-byte label', clientHello({ sni: `${'a'.repeat(64)}.test` })],
+    ['a space', clientHello({ sni: 'a b.test' })],
+    ['a hello over two records', clientHello({ sni: 'allowed.test', recordSize: 40 })],
+    ['a record after the hello', withTail],
+    ['the hello cut short', hello.subarray(0, hello.length - 1)],
+    ['malformed ALPN', helloWith([sniExt('a.test'), [16, [0, 9, 2, 0x68]]])],
+    ['odd supported_groups', helloWith([sniExt('a.test'), [10, [0, 3, 0, 0x1d, 0]]])],
+    ['malformed key_share', helloWith([sniExt('a.test'), [51, [0, 6, 0, 0x1d, 0, 9, 1, 1]]])],
+    ['a body beyond maxHelloBytes', hello, 100],
+  ];
+  for (const [what, b, max] of cases) {
+    t.equal(simpleHelloName(b, max ?? MAX), null, `binding: ${what}`);
+  }
+  t.equal(simpleHelloName(helloWith([sniExt('a.test')]), MAX), 'a.test', 'the crafted hello is plain without the fault');
+});
+
+t.test('random corruptions: the binding never names what the engine would not', async (t) => {
+  let seed = 0x9e3779b9;
+  const rand = (n: number) => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const bases = [
+    clientHello({ sni: 'allowed.test', alpn: ['h2'] }),
+    clientHello({ sni: 'a.b.example', pad: 20 }),
+    helloWith([sniExt('x.test'), [16, [0, 3, 2, 0x68, 0x32]], [43, [2, 3, 4]], [11, [1, 0]]]),
+    ...fixtures.map((f) => firstRecord(f.bytes)).filter((b) => simpleHelloName(b, MAX) !== null),
+  ];
+  let named = 0;
+  let disagreements = 0;
+  for (let i = 0; i < 20000; i++) {
+    const base = bases[rand(bases.length)]!;
+    const b = Uint8Array.from(base);
+    const edits = 1 + rand(3);
+    for (let e = 0; e < edits; e++) {
+      const at = rand(b.length);
+      // Mostly small changes to one byte, which keep lengths near right; some random bytes.
+      b[at] = rand(2) === 0 ? (b[at]! + (rand(2) === 0 ? 1 : 255)) & 0xff : rand(256);
+    }
+    const cut = rand(8) === 0 ? b.subarray(0, rand(b.length + 1)) : b;
+    const max = rand(10) === 0 ? rand(600) : MAX;
+    const name = simpleHelloName(cut, max);
+    if (name === null) continue;
+    named++;
+    if (name !== analyzerName(cut, max)) disagreements++;
+  }
+  t.equal(disagreements, 0, 'no corrupted hello the binding reads a name from reads otherwise in the engine');
+  t.ok(named > 1000, `corruptions that stay plain are checked too (${named})`);
+});
+
+/** An engine that arms hellos, with a sink recording what it asks the binding. */
+function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean } = {}) {
+  const calls: Array<[string, ...unknown[]]> = [];
+  const sink = Object.assign(new RecordingSink(), {
+    expectHello: (key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm) =>
+      void calls.push(['expect', key, clientLow, seq, checks, arm]),
+    helloAnswered: (key: string, next: number) => void calls.push(['answered', key, next]),
+    forgetHello: (key: string) => void calls.push(['forget', key]),
+  });
+  const engine = new Engine({ decide: () => 'allow', sink, bindingHellos: opts.bindingHellos ?? true,
+    options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true } });
+  let id = 1;
+  const feed = (data: Uint8Array) => {
+    const n = id++;
+    engine.handle({ id: n, mark: 0, data, skbInfo: 0 });
+    return n;
+  };
+  return { engine, sink, calls, feed };
+}
+
+t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the arm back at the hello', async (t) => {
+  const { engine, sink, calls, feed } = armingEngine();
+  const c = new Conversation();
+  const [syn, synAck] = c.handshake();
+  feed(syn!);
+  const key = [...engine.table.all()][0]!.key;
+  t.equal(calls.length, 1, 'armed on the SYN');
+  const [what, k, clientLow, seq, checks, arm] = calls[0]!;
+  t.equal(what, 'expect');
+  t.equal(k, key);
+  t.equal(clientLow, srcIsLow(decodeTcp(syn!)), 'the client side of the key');
+  t.equal(seq, 1001, 'the hello starts one after the SYN');
+  t.match(checks, { verifyChecksum: true, minTtl: 64, tsMin: undefined, ackMin: undefined });
+  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true });
+  feed(synAck!);
+  t.same(calls[1], ['answered', key, 5001], 'the SYN-ACK is told, the arm kept');
+  const helloId = feed(c.send(clientHello({ sni: 'allowed.test' })));
+  t.same(calls[2], ['forget', key], 'the hello takes the arm back');
+  // What the binding gives an allowed plain hello is what the engine gave it.
+  t.same(sink.verdicts.get(helloId), { verdict: NF_REPEAT, mark: 0x300, order: sink.verdicts.get(helloId)!.order },
+    'the engine repeats an allowed first hello with the inspect mark, as the binding does');
+});
+
+t.test('what the engine does not arm, and what disarms', async (t) => {
+  {
+    const { calls, feed } = armingEngine({ bindingHellos: false });
+    const c = new Conversation();
+    c.handshake().forEach(feed);
+    feed(c.send(clientHello({ sni: 'allowed.test' })));
+    t.equal(calls.length, 0, 'not without bindingHellos');
+  }
+  {
+    const { calls, feed } = armingEngine();
+    const c = new Conversation();
+    feed(c.synWithData('GET / HTTP/1.1\r\n'));
+    t.equal(calls.length, 0, 'not a SYN with data');
+  }
+  {
+    const { calls, feed } = armingEngine();
+    const c = new Conversation();
+    const [syn] = c.handshake();
+    feed(syn!);
+    feed(syn!);
+    t.same(calls.map((x) => x[0]), ['expect', 'forget', 'expect'], 'a retransmitted SYN disarms and arms again');
+  }
+  {
+    const { calls, feed } = armingEngine();
+    const c = new Conversation();
+    const [syn] = c.handshake();
+    feed(syn!);
+    feed(c.reply('data before any SYN-ACK'));
+    t.same(calls.map((x) => x[0]), ['expect', 'forget'], 'a server packet other than the SYN-ACK disarms');
+  }
+});
+
+t.test('the binding refuses every fake hello the engine drops, with the checks armed on the SYN', async (t) => {
+  const { engine, calls, feed } = armingEngine();
+  const c = new Conversation();
+  const [syn, synAck] = c.handshake();
+  feed(syn!);
+  feed(synAck!);
+  const flow = [...engine.table.all()][0]!;
+  const packed = Uint32Array.from(packChecks(calls[0]![4] as NextSegmentChecks));
+  const hello = clientHello({ sni: 'allowed.test' });
+  let seed = 0x1234567;
+  const rand = (n: number) => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  let passed = 0;
+  const refused = { checksum: 0, ttl: 0, ack: 0 };
+  for (let i = 0; i < 2000; i++) {
+    const bad = { checksum: rand(4) === 0, ttl: rand(4) === 0, ack: rand(4) === 0 };
+    const extra = {
+      badChecksum: bad.checksum,
+      ttl: bad.ttl ? 1 + rand(63) : 64 + rand(192),
+      ack: bad.ack ? (c.sseq + 1 + rand(100000)) >>> 0 : c.sseq,
+      options: { tsVal: rand(100000), md5: rand(20) === 0 },
+    };
+    const pkt = c.send(hello, { advance: false, extra });
+    const v = readTcp(pkt)!;
+    // The binding's whole test of the packet's TCP side (CheckHello): the place, the exact ACK, the fake checks.
+    const bindingPasses = v.seq === 1001 && v.ack === 5001 && passesFakeChecks(pkt, 0, packed) === true;
+    const engineKeeps = discardReason(flow, decodeTcp(pkt), { verifyChecksum: true, strict: true, serverObserved: true }) === undefined;
+    if (bindingPasses && !engineKeeps) t.fail(`packet ${i}: the binding passes what the engine drops (${JSON.stringify(extra)})`);
+    if (bindingPasses) passed++;
+    else for (const k of Object.keys(refused) as Array<keyof typeof refused>) if (bad[k]) refused[k]++;
+  }
+  t.ok(passed > 200, `${passed} genuine hellos passed`);
+  for (const [k, n] of Object.entries(refused)) t.ok(n > 100, `fakes with a bad ${k} refused (${n})`);
+});

@@ -504,19 +504,21 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// forget(keyUnits, keyLength): takes back expectHello and expectAfterHello for a flow whose engine
-// view moved on; no-op when not armed.
+// forget(keyUnits, keyLength, hello: boolean): takes back expectHello (hello true) or
+// expectAfterHello for a flow whose engine view moved on; no-op when not armed. Only the one
+// asked for: the reader arms a hello's next record itself, which the engine's taking back of the
+// hello's arm must leave.
 Napi::Value Queue::Forget(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (ThrowIfClosed(env)) return env.Undefined();
   std::u16string key;
-  if (info.Length() < 2 || !ReadKey(info[0], info[1], &key)) {
-    ThrowCodeError(env, "ERR_ARG", 0, "forget(keyUnits: Uint16Array, keyLength: 6 | 18)");
+  if (info.Length() < 3 || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean()) {
+    ThrowCodeError(env, "ERR_ARG", 0, "forget(keyUnits: Uint16Array, keyLength: 6 | 18, hello: boolean)");
     return env.Undefined();
   }
   std::lock_guard<std::mutex> lock(rmu_);
-  afterHello_.erase(key);
-  hello_.erase(key);
+  if (info[2].As<Napi::Boolean>().Value()) hello_.erase(key);
+  else afterHello_.erase(key);
   return env.Undefined();
 }
 

@@ -174,7 +174,7 @@ interface NativeQueue {
   expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number,
     checks: Uint32Array): boolean;
   expectHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, checks: Uint32Array, arm: Uint32Array): boolean;
-  forget(keyUnits: Uint16Array, keyLength: number): void;
+  forget(keyUnits: Uint16Array, keyLength: number, hello: boolean): void;
   allowHelloName(name: string, port: number): boolean;
   clearHelloNames(): void;
   close(): void;
@@ -527,7 +527,7 @@ export class NfQueue {
 
   /** Takes back expectAfterHello for the connection `key`, pending or handed over. */
   forgetAfterHello(key: string): void {
-    this.#forget(key);
+    this.#forget(key, false);
   }
 
   /**
@@ -573,14 +573,18 @@ export class NfQueue {
 
   /** Takes back expectHello for the connection `key`, pending or handed over. */
   forgetHello(key: string): void {
-    this.#forget(key);
+    this.#forget(key, true);
   }
 
-  #forget(key: string): void {
+  /**
+   * Takes back one kind of arm: the binding arms the record after a hello it let on itself, which
+   * taking back that hello's arm must leave.
+   */
+  #forget(key: string, hello: boolean): void {
     if (this.#native.closed) throw closedError(this.queue);
-    const i = this.#arms.findIndex((a) => a.key === key);
+    const i = this.#arms.findIndex((a) => a.key === key && (a.hello !== undefined) === hello);
     if (i >= 0) this.#arms.splice(i, 1);
-    else this.#native.forget(keyUnits(key), key.length);
+    else this.#native.forget(keyUnits(key), key.length, hello);
   }
 
   /**

@@ -196,8 +196,9 @@ export function decide(info) {
   const hrr = ['-groups', 'P-384:X25519', '-tls1_3'];
   const plain = await opensslClient(topo, { servername: 'allowed.test', extraArgs: ['-tls1_3'] });
   t.ok(plain.connected, 'without a retry the handshake completes');
-  const armed = (await fg.status()).kernel;
-  t.equal(armed.afterHelloAllows, 1, 'and the binding let the record after the hello through itself');
+  // The decision is asynchronous (a module): the arm for the record after the hello can come after
+  // that record (it is then refused), so how many the binding let through is not fixed here.
+  const before = (await fg.status()).kernel;
   const retried = await opensslClient(topo, { servername: 'allowed.test', extraArgs: hrr });
   t.notOk(retried.connected, 'with a retry the second hello is blocked: no handshake');
   t.ok(retried.reset, 'the client sees a reset');
@@ -206,8 +207,9 @@ export function decide(info) {
   t.same(fg.decisions().filter((x) => x.flow === d.flow).map((x) => x.verdict), ['allow', 'block'],
     'two decisions on that connection: the first hello allowed, the second blocked');
   const k = (await fg.status()).kernel;
-  t.equal(k.afterHelloAllows, 1, 'the binding let no packet of the retried connection through itself');
-  t.equal(k.afterHelloArmed, 2, 'it was armed after each first hello');
+  t.equal(k.afterHelloAllows, before.afterHelloAllows, 'the binding let no packet of the retried connection through itself');
+  t.equal(k.afterHelloArmed! + k.afterHelloRefused! - before.afterHelloArmed! - before.afterHelloRefused!, 1,
+    `the engine armed it after the first hello (${k.afterHelloArmed! - before.afterHelloArmed!} taken, the rest refused)`);
   await assertSettled(t, topo, fg);
   await fg.stop();
 });

@@ -28,6 +28,13 @@ constexpr size_t kHandOverMinBytes = 256u << 10;
 constexpr size_t kBatchReserve = 1u << 20;
 /** Verdict messages are packed into datagrams of at most this many bytes. */
 constexpr size_t kSendChunk = 64u << 10;
+/**
+ * How long packets the reader allowed itself (a plain hello, the record after a hello) may wait
+ * for JavaScript, ms: JavaScript only keeps its books with them, and on a quiet gateway doing so
+ * at once ran beside the endpoints' own work on the connection (their TLS handshake), slowing it;
+ * any other wake-up brings them along sooner.
+ */
+constexpr int64_t kLazyWakeMs = 5;
 /** How long open() waits for the kernel's answer to the bind message, ms. */
 constexpr int kAckTimeoutMs = 2000;
 /** How long one send() keeps retrying EAGAIN/ENOBUFS before it counts as failed, ms. */

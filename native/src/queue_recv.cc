@@ -10,6 +10,7 @@
 #include <netinet/in.h>  // before linux/netfilter.h, which would otherwise redefine its types
 #include <linux/netfilter.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -70,7 +71,7 @@ int Queue::ReadAvailable(bool ignoreLimit) {
   }
   int err = ReadUntilDrained(ignoreLimit);
   std::lock_guard<std::mutex> lock(rmu_);
-  if (wakeDeferred_) {
+  if (wakeDeferred_ || (lazySince_ != 0 && Full(pending_, batchMax_))) {
     wakeDeferred_ = false;
     if (handles_ != nullptr) SignalLocked();
   }
@@ -113,6 +114,7 @@ bool Queue::ProcessDatagram(size_t len) {
   size_t msgLen;
   bool added = false;     // a packet was added to the batch
   bool needsJs = false;   // one that waits for JavaScript's verdict
+  bool prompt = false;    // one whose reading JavaScript needs soon (a handshake: arms follow it)
   std::unique_lock<std::mutex> lock(rmu_);
   while ((msgLen = MessageAt(base, len, off)) != 0) {
     PacketInfo pkt;
@@ -128,6 +130,7 @@ bool Queue::ProcessDatagram(size_t len) {
           flags |= given;
         } else if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
           flags |= kFlagAccepted;
+          prompt = true;
           early_.push_back({pkt.id, NF_ACCEPT, false, 0});
           counters_.handshakeAccepts++;
         } else {
@@ -168,8 +171,13 @@ bool Queue::ProcessDatagram(size_t len) {
     SendEarlyVerdicts();
     lock.lock();
   }
-  if (needsJs && handles_ != nullptr) SignalLocked();
-  else if (added) wakeDeferred_ = true;
+  if (needsJs && handles_ != nullptr) {
+    SignalLocked();
+  } else if (prompt) {
+    wakeDeferred_ = true;
+  } else if (added && lazySince_ == 0) {
+    lazySince_ = NowMs();  // only packets the reader allowed: see ReaderLoop
+  }
   return Full(pending_, batchMax_);
 }
 
@@ -299,6 +307,7 @@ bool Queue::PendingAllowsHello(const std::u16string& key, HelloExpectation* e) {
 // Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
 // (or, in the constructor, no reader thread yet).
 void Queue::SignalLocked() {
+  lazySince_ = 0;  // the loop takes every packet pending
   if (signalled_) return;
   signalled_ = true;
   uv_async_send(&handles_->ready);
@@ -330,12 +339,23 @@ void Queue::ReaderLoop() {
       taken_.wait(lock, [this] { return stopReader_ || !Full(pending_, batchMax_); });
       if (stopReader_) return;
     }
-    int n = poll(fds, 2, -1);
+    int timeout = -1;
+    {
+      std::lock_guard<std::mutex> lock(rmu_);
+      if (lazySince_ != 0) timeout = static_cast<int>(std::max<int64_t>(0, lazySince_ + kLazyWakeMs - NowMs()));
+    }
+    int n = poll(fds, 2, timeout);
     if (n < 0 && errno != EINTR) {
       ReportReadError(errno, "polling");
       return;  // poll() itself failing means the fds are gone: nothing more can be read
     }
-    if (n <= 0) continue;
+    if (n == 0) {
+      // Packets the reader allowed itself waited kLazyWakeMs for a wake-up that brings them along.
+      std::lock_guard<std::mutex> lock(rmu_);
+      if (lazySince_ != 0 && NowMs() >= lazySince_ + kLazyWakeMs && handles_ != nullptr) SignalLocked();
+      continue;
+    }
+    if (n < 0) continue;
     if (fds[1].revents != 0) return;
     // POLLERR on a netlink socket means sk_err is set, which for us is ENOBUFS (the kernel
     // dropped messages because the receive buffer was full): the next recv() returns it once,

@@ -84,16 +84,15 @@ Napi::Value PassesFakeChecks(const Napi::CallbackInfo& info) {
   const uint8_t* p;
   size_t n;
   uint32_t skbInfo;
+  const uint32_t* checks;
   if (!BytesArg(info, &p, &n)) return env.Undefined();
-  if (info.Length() < 3 || !fg::ReadUint32(info[1], &skbInfo) || !info[2].IsTypedArray() ||
-      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      info[2].As<Napi::Uint32Array>().ElementLength() < fg::kFakeCheckWords) {
+  if (info.Length() < 3 || !fg::ReadUint32(info[1], &skbInfo) || !fg::ReadUint32Words(info[2], fg::kFakeCheckWords, &checks)) {
     fg::ThrowCodeError(env, "ERR_ARG", 0, "passesFakeChecks(packet: Uint8Array, skbInfo: uint32, checks: Uint32Array)");
     return env.Undefined();
   }
   fg::TcpView v;
   if (!fg::ReadTcp(p, n, &v)) return env.Null();
-  return Napi::Boolean::New(env, fg::PassesFakeChecks(v, skbInfo, fg::UnpackFakeChecks(info[2].As<Napi::Uint32Array>().Data())));
+  return Napi::Boolean::New(env, fg::PassesFakeChecks(v, skbInfo, fg::UnpackFakeChecks(checks)));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -21,4 +21,12 @@ bool ReadUint32(const Napi::Value& v, uint32_t* out) {
   return true;
 }
 
+bool ReadUint32Words(const Napi::Value& v, size_t n, const uint32_t** out) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return false;
+  Napi::Uint32Array a = v.As<Napi::Uint32Array>();
+  if (a.ElementLength() < n) return false;
+  *out = a.Data();
+  return true;
+}
+
 }  // namespace fg

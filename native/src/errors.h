@@ -17,4 +17,7 @@ void ThrowCodeError(Napi::Env env, const char* code, int err, const std::string&
 /** Reads a JS number that is a whole uint32 into *out; false (nothing thrown) otherwise. */
 bool ReadUint32(const Napi::Value& v, uint32_t* out);
 
+/** Points *out at a Uint32Array's words when `v` is one of at least `n`; false (nothing thrown) otherwise. */
+bool ReadUint32Words(const Napi::Value& v, size_t n, const uint32_t** out);
+
 }  // namespace fg

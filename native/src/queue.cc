@@ -276,6 +276,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("batchesHandedOver", counters_.batchesHandedOver);
   put("afterHelloAllows", counters_.afterHelloAllows);
   put("helloAllows", counters_.helloAllows);
+  put("helloNames", helloNames_.size());
   return o;
 }
 

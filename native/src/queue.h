@@ -128,6 +128,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void ArmAfterPlainHello(const HelloExpectation& e);
   bool CheckAfterHello(const PacketInfo& pkt);
   bool PendingHasKey(const std::u16string& key);
+  template <class Fn>
+  bool EachPendingOf(const std::u16string& key, Fn onPacket);
   bool PendingAllowsHello(const std::u16string& key, HelloExpectation* e);
   enum class ShutdownMode { FromJs, FromCleanupHook, FromFinalizer };
   void Shutdown(ShutdownMode mode);

@@ -49,6 +49,14 @@ bool AnswersSyn(const TcpView& v, const HelloExpectation& e) {
   return v.srcLow != e.clientLow && (v.flags & kControl) == (kSyn | kAck) && v.ack == e.seq && v.payloadLen == 0;
 }
 
+// The reader's own verdict giving a packet the mark value `value` (within `mask`), as the
+// engine's repeat(): a packet already carrying it came back through a rule without the mark
+// guard, and is accepted rather than repeated forever.
+EarlyVerdict MarkVerdict(const PacketInfo& pkt, uint32_t value, uint32_t mask) {
+  if ((pkt.mark & mask) == value) return {pkt.id, NF_ACCEPT, false, 0};
+  return {pkt.id, NF_REPEAT, true, (pkt.mark & ~mask) | value};
+}
+
 // Makes a name the key of an allowed name: the name, a zero byte, the server port big-endian.
 void AppendPort(uint16_t port, std::string* key) {
   key->push_back('\0');
@@ -71,7 +79,7 @@ int Queue::ReadAvailable(bool ignoreLimit) {
   }
   int err = ReadUntilDrained(ignoreLimit);
   std::lock_guard<std::mutex> lock(rmu_);
-  if (wakeDeferred_ || (lazySince_ != 0 && Full(pending_, batchMax_))) {
+  if (wakeDeferred_ || Full(pending_, batchMax_)) {
     wakeDeferred_ = false;
     if (handles_ != nullptr) SignalLocked();
   }
@@ -222,11 +230,7 @@ bool Queue::CheckHello(const PacketInfo& pkt) {
   uint16_t port = static_cast<uint16_t>((tcp_.tcp[2] << 8) | tcp_.tcp[3]);  // the client's destination
   AppendPort(port, &helloName_);
   if (helloNames_.count(helloName_) == 0) return false;
-  if ((pkt.mark & e.mask) == e.mark) {
-    early_.push_back({pkt.id, NF_ACCEPT, false, 0});
-  } else {
-    early_.push_back({pkt.id, NF_REPEAT, true, (pkt.mark & ~e.mask) | e.mark});
-  }
+  early_.push_back(MarkVerdict(pkt, e.mark, e.mask));
   counters_.helloAllows++;
   ArmAfterPlainHello(e);
   return true;
@@ -267,41 +271,40 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
       !EndsAfterHello(tcp_.payload, tcp_.payloadLen) || !PassesFakeChecks(tcp_, pkt.skbInfo, e.checks)) {
     return false;
   }
-  // As the engine's repeat(): a packet already carrying the allow value came back through a
-  // rule without the mark guard, and is accepted rather than repeated forever.
-  if ((pkt.mark & e.mask) == e.allow) {
-    early_.push_back({pkt.id, NF_ACCEPT, false, 0});
-  } else {
-    early_.push_back({pkt.id, NF_REPEAT, true, (pkt.mark & ~e.mask) | e.allow});
-  }
+  early_.push_back(MarkVerdict(pkt, e.allow, e.mask));
   counters_.afterHelloAllows++;
   return true;
 }
 
-// A packet that cannot be read counts as one of the connection's: it might be.
-bool Queue::PendingHasKey(const std::u16string& key) {
-  const Batch& b = pending_;
-  for (uint32_t i = 0; i < b.count; i++) {
-    const uint32_t* m = &b.meta[static_cast<size_t>(i) * kMetaStride];
-    if (!ReadTcp(b.data.data() + m[5], m[6], &tcp_) || tcp_.key == key) return true;
-  }
-  return false;
-}
-
-// For expectHello: true when the packets of the connection already read but not yet handed to
-// JavaScript leave the entry valid, which only the SYN-ACK it waits for does (noted in `e`); a
-// packet that cannot be read counts as one of the connection's. rmu_ held.
-bool Queue::PendingAllowsHello(const std::u16string& key, HelloExpectation* e) {
+// Calls onPacket for each packet of the connection `key` in the pending batch, in order; false
+// as soon as onPacket answers false or a packet cannot be read (it might be one of the
+// connection's), else true. rmu_ held; tcp_ is the scratch.
+template <class Fn>
+bool Queue::EachPendingOf(const std::u16string& key, Fn onPacket) {
   const Batch& b = pending_;
   for (uint32_t i = 0; i < b.count; i++) {
     const uint32_t* m = &b.meta[static_cast<size_t>(i) * kMetaStride];
     if (!ReadTcp(b.data.data() + m[5], m[6], &tcp_)) return false;
-    if (tcp_.key != key) continue;
-    if (e->serverSeen || !AnswersSyn(tcp_, *e)) return false;
-    e->serverSeen = true;
-    e->serverNext = tcp_.seq + 1;
+    if (tcp_.key == key && !onPacket(tcp_)) return false;
   }
   return true;
+}
+
+// Whether a packet of the connection `key` waits in the pending batch; a packet that cannot be
+// read counts as one of the connection's: it might be. rmu_ held.
+bool Queue::PendingHasKey(const std::u16string& key) {
+  return !EachPendingOf(key, [](const TcpView&) { return false; });
+}
+
+// For expectHello: true when the packets of the connection already read but not yet handed to
+// JavaScript leave the entry valid, which only the SYN-ACK it waits for does (noted in `e`). rmu_ held.
+bool Queue::PendingAllowsHello(const std::u16string& key, HelloExpectation* e) {
+  return EachPendingOf(key, [e](const TcpView& v) {
+    if (e->serverSeen || !AnswersSyn(v, *e)) return false;
+    e->serverSeen = true;
+    e->serverNext = v.seq + 1;
+    return true;
+  });
 }
 
 // Wakes the loop for the pending batch or a read error, once until it has taken them; rmu_ held
@@ -504,18 +507,15 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
   if (ThrowIfClosed(env)) return env.Undefined();
   std::u16string key;
   uint32_t seq, allow, mask;
-  bool checksOk = info.Length() >= 7 && info[6].IsTypedArray() &&
-                  info[6].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
-                  info[6].As<Napi::Uint32Array>().ElementLength() >= kFakeCheckWords;
-  if (!checksOk || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() || !ReadUint32(info[3], &seq) ||
+  const uint32_t* checks;
+  if (info.Length() < 7 || !ReadUint32Words(info[6], kFakeCheckWords, &checks) || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() || !ReadUint32(info[3], &seq) ||
       !ReadUint32(info[4], &allow) || !ReadUint32(info[5], &mask) || (allow & ~mask) != 0) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
                    "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(7))");
     return env.Undefined();
   }
-  AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(),
-                          UnpackFakeChecks(info[6].As<Napi::Uint32Array>().Data()), NowMs()};
+  AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(), UnpackFakeChecks(checks), NowMs()};
   std::lock_guard<std::mutex> lock(rmu_);
   if (pending_.count > kMaxPendingScan || PendingHasKey(key) || !RoomIn(&afterHello_)) {
     return Napi::Boolean::New(env, false);
@@ -552,13 +552,9 @@ Napi::Value Queue::ExpectHello(const Napi::CallbackInfo& info) {
   if (ThrowIfClosed(env)) return env.Undefined();
   std::u16string key;
   uint32_t seq;
-  auto words = [&info](size_t i, size_t n) {
-    return info.Length() > i && info[i].IsTypedArray() &&
-           info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
-           info[i].As<Napi::Uint32Array>().ElementLength() >= n;
-  };
-  const uint32_t* w = words(5, kHelloArmWords) ? info[5].As<Napi::Uint32Array>().Data() : nullptr;
-  if (!words(4, kFakeCheckWords) || w == nullptr || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() ||
+  const uint32_t *checks, *w;
+  if (info.Length() < 6 || !ReadUint32Words(info[4], kFakeCheckWords, &checks) ||
+      !ReadUint32Words(info[5], kHelloArmWords, &w) || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() ||
       !ReadUint32(info[3], &seq) || (w[0] & ~w[2]) != 0 || (w[1] & ~w[2]) != 0) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
@@ -566,7 +562,7 @@ Napi::Value Queue::ExpectHello(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   HelloExpectation e{seq, w[0], w[1], w[2], info[2].As<Napi::Boolean>().Value(), w[4] != 0, w[5] != 0, w[6], w[3],
-                     UnpackFakeChecks(info[4].As<Napi::Uint32Array>().Data()), NowMs()};
+                     UnpackFakeChecks(checks), NowMs()};
   std::lock_guard<std::mutex> lock(rmu_);
   if (pending_.count > kMaxPendingScan || !PendingAllowsHello(key, &e) || !RoomIn(&hello_)) {
     return Napi::Boolean::New(env, false);

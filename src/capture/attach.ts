@@ -11,6 +11,9 @@ export interface PacketHandler {
   handle(pkt: RawPacket): void;
 }
 
+/** M_FLAGS bits of packets the binding gave their verdict itself. */
+const GIVEN_BY_BINDING = ACCEPTED_BY_BINDING | ALLOWED_AFTER_HELLO | HELLO_ALLOWED;
+
 /**
  * Opens the queue and feeds every packet of every batch to `target`; returns the queue (close it
  * when done) and the sink to give the engine. Create the engine with `sink` first, then call
@@ -25,25 +28,26 @@ export interface PacketHandler {
 export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => void):
   { sink: VerdictSink; bind(target: PacketHandler): NfQueue } {
   let queue: NfQueue | undefined;
-  // Packets the binding accepted (bare SYN/SYN-ACKs) or allowed (data after a ClientHello) that
-  // the engine has not given its verdict yet. It answers them while handling them, so these hold
-  // the one being handled, if any.
-  const accepted = new Set<number>();
-  const allowed = new Set<number>();
-  const hellos = new Set<number>();
+  // Packets the binding gave their verdict (bare SYN/SYN-ACKs, a plain hello, data after a
+  // hello) that the engine has not answered yet, with their M_FLAGS. It answers them while
+  // handling them, so this holds the one being handled, if any.
+  const given = new Map<number, number>();
   const sink: VerdictSink = {
     verdict: (id, v, mark) => {
-      if (accepted.size > 0 && accepted.delete(id)) queue!.alreadyAccepted(v);
-      else if (allowed.size > 0 && allowed.delete(id)) queue!.alreadyAllowed(v, mark);
-      else if (hellos.size > 0 && hellos.delete(id)) queue!.alreadyAllowedHello(v, mark);
-      else queue!.verdict(id, v, mark);
+      const flags = given.size > 0 ? given.get(id) : undefined;
+      if (flags === undefined) {
+        queue!.verdict(id, v, mark);
+        return;
+      }
+      given.delete(id);
+      queue!.alreadyGiven(flags, v, mark);
     },
     sendRaw: (p) => queue!.sendRaw(p),
     expectAfterHello: (key, clientLow, seq, allowMark, mask, checks) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask, checks),
-    forgetAfterHello: (key) => queue!.forgetAfterHello(key),
+    forgetAfterHello: (key, afterPacket) => queue!.forgetAfterHello(key, afterPacket),
     expectHello: (key, clientLow, seq, checks, arm) => queue!.expectHello(key, clientLow, seq, checks, arm),
     helloAnswered: (key, serverNext) => queue!.helloAnswered(key, serverNext),
-    forgetHello: (key) => queue!.forgetHello(key),
+    forgetHello: (key, afterPacket) => queue!.forgetHello(key, afterPacket),
     released: () => queue!.flushIfQuiet(),
   };
   return {
@@ -55,9 +59,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
           const base = i * META_STRIDE;
           const off = meta[base + M_OFF]!;
           const flags = meta[base + M_FLAGS]!;
-          if (flags & ACCEPTED_BY_BINDING) accepted.add(meta[base + M_ID]!);
-          else if (flags & ALLOWED_AFTER_HELLO) allowed.add(meta[base + M_ID]!);
-          else if (flags & HELLO_ALLOWED) hellos.add(meta[base + M_ID]!);
+          if (flags & GIVEN_BY_BINDING) given.set(meta[base + M_ID]!, flags);
           target.handle({
             id: meta[base + M_ID]!,
             mark: meta[base + M_MARK]!,

@@ -143,29 +143,29 @@ export interface QueueStats {
   handshakeAccepts: number;
   /** Batches of 256 KiB or more handed to onBatch without a copy (their Buffer is external memory). */
   batchesHandedOver: number;
-  /** Of those, how many the caller then wanted to drop or re-mark (see alreadyAccepted); 0 normally. */
+  /** Of those, how many the caller then wanted to drop or re-mark (see alreadyGiven); 0 normally. */
   handshakeOverrides: number;
   /** Client data packets after a ClientHello the binding allowed itself (expectAfterHello); included in `verdicts`. */
   afterHelloAllows: number;
-  /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyAllowed); 0 normally. */
+  /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyGiven); 0 normally. */
   afterHelloOverrides: number;
   /** expectAfterHello calls the binding took, and those it refused (a packet of the flow was already waiting, or too many). */
   afterHelloArmed: number;
   afterHelloRefused: number;
   /** First ClientHellos the binding let on itself (expectHello); included in `verdicts`. */
   helloAllows: number;
-  /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyAllowedHello); 0 normally. */
+  /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyGiven); 0 normally. */
   helloOverrides: number;
   /** expectHello calls the binding took, and those it refused. */
   helloArmed: number;
   helloRefused: number;
-  /** Names (with a port) allowHelloName gave the binding since the last clearHelloNames. */
+  /** Names (with a port) the binding holds from allowHelloName since the last clearHelloNames. */
   helloNames: number;
 }
 
 /** Stats the JavaScript side of the queue keeps. */
 type JsStats = 'handshakeOverrides' | 'afterHelloOverrides' | 'afterHelloArmed' | 'afterHelloRefused' | 'helloOverrides'
-  | 'helloArmed' | 'helloRefused' | 'helloNames';
+  | 'helloArmed' | 'helloRefused';
 
 interface NativeQueue {
   verdicts(quads: Uint32Array, count: number): void;
@@ -425,14 +425,12 @@ export class NfQueue {
   #helloRefused = 0;
   /** expectAfterHello and expectHello calls waiting for the next flush, which hands them over after the verdicts. */
   #arms: Arm[] = [];
-  /** The allow mark and mask of the last expectAfterHello, for alreadyAllowed. */
+  /** The allow mark and mask of the last expectAfterHello, for alreadyGiven. */
   #allowMark = 0;
   #mask = 0;
-  /** The mark and mask of the last expectHello, for alreadyAllowedHello. */
+  /** The mark and mask of the last expectHello, for alreadyGiven. */
   #helloMark = 0;
   #helloMask = 0;
-  /** What allowHelloName gave the binding, as `port name`. */
-  #helloNames = new Set<string>();
 
   private constructor(opts: Required<QueueOptions>, onBatch: (b: PacketBatch) => void, onError: (e: FlowgateError) => void) {
     this.queue = opts.queue;
@@ -525,9 +523,13 @@ export class NfQueue {
     this.#scheduleFlush();
   }
 
-  /** Takes back expectAfterHello for the connection `key`, pending or handed over. */
-  forgetAfterHello(key: string): void {
-    this.#forget(key, false);
+  /**
+   * Takes back expectAfterHello for the connection `key`, pending or handed over. `afterPacket`:
+   * the caller is handling a packet of the connection, which the binding read after any arm it was
+   * handed (or the arm was refused), so only a pending arm is left to take back.
+   */
+  forgetAfterHello(key: string, afterPacket = false): void {
+    this.#forget(key, false, afterPacket);
   }
 
   /**
@@ -571,44 +573,39 @@ export class NfQueue {
     for (const a of this.#arms) if (a.key === key && a.hello !== undefined) a.serverNext = serverNext;
   }
 
-  /** Takes back expectHello for the connection `key`, pending or handed over. */
-  forgetHello(key: string): void {
-    this.#forget(key, true);
+  /** Takes back expectHello for the connection `key`, as forgetAfterHello does. */
+  forgetHello(key: string, afterPacket = false): void {
+    this.#forget(key, true, afterPacket);
   }
 
   /**
    * Takes back one kind of arm: the binding arms the record after a hello it let on itself, which
    * taking back that hello's arm must leave.
    */
-  #forget(key: string, hello: boolean): void {
+  #forget(key: string, hello: boolean, afterPacket: boolean): void {
     if (this.#native.closed) throw closedError(this.queue);
     const i = this.#arms.findIndex((a) => a.key === key && (a.hello !== undefined) === hello);
     if (i >= 0) this.#arms.splice(i, 1);
-    else this.#native.forget(keyUnits(key), key.length, hello);
+    else if (!afterPacket) this.#native.forget(keyUnits(key), key.length, hello);
   }
 
   /**
    * Tells the binding that the policy allows a plain first ClientHello naming `name` (normalised:
    * lowercase, no trailing dot) to server port `port`, whatever else the flow is (see expectHello).
-   * False when it already knows the name, or knows 65,536 names (clearHelloNames starts over).
+   * False when the binding already holds 65,536 other names (clearHelloNames starts over).
    */
   allowHelloName(name: string, port: number): boolean {
     if (this.#native.closed) throw closedError(this.queue);
     if (typeof name !== 'string' || !Number.isInteger(port) || port < 0 || port > 0xffff) {
       throw new FlowgateError('ERR_ARG', 'allowHelloName: name must be a string and port an integer from 0 to 65535');
     }
-    const key = `${port} ${name}`;
-    if (this.#helloNames.has(key) || this.#helloNames.size >= MAX_HELLO_NAMES) return false;
-    if (!this.#native.allowHelloName(name, port)) return false;
-    this.#helloNames.add(key);
-    return true;
+    return this.#native.allowHelloName(name, port);
   }
 
   /** Forgets every name allowHelloName gave (the policy changed). */
   clearHelloNames(): void {
     if (this.#native.closed) throw closedError(this.queue);
     this.#native.clearHelloNames();
-    this.#helloNames.clear();
   }
 
   /**
@@ -687,36 +684,25 @@ export class NfQueue {
       ...this.#native.stats(), handshakeOverrides: this.#handshakeOverrides, afterHelloOverrides: this.#afterHelloOverrides,
       afterHelloArmed: this.#afterHelloArmed, afterHelloRefused: this.#afterHelloRefused,
       helloOverrides: this.#helloOverrides, helloArmed: this.#helloArmed, helloRefused: this.#helloRefused,
-      helloNames: this.#helloNames.size,
     };
   }
 
   /**
-   * The caller's verdict for a packet flagged ACCEPTED_BY_BINDING: nothing is sent (the packet
-   * already left), but a verdict other than NF_ACCEPT is counted in stats().handshakeOverrides.
+   * The caller's verdict for a packet the binding gave its own (its M_FLAGS carry
+   * ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO or HELLO_ALLOWED): nothing is sent, but a verdict
+   * other than the binding's is counted in stats(): for a handshake anything but NF_ACCEPT
+   * (handshakeOverrides); after a hello, or for a hello, anything but an accept or a repeat with
+   * the mark the binding gave (afterHelloOverrides, helloOverrides).
    */
-  alreadyAccepted(verdict: number): void {
-    if (verdict !== NF_ACCEPT) this.#handshakeOverrides++;
-  }
-
-  /**
-   * The caller's verdict for a packet flagged ALLOWED_AFTER_HELLO: nothing is sent (the binding
-   * allowed it), but anything other than an accept or a repeat with the allow mark is counted in
-   * stats().afterHelloOverrides.
-   */
-  alreadyAllowed(verdict: number, mark?: number): void {
-    const allowed = verdict === NF_ACCEPT || (verdict === NF_REPEAT && ((mark ?? 0) & this.#mask) === this.#allowMark);
-    if (!allowed) this.#afterHelloOverrides++;
-  }
-
-  /**
-   * The caller's verdict for a packet flagged HELLO_ALLOWED: nothing is sent (the binding let it
-   * on), but anything other than an accept or a repeat with expectHello's mark is counted in
-   * stats().helloOverrides.
-   */
-  alreadyAllowedHello(verdict: number, mark?: number): void {
-    const allowed = verdict === NF_ACCEPT || (verdict === NF_REPEAT && ((mark ?? 0) & this.#helloMask) === this.#helloMark);
-    if (!allowed) this.#helloOverrides++;
+  alreadyGiven(flags: number, verdict: number, mark?: number): void {
+    const marked = (value: number, mask: number) => verdict === NF_ACCEPT || (verdict === NF_REPEAT && ((mark ?? 0) & mask) === value);
+    if (flags & ACCEPTED_BY_BINDING) {
+      if (verdict !== NF_ACCEPT) this.#handshakeOverrides++;
+    } else if (flags & ALLOWED_AFTER_HELLO) {
+      if (!marked(this.#allowMark, this.#mask)) this.#afterHelloOverrides++;
+    } else if (flags & HELLO_ALLOWED) {
+      if (!marked(this.#helloMark, this.#helloMask)) this.#helloOverrides++;
+    }
   }
 
   /** Sends queued verdicts, unbinds and closes the socket. Idempotent. */

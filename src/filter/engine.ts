@@ -4,7 +4,7 @@
  * now or when its flow's decision settles. `run` and `replay` differ only in the source and sink.
  */
 import { decodeIp } from '../packet/decode.js';
-import { discardReason, nextSegmentChecks, noteClose, trackClient, trackServer } from '../flow/tcp.js';
+import { discardReason, nextSegmentChecks, noteClose, trackClient, trackServer, type NextSegmentChecks } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
 import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
@@ -329,7 +329,7 @@ export class Engine {
     // it; taken back here too, in case the arm has not reached the binding yet or the binding read
     // this packet before it did (the engine has now moved past the point it was armed for).
     const insp = flow.inspection as Inspection | undefined;
-    if (insp !== undefined) this.disarm(flow, insp);
+    if (insp !== undefined) this.disarm(flow, insp, true);
     const fromClient = flow.isClientSide(low);
     // Likewise for expectHello, but for the SYN-ACK answering the SYN, which the sink waits for.
     if (flow.helloArmed) {
@@ -337,7 +337,7 @@ export class Engine {
         && tcp.ack === seqAdd(flow.c2s.isn!, 1) && flow.s2c.isn === undefined) {
         this.sink.helloAnswered?.(flow.key, seqAdd(tcp.seq, 1));
       } else {
-        this.disarmHello(flow);
+        this.disarmHello(flow, true);
       }
     }
     // The directions' packets and bytes are the flow's counters (see Flow.counters).
@@ -889,30 +889,43 @@ export class Engine {
     if (tcp.seq !== c.isn || c.md5 || flow.s2c.isn !== undefined || flow.midstream || flow.stream !== undefined) return;
     const l = this.options.limits;
     if (flow.phase !== 'handshake' || this.busyFlows >= l.maxInspectingFlows) return;
-    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow, l.maxHeldBytesTotal - this.heldBytesTotal,
-      this.streamLimits.maxRetainedBytes);
-    if (maxPayload <= 0) return;
+    const checks = this.bindingChecks(flow);
+    if (checks === undefined) return;
     flow.helloArmed = true;
     const m = this.options.marks;
-    const strict = this.options.strictTcp;
-    const checks = nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict, serverObserved: false },
-      maxPayload);
-    this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask, maxHelloBytes: l.maxHelloBytes, strict });
+    this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask, maxHelloBytes: l.maxHelloBytes,
+      strict: this.options.strictTcp });
     sink.expectHello(flow.key, flow.isClientSide(true), seqAdd(tcp.seq, 1), checks, this.helloArm);
   }
 
-  /** Takes back armHello, if the flow is armed. */
-  private disarmHello(flow: Flow): void {
-    if (!flow.helloArmed) return;
-    flow.helloArmed = false;
-    this.sink.forgetHello?.(flow.key);
+  /**
+   * What the binding must check of the flow's next client packet before it allows it (armHello,
+   * armAfterHello): discardReason's checks for fakes once the server is no longer observed (for a
+   * hello the sink adds the exact ACK, stricter than the window checks), and the engine's limits
+   * on what the packet adds (held bytes, retained stream bytes: a longer packet takes the
+   * engine's path, which applies on_limit). Undefined when the limits leave no room.
+   */
+  private bindingChecks(flow: Flow): NextSegmentChecks | undefined {
+    const l = this.options.limits;
+    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow - flow.heldBytes,
+      l.maxHeldBytesTotal - this.heldBytesTotal, this.streamLimits.maxRetainedBytes - (flow.stream?.retainedBytes ?? 0));
+    if (maxPayload <= 0) return undefined;
+    return nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict: this.options.strictTcp,
+      serverObserved: false }, maxPayload);
   }
 
-  /** Takes back armAfterHello, if the flow is armed. */
-  private disarm(flow: Flow, insp: Inspection): void {
+  /** Takes back armHello, if the flow is armed; `afterPacket`: on one of its packets (see VerdictSink.forgetHello). */
+  private disarmHello(flow: Flow, afterPacket = false): void {
+    if (!flow.helloArmed) return;
+    flow.helloArmed = false;
+    this.sink.forgetHello?.(flow.key, afterPacket);
+  }
+
+  /** Takes back armAfterHello, if the flow is armed; `afterPacket` as for disarmHello. */
+  private disarm(flow: Flow, insp: Inspection, afterPacket = false): void {
     if ((insp.bits & INSP_ARMED) === 0) return;
     insp.bits &= ~INSP_ARMED;
-    this.sink.forgetAfterHello?.(flow.key);
+    this.sink.forgetAfterHello?.(flow.key, afterPacket);
   }
 
   /**
@@ -935,17 +948,11 @@ export class Engine {
     const at = insp.analyzer.recordBoundary?.() ?? -1;
     const stream = flow.stream;
     if (at < 0 || stream === undefined || stream.offset !== at || stream.outOfOrderBytes > 0) return;
-    const l = this.options.limits;
-    // The engine's limits on what that packet adds (held bytes, retained stream bytes): a longer
-    // packet takes the engine's path, which applies on_limit.
-    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow - flow.heldBytes,
-      l.maxHeldBytesTotal - this.heldBytesTotal, this.streamLimits.maxRetainedBytes - stream.retainedBytes);
-    if (maxPayload <= 0) return;
+    // As clientPacket runs discardReason for it once a decision was counted: the server no longer observed.
+    const checks = this.bindingChecks(flow);
+    if (checks === undefined) return;
     insp.bits |= INSP_ARMED;
     const m = this.options.marks;
-    // As clientPacket runs discardReason for it once a decision was counted: the server no longer observed.
-    const checks = nextSegmentChecks(flow, { verifyChecksum: this.options.verifyChecksums, strict: this.options.strictTcp,
-      serverObserved: false }, maxPayload);
     sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, checks);
   }
 

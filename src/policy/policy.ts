@@ -71,44 +71,43 @@ function inlineDomains(entries: readonly string[]): DomainSet {
 /** The tests of one rule, cheapest first. Config values were validated by parseConfig. */
 function ruleTests(rule: RuleConfig): RuleTest[] {
   const all: RuleTest[] = [];
-  const tests = { push: (test: Test) => all.push({ test, plain: true }) };
-  const flowTests = { push: (test: Test) => all.push({ test, plain: false }) };
+  const add = (test: Test, plain = true) => all.push({ test, plain });
   if (rule.app !== null) {
     const apps = new Set<string>(rule.app);
-    tests.push((info) => apps.has(info.app));
+    add((info) => apps.has(info.app));
   }
   if (rule.ports !== null) {
     const ranges = rule.ports;
-    tests.push((info) => ranges.some((r) => info.dport >= r.from && info.dport <= r.to));
+    add((info) => ranges.some((r) => info.dport >= r.from && info.dport <= r.to));
   }
   if (rule.clients !== null) {
     const blocks = rule.clients.map((c) => parseCidr(c)).filter((p) => p.ok).map((p) => (p as { cidr: Cidr }).cidr);
     const set = new CidrSet(blocks);
-    flowTests.push((info) => set.contains(info.src));
+    add((info) => set.contains(info.src), false);
   }
   if (rule.ech !== null) {
     const want = rule.ech;
-    tests.push((info) => info.app === 'tls' && (info.ech ?? false) === want);
+    add((info) => info.app === 'tls' && (info.ech ?? false) === want);
   }
   if (rule.named !== null) {
     const want = rule.named;
-    tests.push((info) => flowNames(info).length > 0 === want);
+    add((info) => flowNames(info).length > 0 === want);
   }
   if (rule.alpn !== null) {
     const ids = new Set(rule.alpn);
-    flowTests.push((info) => info.alpn != null && info.alpn.some((id) => ids.has(id)));
+    add((info) => info.alpn != null && info.alpn.some((id) => ids.has(id)), false);
   }
   if (rule.ja4 !== null) {
     const prints = new Set(rule.ja4);
-    flowTests.push((info) => info.ja4 !== undefined && prints.has(info.ja4.toLowerCase()));
+    add((info) => info.ja4 !== undefined && prints.has(info.ja4.toLowerCase()), false);
   }
   if (rule.methods !== null) {
     const methods = new Set(rule.methods);
-    tests.push((info) => info.method !== undefined && methods.has(info.method.toUpperCase()));
+    add((info) => info.method !== undefined && methods.has(info.method.toUpperCase()));
   }
   if (rule.paths !== null) {
     const globs = rule.paths.map((p) => compileGlob(p)).filter((g) => g.ok).map((g) => (g as { glob: PathGlob }).glob);
-    tests.push((info) => {
+    add((info) => {
       const raw = info.path ?? (info.target?.startsWith('/') ? info.target : undefined);
       if (raw === undefined) return false;
       const path = normalizePath(raw);
@@ -119,7 +118,7 @@ function ruleTests(rule: RuleConfig): RuleTest[] {
     const sets: DomainSet[] = [];
     if (rule.domains !== null) sets.push(inlineDomains(rule.domains));
     for (const list of rule.lists ?? []) sets.push(list.set);
-    tests.push((info) => flowNames(info).some((name) => matchDomainSets(sets, name) !== null));
+    add((info) => flowNames(info).some((name) => matchDomainSets(sets, name) !== null));
   }
   return all;
 }

@@ -40,8 +40,11 @@ export interface VerdictSink {
    * decides every packet.
    */
   expectAfterHello?(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: NextSegmentChecks): void;
-  /** Takes back expectAfterHello for the connection. */
-  forgetAfterHello?(key: string): void;
+  /**
+   * Takes back expectAfterHello for the connection; `afterPacket`: on one of its packets, which
+   * the kernel-queue side saw after the arm (it disarms at any packet itself).
+   */
+  forgetAfterHello?(key: string, afterPacket?: boolean): void;
   /**
    * Lets the kernel-queue side let the flow's first ClientHello on without waiting for the engine
    * (armed on the client's SYN, `seq` its sequence number + 1), when it is a plain hello whose
@@ -53,8 +56,8 @@ export interface VerdictSink {
   expectHello?(key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm): void;
   /** The engine saw the server's SYN-ACK for a flow armed with expectHello: its sequence number + 1. */
   helloAnswered?(key: string, serverNext: number): void;
-  /** Takes back expectHello for the connection. */
-  forgetHello?(key: string): void;
+  /** Takes back expectHello for the connection; `afterPacket` as for forgetAfterHello. */
+  forgetHello?(key: string, afterPacket?: boolean): void;
   /**
    * The engine has given the verdicts that release a decision's packets; what follows is its
    * bookkeeping. A sink that gathers verdicts may send them now (NfQueue.flushIfQuiet).

@@ -165,7 +165,7 @@ function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean } = {
     expectHello: (key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm) =>
       void calls.push(['expect', key, clientLow, seq, checks, arm]),
     helloAnswered: (key: string, next: number) => void calls.push(['answered', key, next]),
-    forgetHello: (key: string) => void calls.push(['forget', key]),
+    forgetHello: (key: string, afterPacket = false) => void calls.push(['forget', key, afterPacket]),
   });
   const engine = new Engine({ decide: () => 'allow', sink, bindingHellos: opts.bindingHellos ?? true,
     options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true } });
@@ -195,7 +195,7 @@ t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the 
   feed(synAck!);
   t.same(calls[1], ['answered', key, 5001], 'the SYN-ACK is told, the arm kept');
   const helloId = feed(c.send(clientHello({ sni: 'allowed.test' })));
-  t.same(calls[2], ['forget', key], 'the hello takes the arm back');
+  t.same(calls[2], ['forget', key, true], 'the hello takes the arm back, as a packet the binding saw after it');
   // What the binding gives an allowed plain hello is what the engine gave it.
   t.same(sink.verdicts.get(helloId), { verdict: NF_REPEAT, mark: 0x300, order: sink.verdicts.get(helloId)!.order },
     'the engine repeats an allowed first hello with the inspect mark, as the binding does');

@@ -415,12 +415,13 @@ t.test('G2: a message must complete within inspecting_s of its oldest held packe
 /** A sink that takes the engine's expectAfterHello, as the kernel queue's binding does. */
 class ArmingSink extends RecordingSink {
   readonly arms: Array<{ key: string; clientLow: boolean; seq: number; allowMark: number; mask: number; checks?: NextSegmentChecks }> = [];
-  readonly forgets: string[] = [];
+  /** Each forgetAfterHello: the key, and whether it came on a packet of the flow (afterPacket). */
+  readonly forgets: Array<[string, boolean]> = [];
   expectAfterHello(key: string, clientLow: boolean, seq: number, allowMark: number, mask: number, checks: NextSegmentChecks): void {
     this.arms.push({ key, clientLow, seq, allowMark, mask, checks });
   }
-  forgetAfterHello(key: string): void {
-    this.forgets.push(key);
+  forgetAfterHello(key: string, afterPacket = false): void {
+    this.forgets.push([key, afterPacket]);
   }
 }
 
@@ -444,7 +445,8 @@ t.test('after an allowed ClientHello the sink is armed for the next record, wher
   t.equal(s.sink.arms.length, 1);
   const [next] = s.feeder.feed(c.send(SECOND_FLIGHT));
   t.equal(s.sink.verdicts.get(next!)?.mark, 0x100, 'a packet that did not pass the binding: the engine marks the flow itself');
-  t.same(s.sink.forgets, [flow.key], 'the next packet takes the arm back (a no-op where the binding saw it first)');
+  t.same(s.sink.forgets, [[flow.key, true]],
+    'the next packet takes the arm back, as one the binding saw after the arm (only a pending arm is left to take back)');
   t.equal(s.sink.arms.length, 1);
 });
 
@@ -511,7 +513,7 @@ t.test('not armed with data buffered out of order, nor for HTTP; a flow ending a
   t.equal(s.sink.arms.length, 1);
   s.sched.advance(3000);
   s.engine.tick(s.sched.now);
-  t.same(s.sink.forgets, [s.sink.arms[0]!.key], 'the idle flow timed out while armed: taken back');
+  t.same(s.sink.forgets, [[s.sink.arms[0]!.key, false]], 'the idle flow timed out while armed: taken back from the binding too');
 });
 
 t.test('fingerprints reach the policy and the event as values (computed when read)', async (t) => {

@@ -123,13 +123,13 @@ function configurations(npm: NpmBinding, cLoop: string | undefined): ConfigDef[]
     {
       key: 'c-rules',
       title: 'C decider, flowgate\'s rules',
-      rules: '`flowgate rules apply`; bench/c-accept `--data-mark 0x100`: accepts packets without payload and allows each flow on '
-        + 'its first data packet (repeat with the allow mark), with no inspection at all: what flowgate\'s rule layout costs '
-        + 'by itself, the best flowgate could do',
+      rules: '`flowgate rules apply`; bench/c-accept `--data-mark 0x100 --log-group 0`: accepts packets without payload and '
+        + 'allows each flow on its first data packet (repeat with the allow mark), with no inspection at all, and reads the '
+        + 'handshakes the rules log to NFLOG group 0: what flowgate\'s rule layout costs by itself, the best flowgate could do',
       unavailable: () => cLoop,
       start: async (topo) => {
         await applyRules(topo);
-        return startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]);
+        return startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow), '--log-group', '0']);
       },
     },
     {

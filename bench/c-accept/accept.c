@@ -4,18 +4,23 @@
  * packets and accepts the whole burst with a single NFQNL_MSG_VERDICT_BATCH. Prints its
  * counters on SIGTERM or SIGINT and exits 0.
  *
- *   usage: accept [--no-gso] [--fail-open] [--maxlen N] [--data-mark MARK] QUEUE
+ *   usage: accept [--no-gso] [--fail-open] [--maxlen N] [--data-mark MARK] [--log-group G] QUEUE
  *
  * --data-mark MARK: flowgate's decision at no cost. Packets without TCP payload are accepted;
  * each packet with payload is repeated with MARK (one verdict per packet, in one send), so with
  * flowgate's gateway rules a flow is queued until its first data, like a flow flowgate allows
  * on its first data packet: the floor of flowgate's rule layout, without any inspection.
+ *
+ * --log-group G: also bind NFLOG group G, where flowgate's rules log the bare SYNs and SYN-ACKs
+ * they accept without queueing, and read (and count) every copy before each burst of the
+ * queue, as flowgate's binding does: the same rules then cost the same here as for flowgate.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
+#include <linux/netfilter/nfnetlink_log.h>
 #include <linux/netlink.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,7 +38,7 @@
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
-static unsigned long long packets, bursts, bytes, enobufs, verdict_msgs, errors;
+static unsigned long long packets, bursts, bytes, enobufs, verdict_msgs, errors, logged, log_enobufs;
 
 /* --data-mark: the packets of a burst, in order, and whether each carries TCP payload. */
 #define IDS_MAX (BURST_MAX * 64)
@@ -72,16 +77,20 @@ static size_t put_be32(char *buf, size_t off, uint16_t type, uint32_t v) {
 	return put_attr(buf, off, type, &v, sizeof v);
 }
 
-/* nlmsghdr + nfgenmsg; nlmsg_len is patched by finish(). */
-static size_t put_head(char *buf, uint8_t msg, uint16_t flags, uint32_t seq, uint16_t queue) {
+/* nlmsghdr + nfgenmsg of subsystem `subsys`; nlmsg_len is patched by finish(). */
+static size_t put_head_of(char *buf, uint8_t subsys, uint8_t msg, uint16_t flags, uint32_t seq, uint16_t queue) {
 	struct nlmsghdr nlh = { 0 };
-	nlh.nlmsg_type = (NFNL_SUBSYS_QUEUE << 8) | msg;
+	nlh.nlmsg_type = (subsys << 8) | msg;
 	nlh.nlmsg_flags = NLM_F_REQUEST | flags;
 	nlh.nlmsg_seq = seq;
 	memcpy(buf, &nlh, sizeof nlh);
 	struct nfgenmsg nfg = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0, .res_id = htons(queue) };
 	memcpy(buf + NLMSG_HDRLEN, &nfg, sizeof nfg);
 	return NLMSG_HDRLEN + NLMSG_ALIGN(sizeof nfg);
+}
+
+static size_t put_head(char *buf, uint8_t msg, uint16_t flags, uint32_t seq, uint16_t queue) {
+	return put_head_of(buf, NFNL_SUBSYS_QUEUE, msg, flags, seq, queue);
 }
 
 static size_t finish(char *buf, size_t len) {
@@ -126,6 +135,43 @@ static int bind_queue(int fd, uint16_t queue, uint32_t maxlen, int gso, int fail
 			return -err;
 		}
 		return 0; /* a packet came first: the bind worked */
+	}
+}
+
+/* Binds NFLOG group `group` on fd (copies of 256 bytes, each sent at once); 0 or errno. */
+static int bind_log(int fd, uint16_t group) {
+	char buf[128], rx[8192];
+	size_t off = put_head_of(buf, NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, NLM_F_ACK, 1, group);
+	struct nfulnl_msg_config_cmd cmd = { .command = NFULNL_CFG_CMD_BIND };
+	off = put_attr(buf, off, NFULA_CFG_CMD, &cmd, sizeof cmd);
+	struct nfulnl_msg_config_mode mode = { .copy_range = htonl(256), .copy_mode = NFULNL_COPY_PACKET };
+	off = put_attr(buf, off, NFULA_CFG_MODE, &mode, sizeof mode);
+	off = put_be32(buf, off, NFULA_CFG_QTHRESH, 1);
+	if (send_msg(fd, buf, finish(buf, off)) < 0) return errno;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 2000) <= 0) return ETIMEDOUT;
+		ssize_t n = recv(fd, rx, sizeof rx, MSG_DONTWAIT);
+		if (n < 0) return errno;
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)rx;
+		if ((size_t)n >= NLMSG_HDRLEN + sizeof(int) && nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_seq == 1) {
+			int err;
+			memcpy(&err, rx + NLMSG_HDRLEN, sizeof err);
+			return -err;
+		}
+	}
+}
+
+/* Reads every copy waiting on the log socket (one per datagram at qthreshold 1). */
+static void drain_log(int fd, char *rx, size_t size) {
+	for (;;) {
+		ssize_t n = recv(fd, rx, size, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == ENOBUFS) { log_enobufs++; continue; }
+			return;
+		}
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)rx;
+		if ((size_t)n >= NLMSG_HDRLEN && nlh->nlmsg_type == ((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET)) logged++;
 	}
 }
 
@@ -179,16 +225,17 @@ int main(int argc, char **argv) {
 	int gso = 1, fail_open = 0, data_mark_set = 0;
 	uint32_t data_mark = 0;
 	uint32_t maxlen = 65536;
-	long queue = -1;
+	long queue = -1, log_group = -1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-gso")) gso = 0;
 		else if (!strcmp(argv[i], "--fail-open")) fail_open = 1;
 		else if (!strcmp(argv[i], "--maxlen") && i + 1 < argc) maxlen = (uint32_t)strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--data-mark") && i + 1 < argc) { data_mark = (uint32_t)strtoul(argv[++i], NULL, 0); data_mark_set = 1; }
+		else if (!strcmp(argv[i], "--log-group") && i + 1 < argc) log_group = strtol(argv[++i], NULL, 10);
 		else queue = strtol(argv[i], NULL, 10);
 	}
-	if (queue < 0 || queue > 65535) {
-		fprintf(stderr, "usage: %s [--no-gso] [--fail-open] [--maxlen N] [--data-mark MARK] QUEUE\n", argv[0]);
+	if (queue < 0 || queue > 65535 || log_group < -1 || log_group > 65535) {
+		fprintf(stderr, "usage: %s [--no-gso] [--fail-open] [--maxlen N] [--data-mark MARK] [--log-group G] QUEUE\n", argv[0]);
 		return 2;
 	}
 
@@ -201,6 +248,15 @@ int main(int argc, char **argv) {
 	int size = RCVBUF;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	int lfd = -1;
+	if (log_group >= 0) {
+		lfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+		if (lfd < 0) { perror("socket"); return 1; }
+		if (setsockopt(lfd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+			setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+		int lerr = bind_log(lfd, (uint16_t)log_group);
+		if (lerr != 0) { fprintf(stderr, "binding NFLOG group %ld: %s\n", log_group, strerror(lerr)); return 1; }
+	}
 	int err = bind_queue(fd, (uint16_t)queue, maxlen, gso, fail_open);
 	if (err != 0) { fprintf(stderr, "binding queue %ld: %s\n", queue, strerror(err)); return 1; }
 	fprintf(stderr, "accept: queue %ld bound (gso %s)\n", queue, gso ? "on" : "off");
@@ -209,12 +265,13 @@ int main(int argc, char **argv) {
 	char vbuf[64];
 	static char mbuf[IDS_MAX * 48];
 	while (!stop) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, -1) < 0) {
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = lfd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR) continue;
 			perror("poll");
 			return 1;
 		}
+		if (lfd >= 0) drain_log(lfd, rx, sizeof rx); /* first, as flowgate's binding does */
 		uint32_t max_id = 0;
 		nids = 0;
 		for (int k = 0; k < BURST_MAX; k++) {
@@ -256,7 +313,8 @@ int main(int argc, char **argv) {
 	off = put_attr(ubuf, off, NFQA_CFG_CMD, &cmd, sizeof cmd);
 	send_msg(fd, ubuf, finish(ubuf, off));
 	close(fd);
-	printf("packets=%llu bursts=%llu bytes=%llu verdict_msgs=%llu enobufs=%llu errors=%llu\n",
-	       packets, bursts, bytes, verdict_msgs, enobufs, errors);
+	if (lfd >= 0) close(lfd); /* closing the socket unbinds the group */
+	printf("packets=%llu bursts=%llu bytes=%llu verdict_msgs=%llu enobufs=%llu errors=%llu logged=%llu log_enobufs=%llu\n",
+	       packets, bursts, bytes, verdict_msgs, enobufs, errors, logged, log_enobufs);
 	return 0;
 }

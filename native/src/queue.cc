@@ -23,15 +23,15 @@
 namespace fg {
 namespace {
 
-/** Is `queue` listed in this namespace's /proc/net/netfilter/nfnetlink_queue? */
-bool QueueListed(uint16_t queue) {
-  FILE* f = std::fopen("/proc/net/netfilter/nfnetlink_queue", "re");
+/** Is `num` the first column of a line of `path` (/proc/net/netfilter/nfnetlink_queue or _log)? */
+bool ProcListed(const char* path, uint16_t num) {
+  FILE* f = std::fopen(path, "re");
   if (f == nullptr) return false;
   char line[256];
   bool found = false;
   while (!found && std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned num;
-    if (std::sscanf(line, "%u", &num) == 1 && num == queue) found = true;
+    unsigned n;
+    if (std::sscanf(line, "%u", &n) == 1 && n == num) found = true;
   }
   std::fclose(f);
   return found;
@@ -118,6 +118,7 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   Napi::Object opts = info[0].As<Napi::Object>();
   uint32_t queue = 0x10000, maxLen = 65536, copyRange = 65535;
   uint32_t rcvbuf = 8u << 20, batchMax = 512;
+  uint32_t logGroup = 0x10000;  // none
   bool gso = true, failOpen = false, acceptHandshake = false;
   if (!opts.Get("queue").IsNumber()) {
     ThrowCodeError(env, "ERR_ARG", 0, "option queue is required (0..65535)");
@@ -129,14 +130,20 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
       !ReadUint(env, opts, "rcvbufBytes", 4096, 1u << 30, &rcvbuf) ||
       !ReadUint(env, opts, "batchMaxPackets", 1, 65536, &batchMax) ||
       !ReadBool(env, opts, "gso", &gso) || !ReadBool(env, opts, "failOpen", &failOpen) ||
-      !ReadBool(env, opts, "acceptHandshake", &acceptHandshake)) {
+      !ReadBool(env, opts, "acceptHandshake", &acceptHandshake) ||
+      !ReadUint(env, opts, "logGroup", 0, 65535, &logGroup)) {
     return;
   }
   queue_ = static_cast<uint16_t>(queue);
   batchMax_ = batchMax;
 
+  // The log group first: from the queue's first packet on, the handshakes before it are read.
+  if (logGroup <= 65535 && !OpenLog(env, static_cast<uint16_t>(logGroup), rcvbuf)) return;
   BindConfig cfg{queue_, maxLen, copyRange, gso, failOpen};
-  if (!OpenAndBind(env, cfg, rcvbuf)) return;
+  if (!OpenAndBind(env, cfg, rcvbuf)) {
+    CloseLog();
+    return;
+  }
   // Only now: a packet read while waiting for the bind ack must get its verdict from JavaScript,
   // since the sender thread that would carry the binding's own verdict is not running yet.
   acceptHandshake_ = acceptHandshake;
@@ -169,30 +176,127 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
 
 Queue::~Queue() { Shutdown(ShutdownMode::FromFinalizer); }
 
-bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
-  fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd_ < 0) {
+namespace {
+
+// A non-blocking NETLINK_NETFILTER socket with a receive buffer of rcvbuf bytes, bound to a port
+// id the kernel picks; -1 with a JS error (code `code`) thrown.
+int OpenNetfilterSocket(Napi::Env env, const char* code, uint32_t rcvbuf) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  if (fd < 0) {
     int e = errno;
-    ThrowCodeError(env, "ERR_QUEUE_BIND", e,
-                   std::string("netlink socket (NETLINK_NETFILTER): ") + std::strerror(e));
-    return false;
+    ThrowCodeError(env, code, e, std::string("netlink socket (NETLINK_NETFILTER): ") + std::strerror(e));
+    return -1;
   }
   int size = static_cast<int>(rcvbuf);
-  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) {
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);  // capped by rmem_max
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);  // capped by rmem_max
   }
   int one = 1;  // acks and errors echo only the request header, not the whole request
-  setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
   sockaddr_nl local;
   std::memset(&local, 0, sizeof local);
   local.nl_family = AF_NETLINK;  // nl_pid 0: the kernel picks our port id
-  if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) < 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) < 0) {
     int e = errno;
-    close(fd_);
-    fd_ = -1;
-    ThrowCodeError(env, "ERR_QUEUE_BIND", e, std::string("netlink bind: ") + std::strerror(e));
-    return false;
+    close(fd);
+    ThrowCodeError(env, code, e, std::string("netlink bind: ") + std::strerror(e));
+    return -1;
   }
+  return fd;
+}
+
+sockaddr_nl KernelAddress() {
+  sockaddr_nl kernel;
+  std::memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  return kernel;
+}
+
+// Sends `len` bytes of `msg` to the kernel, retrying while the socket is busy; 0 or errno.
+int SendToKernel(int fd, const uint8_t* msg, size_t len) {
+  sockaddr_nl kernel = KernelAddress();
+  return SendWithRetry(fd, msg, len, &kernel, sizeof kernel);
+}
+
+// Waits until fd is readable or NowMs() reaches `deadline`; false once it has.
+bool WaitReadable(int fd, int64_t deadline) {
+  int64_t left = deadline - NowMs();
+  if (left <= 0) return false;
+  pollfd pfd{fd, POLLIN, 0};
+  poll(&pfd, 1, static_cast<int>(left));
+  return true;
+}
+
+// Throws the error of a failed bind of `what` ("NFQUEUE 3", "NFLOG group 3"). EPERM is ambiguous:
+// the kernel answers it both without CAP_NET_ADMIN and when another socket owns the queue or
+// group; /proc (`proc`, listing `num` when bound) tells them apart.
+void ThrowBindError(Napi::Env env, const char* busyCode, const char* failCode, const std::string& what,
+                    const char* proc, uint16_t num, int err) {
+  if ((err == EPERM && ProcListed(proc, num)) || err == EBUSY || err == EEXIST) {
+    ThrowCodeError(env, busyCode, err, what + " is already bound by another process or socket");
+  } else if (err == EPERM) {
+    ThrowCodeError(env, "ERR_QUEUE_PERM", err, "binding " + what + " needs root or CAP_NET_ADMIN (EPERM)");
+  } else {
+    ThrowCodeError(env, failCode, err, "binding " + what + " failed: " + std::strerror(err));
+  }
+}
+
+// Sends once, ignoring failure: an unbind on the way out (closing the socket unbinds anyway).
+void SendOnce(int fd, const uint8_t* msg, size_t len) {
+  sockaddr_nl kernel = KernelAddress();
+  (void)sendto(fd, msg, len, 0, reinterpret_cast<const sockaddr*>(&kernel), sizeof kernel);
+}
+
+}  // namespace
+
+bool Queue::OpenLog(Napi::Env env, uint16_t group, uint32_t rcvbuf) {
+  logFd_ = OpenNetfilterSocket(env, "ERR_LOG_BIND", rcvbuf);
+  if (logFd_ < 0) return false;
+  logGroup_ = group;
+  uint8_t msg[kConfigMsgMax];
+  uint32_t seq = ++seq_;
+  int err = SendToKernel(logFd_, msg, BuildLogBind(msg, group, kLogCopyRange, seq));
+  // Wait for the ack; a packet logged before it is dropped (its connection began before flowgate).
+  int64_t deadline = NowMs() + kAckTimeoutMs;
+  int answer = -1;
+  std::vector<uint8_t> rx(kRecvMax);
+  while (err == 0 && answer < 0) {
+    ssize_t n = recv(logFd_, rx.data(), rx.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+      err = errno;
+      break;
+    }
+    size_t len = n > 0 ? static_cast<size_t>(n) : 0, off = 0, msgLen;
+    while ((msgLen = MessageAt(rx.data(), len, off)) != 0) {
+      PacketInfo ignored;
+      MsgResult r = DecodeMessage(rx.data() + off, msgLen, &ignored);
+      if ((r.kind == MsgKind::Ack || r.kind == MsgKind::Error) && r.seq == seq) answer = r.err;
+      off += NLMSG_ALIGN(msgLen);
+    }
+    if (answer < 0 && n <= 0 && !WaitReadable(logFd_, deadline)) err = ETIMEDOUT;
+  }
+  if (err == 0) err = answer;
+  if (err == 0) return true;
+  close(logFd_);
+  logFd_ = -1;
+  ThrowBindError(env, "ERR_LOG_BUSY", "ERR_LOG_BIND", "NFLOG group " + std::to_string(group),
+                 "/proc/net/netfilter/nfnetlink_log", group, err);
+  return false;
+}
+
+// Unbinds the log group and closes its socket, if open.
+void Queue::CloseLog() {
+  if (logFd_ < 0) return;
+  uint8_t msg[kConfigMsgMax];
+  SendOnce(logFd_, msg, BuildLogUnbind(msg, logGroup_, ++seq_));
+  close(logFd_);
+  logFd_ = -1;
+}
+
+bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
+  fd_ = OpenNetfilterSocket(env, "ERR_QUEUE_BIND", rcvbuf);
+  if (fd_ < 0) return false;
 
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wakeFd_ < 0) {
@@ -207,11 +311,7 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
   uint8_t msg[kConfigMsgMax];
   waitSeq_ = ++seq_;
   ackErr_ = -1;
-  size_t len = BuildBind(msg, cfg, waitSeq_);
-  sockaddr_nl kernel;
-  std::memset(&kernel, 0, sizeof kernel);
-  kernel.nl_family = AF_NETLINK;
-  int err = SendWithRetry(fd_, msg, len, &kernel, sizeof kernel);
+  int err = SendToKernel(fd_, msg, BuildBind(msg, cfg, waitSeq_));
 
   // Wait for the ack. Packets that arrive first (the queue is live as soon as the kernel
   // created it) are kept in the pending batch and delivered on the loop turn after open returns.
@@ -222,14 +322,7 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
       err = recvErr;
       break;
     }
-    if (ackErr_ >= 0) break;
-    int64_t left = deadline - NowMs();
-    if (left <= 0) {
-      err = ETIMEDOUT;
-      break;
-    }
-    pollfd pfd{fd_, POLLIN, 0};
-    poll(&pfd, 1, static_cast<int>(left));
+    if (ackErr_ < 0 && !WaitReadable(fd_, deadline)) err = ETIMEDOUT;
   }
   if (err == 0) err = ackErr_;
   if (err == 0) return true;
@@ -240,18 +333,8 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
   wakeFd_ = -1;
   pending_.Clear();
   early_.clear();
-  std::string q = std::to_string(cfg.queue);
-  if ((err == EPERM && QueueListed(cfg.queue)) || err == EBUSY || err == EEXIST) {
-    // The kernel answers EPERM when another socket owns the queue; /proc tells them apart.
-    ThrowCodeError(env, "ERR_QUEUE_BUSY", err,
-                   "NFQUEUE " + q + " is already bound by another process or socket");
-  } else if (err == EPERM) {
-    ThrowCodeError(env, "ERR_QUEUE_PERM", err,
-                   "binding NFQUEUE " + q + " needs root or CAP_NET_ADMIN (EPERM)");
-  } else {
-    ThrowCodeError(env, "ERR_QUEUE_BIND", err,
-                   "binding NFQUEUE " + q + " failed: " + std::strerror(err));
-  }
+  ThrowBindError(env, "ERR_QUEUE_BUSY", "ERR_QUEUE_BIND", "NFQUEUE " + std::to_string(cfg.queue),
+                 "/proc/net/netfilter/nfnetlink_queue", cfg.queue, err);
   return false;
 }
 
@@ -277,6 +360,9 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("afterHelloAllows", counters_.afterHelloAllows);
   put("helloAllows", counters_.helloAllows);
   put("helloNames", helloNames_.size());
+  put("logged", counters_.logged);
+  put("logIgnored", counters_.logIgnored);
+  put("logEnobufs", counters_.logEnobufs);
   return o;
 }
 
@@ -318,14 +404,11 @@ void Queue::Shutdown(ShutdownMode mode) {
   }
   if (fd_ >= 0) {
     uint8_t msg[kConfigMsgMax];
-    size_t len = BuildUnbind(msg, queue_, ++seq_);
-    sockaddr_nl kernel;
-    std::memset(&kernel, 0, sizeof kernel);
-    kernel.nl_family = AF_NETLINK;
-    sendto(fd_, msg, len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+    SendOnce(fd_, msg, BuildUnbind(msg, queue_, ++seq_));
     close(fd_);
     fd_ = -1;
   }
+  CloseLog();
   if (wakeFd_ >= 0) close(wakeFd_);
   wakeFd_ = -1;
   if (raw4_ >= 0) close(raw4_);

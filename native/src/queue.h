@@ -34,6 +34,9 @@ struct QueueCounters {
   uint64_t batchesHandedOver = 0;  // batches given to JS without a copy (kHandOverMinBytes)
   uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
   uint64_t helloAllows = 0;       // first ClientHellos allowed here (expectHello)
+  uint64_t logged = 0;            // bare SYN/SYN-ACKs read from the NFLOG group (logGroup)
+  uint64_t logIgnored = 0;        // other packets logged to the group (the rules log none)
+  uint64_t logEnobufs = 0;        // the group's socket overflowed: handshakes lost
 };
 
 /**
@@ -112,9 +115,13 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Napi::Value ClearHelloNames(const Napi::CallbackInfo& info);
 
   bool OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf);
+  bool OpenLog(Napi::Env env, uint16_t group, uint32_t rcvbuf);
+  void CloseLog();
   int ReadAvailable(bool ignoreLimit);
-  int ReadUntilDrained(bool ignoreLimit);
+  int ReadUntilDrained(int fd, bool ignoreLimit);
   bool ProcessDatagram(size_t len);
+  bool ProcessLogDatagram(size_t len);
+  void AppendPendingLocked(const PacketInfo& pkt, uint32_t flags);
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
   void SignalLocked();
@@ -142,6 +149,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   int raw4_ = -1, raw6_ = -1;
   uint32_t raw4Mark_ = 0, raw6Mark_ = 0;
   uint16_t queue_ = 0;
+  int logFd_ = -1;       // the NFLOG group's socket (logGroup), or -1
+  uint16_t logGroup_ = 0;
   uint32_t batchMax_ = 512;
   bool acceptHandshake_ = false;
   uint32_t seq_ = 0;

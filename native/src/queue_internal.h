@@ -49,6 +49,13 @@ constexpr uint32_t kFlagAfterHello = 0x40;
 constexpr uint32_t kFlagHelloAllowed = 0x20;
 /** Words of expectHello's `arm` array: mark, allowMark, mask, maxHelloBytes, strict, serverKnown, serverNext. */
 constexpr size_t kHelloArmWords = 7;
+/**
+ * Meta slot 4 bit: the packet is an NFLOG copy of a bare SYN/SYN-ACK the rules accepted (logGroup):
+ * it has no id and takes no verdict. Set together with kFlagAccepted and kSkbCsumNotReady.
+ */
+constexpr uint32_t kFlagLogged = 0x8000;
+/** Bytes of each logged packet the group copies: the largest IPv4 or IPv6 and TCP headers fit. */
+constexpr uint32_t kLogCopyRange = 256;
 /** Meta slot 4 bits that carry NFQA_SKB_INFO (the kernel defines bits 0-2). */
 constexpr uint32_t kSkbInfoBits = 0x1f;
 /** Most names (with their port) allowed for expectHello at once; more are refused. */

@@ -72,12 +72,18 @@ void AppendPort(uint16_t port, std::string* key) {
 // itself need JavaScript only for its bookkeeping: the wake-up for them waits until here, the
 // socket drained, so that the SYN-ACK a SYN's verdict brings back is read and sent on before
 // JavaScript takes the CPU.
+//
+// The log group (logGroup) is drained first: the kernel logged a connection's SYN and SYN-ACK
+// before the client could send the data the queue then holds, so JavaScript meets them in order.
 int Queue::ReadAvailable(bool ignoreLimit) {
-  if (!ignoreLimit) {
+  auto full = [&] {
     std::lock_guard<std::mutex> lock(rmu_);
-    if (Full(pending_, batchMax_)) return 0;
-  }
-  int err = ReadUntilDrained(ignoreLimit);
+    return !ignoreLimit && Full(pending_, batchMax_);
+  };
+  int err = 0;
+  if (logFd_ >= 0 && !full()) err = ReadUntilDrained(logFd_, ignoreLimit);
+  // While log messages wait (the batch filled up), the queue waits too, keeping that order.
+  if (err == 0 && !full()) err = ReadUntilDrained(fd_, ignoreLimit);
   std::lock_guard<std::mutex> lock(rmu_);
   if (wakeDeferred_ || Full(pending_, batchMax_)) {
     wakeDeferred_ = false;
@@ -86,17 +92,18 @@ int Queue::ReadAvailable(bool ignoreLimit) {
   return err;
 }
 
-// ReadAvailable's loop.
-int Queue::ReadUntilDrained(bool ignoreLimit) {
+// ReadAvailable's loop, for the queue's socket or the log group's (`fd`).
+int Queue::ReadUntilDrained(int fd, bool ignoreLimit) {
+  bool log = fd == logFd_;
   for (;;) {
-    ssize_t n = recv(fd_, rx_.data(), kRecvMax, MSG_TRUNC);
+    ssize_t n = recv(fd, rx_.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       int e = errno;  // before the lock, which may touch errno
       if (e == EINTR) continue;
       if (e == EAGAIN || e == EWOULDBLOCK) return 0;
       std::lock_guard<std::mutex> lock(rmu_);
       if (e == ENOBUFS) {
-        counters_.enobufs++;
+        (log ? counters_.logEnobufs : counters_.enobufs)++;
         continue;
       }
       counters_.recvErrors++;
@@ -109,7 +116,7 @@ int Queue::ReadUntilDrained(bool ignoreLimit) {
       counters_.recvErrors++;
       len = kRecvMax;
     }
-    bool full = ProcessDatagram(len);
+    bool full = log ? ProcessLogDatagram(len) : ProcessDatagram(len);
     if (full && !ignoreLimit) return 0;
   }
 }
@@ -144,17 +151,13 @@ bool Queue::ProcessDatagram(size_t len) {
         } else {
           needsJs = true;
         }
-        Batch& b = pending_;
-        uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
-                                   static_cast<uint32_t>(b.data.size()), pkt.payloadLen,
-                                   pkt.capLen};
-        b.meta.insert(b.meta.end(), m, m + kMetaStride);
-        b.data.insert(b.data.end(), pkt.payload, pkt.payload + pkt.payloadLen);
-        b.count++;
+        AppendPendingLocked(pkt, flags);
         counters_.received++;
         added = true;
         break;
       }
+      case MsgKind::Logged:  // only the log group's socket carries these
+        break;
       case MsgKind::Ack:
         if (r.seq == waitSeq_ && ackErr_ < 0) ackErr_ = 0;
         break;
@@ -186,6 +189,52 @@ bool Queue::ProcessDatagram(size_t len) {
   } else if (added && lazySince_ == 0) {
     lazySince_ = NowMs();  // only packets the reader allowed: see ReaderLoop
   }
+  return Full(pending_, batchMax_);
+}
+
+// Appends a packet read from either socket to the pending batch with its meta flags; rmu_ held.
+void Queue::AppendPendingLocked(const PacketInfo& pkt, uint32_t flags) {
+  Batch& b = pending_;
+  uint32_t m[kMetaStride] = {pkt.id,  pkt.mark, pkt.inDev, pkt.outDev, flags,
+                             static_cast<uint32_t>(b.data.size()), pkt.payloadLen,
+                             pkt.capLen};
+  b.meta.insert(b.meta.end(), m, m + kMetaStride);
+  b.data.insert(b.data.end(), pkt.payload, pkt.payload + pkt.payloadLen);
+  b.count++;
+}
+
+// Walks a datagram of the log group's socket (logGroup) in rx_[0, len): each bare SYN/SYN-ACK the
+// rules logged (and accepted: it takes no verdict) joins the pending batch for the engine, flagged
+// as accepted and logged, and is read for the armed tables like a queued one (the SYN-ACK an
+// expectHello waits for). Its checksum counts as not computed: NFLOG does not say, and conntrack
+// checked it on the way in (nf_conntrack_checksum) before the rule that logged it, which comes
+// after the one dropping INVALID packets. Anything else logged to the group is counted and
+// dropped. Answers whether the batch is now full.
+bool Queue::ProcessLogDatagram(size_t len) {
+  uint8_t* base = rx_.data();
+  size_t off = 0;
+  size_t msgLen;
+  bool added = false;
+  std::unique_lock<std::mutex> lock(rmu_);
+  while ((msgLen = MessageAt(base, len, off)) != 0) {
+    PacketInfo pkt;
+    MsgResult r = DecodeMessage(base + off, msgLen, &pkt);
+    off += NLMSG_ALIGN(msgLen);
+    if (r.kind == MsgKind::Bad) counters_.recvErrors++;
+    if (r.kind != MsgKind::Logged) continue;
+    if (!IsBareHandshake(pkt.payload, pkt.payloadLen)) {
+      counters_.logIgnored++;
+      continue;
+    }
+    if (!afterHello_.empty() || !hello_.empty()) CheckArmed(pkt);  // never gives a bare handshake a verdict
+    AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (static_cast<uint32_t>(pkt.hook) << 8) |
+                                 (static_cast<uint32_t>(pkt.hwProtocol) << 16));
+    counters_.logged++;
+    added = true;
+  }
+  // Like a handshake the reader accepted: JavaScript arms the connection on its SYN, so it should
+  // see it soon, once both sockets are drained (ReadAvailable).
+  if (added) wakeDeferred_ = true;
   return Full(pending_, batchMax_);
 }
 
@@ -335,7 +384,8 @@ void Queue::SendEarlyVerdicts() {
 // reading while the pending batch is full, until the loop takes it: packets then wait in the
 // kernel queue, whose length is the real buffer.
 void Queue::ReaderLoop() {
-  pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
+  // A negative fd (no log group) is skipped by poll().
+  pollfd fds[3] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}, {logFd_, POLLIN, 0}};
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(rmu_);
@@ -347,7 +397,7 @@ void Queue::ReaderLoop() {
       std::lock_guard<std::mutex> lock(rmu_);
       if (lazySince_ != 0) timeout = static_cast<int>(std::max<int64_t>(0, lazySince_ + kLazyWakeMs - NowMs()));
     }
-    int n = poll(fds, 2, timeout);
+    int n = poll(fds, 3, timeout);
     if (n < 0 && errno != EINTR) {
       ReportReadError(errno, "polling");
       return;  // poll() itself failing means the fds are gone: nothing more can be read

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_log.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <linux/netlink.h>
 #include <sys/socket.h>
@@ -16,11 +17,13 @@ namespace {
 // nlmsghdr (16 bytes) + nfgenmsg (4 bytes): every nfnetlink message starts with both.
 constexpr size_t kHeadLen = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
 
-// Writes nlmsghdr + nfgenmsg; the caller patches nlmsg_len once the attributes are in.
-size_t PutHead(uint8_t* buf, uint16_t msgType, uint16_t flags, uint32_t seq, uint16_t queue) {
+// Writes nlmsghdr + nfgenmsg; the caller patches nlmsg_len once the attributes are in. `queue`
+// is the queue number, or the log group for NFNL_SUBSYS_ULOG.
+size_t PutHead(uint8_t* buf, uint16_t msgType, uint16_t flags, uint32_t seq, uint16_t queue,
+               uint8_t subsys = NFNL_SUBSYS_QUEUE) {
   nlmsghdr nlh;
   std::memset(&nlh, 0, sizeof nlh);
-  nlh.nlmsg_type = static_cast<uint16_t>((NFNL_SUBSYS_QUEUE << 8) | msgType);
+  nlh.nlmsg_type = static_cast<uint16_t>((subsys << 8) | msgType);
   nlh.nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
   nlh.nlmsg_seq = seq;
   std::memcpy(buf, &nlh, sizeof nlh);
@@ -59,6 +62,71 @@ uint32_t Be32At(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, sizeof v);
   return ntohl(v);
+}
+
+// Calls onAttr(type, value, length) for each attribute of the nfnetlink message msg[0, msgLen),
+// after its headers, until one is malformed.
+template <class Fn>
+void EachAttr(uint8_t* msg, size_t msgLen, Fn onAttr) {
+  size_t off = kHeadLen;
+  while (msgLen - off >= NLA_HDRLEN) {
+    nlattr nla;
+    std::memcpy(&nla, msg + off, sizeof nla);
+    if (nla.nla_len < NLA_HDRLEN || nla.nla_len > msgLen - off) break;
+    onAttr(nla.nla_type & NLA_TYPE_MASK, msg + off + NLA_HDRLEN, static_cast<size_t>(nla.nla_len - NLA_HDRLEN));
+    size_t step = NLA_ALIGN(nla.nla_len);
+    if (step >= msgLen - off) break;
+    off += step;
+  }
+}
+
+// The attribute numbers of a packet message's fields in one subsystem (0: none there).
+struct PacketAttrs {
+  unsigned hdr, mark, inDev, outDev, skbInfo, capLen, payload;
+  bool hasId;  // the header starts with a packet id (NFQUEUE) or with hw_protocol (NFLOG)
+};
+constexpr PacketAttrs kQueueAttrs{NFQA_PACKET_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV,
+                                  NFQA_SKB_INFO, NFQA_CAP_LEN, NFQA_PAYLOAD, true};
+constexpr PacketAttrs kLogAttrs{NFULA_PACKET_HDR, NFULA_MARK, NFULA_IFINDEX_INDEV, NFULA_IFINDEX_OUTDEV,
+                                0, 0, NFULA_PAYLOAD, false};
+
+// Decodes a packet message of either subsystem into pkt: kind `kind`, or Bad without a header.
+// nfqnl_msg_packet_hdr is {be32 packet_id, be16 hw_protocol, u8 hook}; nfulnl_msg_packet_hdr
+// {be16 hw_protocol, u8 hook, u8 pad}. NFLOG has no id, checksum status or cut length.
+MsgResult DecodePacket(uint8_t* msg, size_t msgLen, PacketInfo* pkt, const PacketAttrs& ids, MsgKind kind) {
+  nlmsghdr nlh;
+  std::memcpy(&nlh, msg, sizeof nlh);
+  if (msgLen < kHeadLen) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
+  std::memset(pkt, 0, sizeof *pkt);
+  bool haveHdr = false, haveCapLen = false;
+  size_t hw = ids.hasId ? 4 : 0;  // where hw_protocol is in the header
+  EachAttr(msg, msgLen, [&](unsigned type, uint8_t* val, size_t valLen) {
+    if (type == 0) return;
+    if (type == ids.hdr) {
+      if (valLen >= hw + 3) {
+        if (ids.hasId) pkt->id = Be32At(val);
+        pkt->hwProtocol = static_cast<uint16_t>((val[hw] << 8) | val[hw + 1]);
+        pkt->hook = val[hw + 2];
+        haveHdr = true;
+      }
+    } else if (type == ids.payload) {
+      pkt->payload = val;
+      pkt->payloadLen = static_cast<uint32_t>(valLen);
+    } else if (valLen >= 4) {
+      uint32_t v = Be32At(val);
+      if (type == ids.mark) pkt->mark = v;
+      else if (type == ids.inDev) pkt->inDev = v;
+      else if (type == ids.outDev) pkt->outDev = v;
+      else if (type == ids.skbInfo) pkt->skbInfo = v;
+      else if (type == ids.capLen) {  // original length when the payload was cut to copy_range
+        pkt->capLen = v;
+        haveCapLen = true;
+      }
+    }
+  });
+  if (!haveHdr) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
+  if (!haveCapLen) pkt->capLen = pkt->payloadLen;
+  return {kind, nlh.nlmsg_seq, 0};
 }
 
 }  // namespace
@@ -101,6 +169,30 @@ size_t BuildUnbind(uint8_t* buf, uint16_t queue, uint32_t seq) {
   return off;
 }
 
+size_t BuildLogBind(uint8_t* buf, uint16_t group, uint32_t copyRange, uint32_t seq) {
+  size_t off = PutHead(buf, NFULNL_MSG_CONFIG, NLM_F_ACK, seq, group, NFNL_SUBSYS_ULOG);
+  nfulnl_msg_config_cmd cmd{NFULNL_CFG_CMD_BIND};
+  off = PutAttr(buf, off, NFULA_CFG_CMD, &cmd, sizeof cmd);
+  nfulnl_msg_config_mode mode;  // NFULA_CFG_MODE: copy_range be32, copy_mode u8, pad u8
+  std::memset(&mode, 0, sizeof mode);
+  mode.copy_range = htonl(copyRange);
+  mode.copy_mode = NFULNL_COPY_PACKET;
+  off = PutAttr(buf, off, NFULA_CFG_MODE, &mode, sizeof mode);
+  // Each message goes out on its own, at once: the default (100 per datagram, or after 1 s)
+  // would keep a SYN from the reader until long after the client's first data was queued.
+  off = PutBe32Attr(buf, off, NFULA_CFG_QTHRESH, 1);
+  SetLen(buf, off);
+  return off;
+}
+
+size_t BuildLogUnbind(uint8_t* buf, uint16_t group, uint32_t seq) {
+  size_t off = PutHead(buf, NFULNL_MSG_CONFIG, 0, seq, group, NFNL_SUBSYS_ULOG);
+  nfulnl_msg_config_cmd cmd{NFULNL_CFG_CMD_UNBIND};
+  off = PutAttr(buf, off, NFULA_CFG_CMD, &cmd, sizeof cmd);
+  SetLen(buf, off);
+  return off;
+}
+
 size_t BuildVerdict(uint8_t* buf, uint16_t queue, uint32_t id, uint32_t verdict,
                     bool hasMark, uint32_t mark) {
   // No NLM_F_ACK: the kernel answers only when a verdict fails (NLMSG_ERROR, e.g. ENOENT).
@@ -136,60 +228,11 @@ MsgResult DecodeMessage(uint8_t* msg, size_t msgLen, PacketInfo* pkt) {
     if (error == 0) return {MsgKind::Ack, nlh.nlmsg_seq, 0};
     return {MsgKind::Error, nlh.nlmsg_seq, -error};
   }
-  if (nlh.nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) return res;
-  if (msgLen < kHeadLen) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
-
-  std::memset(pkt, 0, sizeof *pkt);
-  bool haveHdr = false, haveCapLen = false;
-  size_t off = kHeadLen;
-  while (msgLen - off >= NLA_HDRLEN) {
-    nlattr nla;
-    std::memcpy(&nla, msg + off, sizeof nla);
-    if (nla.nla_len < NLA_HDRLEN || nla.nla_len > msgLen - off) break;
-    const uint8_t* val = msg + off + NLA_HDRLEN;
-    size_t valLen = nla.nla_len - NLA_HDRLEN;
-    switch (nla.nla_type & NLA_TYPE_MASK) {
-      case NFQA_PACKET_HDR:  // nfqnl_msg_packet_hdr: packet_id be32, hw_protocol be16, hook u8
-        if (valLen >= 7) {
-          pkt->id = Be32At(val);
-          pkt->hwProtocol = static_cast<uint16_t>((val[4] << 8) | val[5]);
-          pkt->hook = val[6];
-          haveHdr = true;
-        }
-        break;
-      case NFQA_MARK:
-        if (valLen >= 4) pkt->mark = Be32At(val);
-        break;
-      case NFQA_IFINDEX_INDEV:
-        if (valLen >= 4) pkt->inDev = Be32At(val);
-        break;
-      case NFQA_IFINDEX_OUTDEV:
-        if (valLen >= 4) pkt->outDev = Be32At(val);
-        break;
-      case NFQA_SKB_INFO:
-        if (valLen >= 4) pkt->skbInfo = Be32At(val);
-        break;
-      case NFQA_CAP_LEN:  // original length when the payload was cut to copy_range
-        if (valLen >= 4) {
-          pkt->capLen = Be32At(val);
-          haveCapLen = true;
-        }
-        break;
-      case NFQA_PAYLOAD:
-        pkt->payload = msg + off + NLA_HDRLEN;
-        pkt->payloadLen = static_cast<uint32_t>(valLen);
-        break;
-      default:
-        break;
-    }
-    size_t step = NLA_ALIGN(nla.nla_len);
-    if (step >= msgLen - off) break;
-    off += step;
+  if (nlh.nlmsg_type == ((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET)) {
+    return DecodePacket(msg, msgLen, pkt, kLogAttrs, MsgKind::Logged);
   }
-  if (!haveHdr) return {MsgKind::Bad, nlh.nlmsg_seq, 0};
-  if (!haveCapLen) pkt->capLen = pkt->payloadLen;
-  res.kind = MsgKind::Packet;
-  return res;
+  if (nlh.nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) return res;
+  return DecodePacket(msg, msgLen, pkt, kQueueAttrs, MsgKind::Packet);
 }
 
 namespace {
@@ -342,7 +385,6 @@ FakeChecks UnpackFakeChecks(const uint32_t* w) {
 }
 
 bool PassesFakeChecks(const TcpView& v, uint32_t skbInfo, const FakeChecks& c) {
-  constexpr uint32_t kSkbCsumNotReady = 1;
   if (c.verifyChecksum && (skbInfo & kSkbCsumNotReady) == 0 && !TcpChecksumOk(v)) return false;
   if (v.payloadLen > c.maxPayload || v.ttl < c.minTtl) return false;
   TcpOptionsSeen o = ReadTcpOptions(v);

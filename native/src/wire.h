@@ -35,9 +35,13 @@ struct PacketInfo {
   uint32_t payloadLen;
 };
 
+/** NFQA_SKB_INFO bit 0 (NFQA_SKB_CSUMNOTREADY): the checksum is not computed yet, so not checked. */
+constexpr uint32_t kSkbCsumNotReady = 1;
+
 /** What one netlink message in a received datagram turned out to be. */
 enum class MsgKind {
   Packet,   // NFQNL_MSG_PACKET, decoded into PacketInfo
+  Logged,   // NFULNL_MSG_PACKET (an NFLOG copy: no verdict), decoded into PacketInfo with id 0
   Ack,      // NLMSG_ERROR with error 0
   Error,    // NLMSG_ERROR with a negative errno (reported as a positive errno)
   Other,    // NLMSG_NOOP / NLMSG_DONE / NLMSG_OVERRUN / anything we do not use
@@ -61,6 +65,15 @@ size_t BuildBind(uint8_t* buf, const BindConfig& cfg, uint32_t seq);
 
 /** Writes an UNBIND config message (no ack requested) into buf; returns its length. */
 size_t BuildUnbind(uint8_t* buf, uint16_t queue, uint32_t seq);
+
+/**
+ * Writes the NFULNL_MSG_CONFIG message (NLM_F_ACK set) that binds NFLOG group `group`: copies of
+ * up to copyRange bytes of each packet, each sent on its own at once (qthreshold 1).
+ */
+size_t BuildLogBind(uint8_t* buf, uint16_t group, uint32_t copyRange, uint32_t seq);
+
+/** Writes the NFULNL_MSG_CONFIG message (no ack requested) that unbinds NFLOG group `group`. */
+size_t BuildLogUnbind(uint8_t* buf, uint16_t group, uint32_t seq);
 
 /** Appends one NFQNL_MSG_VERDICT message; returns its length (32, or 40 with a mark). */
 size_t BuildVerdict(uint8_t* buf, uint16_t queue, uint32_t id, uint32_t verdict,

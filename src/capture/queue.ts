@@ -55,6 +55,14 @@ export const ALLOWED_AFTER_HELLO = 0x40;
  */
 export const HELLO_ALLOWED = 0x20;
 
+/**
+ * M_FLAGS bit (ours): the packet is not a queued one but the kernel's NFLOG copy of a bare SYN or
+ * SYN-ACK the rules accepted themselves (the queue was opened with `logGroup`). It has no id
+ * (M_ID 0) and takes no verdict; ACCEPTED_BY_BINDING and SKB_CSUM_NOTREADY are set with it
+ * (conntrack checked its checksum on the way in).
+ */
+export const LOGGED_BY_KERNEL = 0x8000;
+
 /** Number of uint32 slots per packet in PacketBatch.meta. */
 export const META_STRIDE = 8;
 /** meta slot: kernel packet id, the handle for verdict(). */
@@ -65,7 +73,7 @@ export const M_MARK = 1;
 export const M_INDEV = 2;
 /** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
 export const M_OUTDEV = 3;
-/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-15 netfilter hook, 16-31 hardware protocol (ethertype). */
+/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-14 netfilter hook, bit 15 LOGGED_BY_KERNEL, 16-31 hardware protocol (ethertype). */
 export const M_FLAGS = 4;
 /** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
 export const M_OFF = 5;
@@ -97,6 +105,13 @@ export interface QueueOptions {
    * something must be able to drop or mark a SYN (a `newFlow` hook that decides flows).
    */
   acceptHandshake?: boolean;
+  /**
+   * Also read NFLOG group N (0..65535), where `flowgate rules` logs bare SYNs and SYN-ACKs that it
+   * accepts without queueing them: they reach onBatch flagged LOGGED_BY_KERNEL, in order before
+   * the queued packets that follow them. Default -1: no group. Throws ERR_LOG_BUSY when another
+   * socket holds the group.
+   */
+  logGroup?: number;
 }
 
 /** Defaults applied to QueueOptions (units as documented there). */
@@ -108,6 +123,7 @@ export const QUEUE_DEFAULTS = {
   rcvbufBytes: 8 * 1024 * 1024,
   batchMaxPackets: 512,
   acceptHandshake: false,
+  logGroup: -1,
 } as const;
 
 /**
@@ -161,6 +177,12 @@ export interface QueueStats {
   helloRefused: number;
   /** Names (with a port) the binding holds from allowHelloName since the last clearHelloNames. */
   helloNames: number;
+  /** Bare SYN/SYN-ACKs read from the NFLOG group (logGroup); not in `received`, they take no verdict. */
+  logged: number;
+  /** Other packets logged to the group, dropped unread (flowgate's rules log none). */
+  logIgnored: number;
+  /** Times the group's socket overflowed: handshakes lost, their flows look midstream. */
+  logEnobufs: number;
 }
 
 /** Stats the JavaScript side of the queue keeps. */
@@ -183,7 +205,7 @@ interface NativeQueue {
 
 interface NativeModule {
   Queue: new (
-    opts: Required<QueueOptions>,
+    opts: Required<QueueOptions> | Omit<Required<QueueOptions>, 'logGroup'>,
     onBatch: (data: Buffer, meta: Uint32Array, count: number) => void,
     onError: (err: unknown) => void,
   ) => NativeQueue;
@@ -324,12 +346,14 @@ function checkOptions(opts: QueueOptions): Required<QueueOptions> {
     rcvbufBytes: opts.rcvbufBytes ?? QUEUE_DEFAULTS.rcvbufBytes,
     batchMaxPackets: opts.batchMaxPackets ?? QUEUE_DEFAULTS.batchMaxPackets,
     acceptHandshake: opts.acceptHandshake ?? QUEUE_DEFAULTS.acceptHandshake,
+    logGroup: opts.logGroup ?? QUEUE_DEFAULTS.logGroup,
   };
   checkInt('queue', o.queue, 0, 65535);
   checkInt('maxLen', o.maxLen, 1, 0xffffffff);
   checkInt('copyRange', o.copyRange, 1, 65535);
   checkInt('rcvbufBytes', o.rcvbufBytes, 4096, 1024 * 1024 * 1024);
   checkInt('batchMaxPackets', o.batchMaxPackets, 1, 65536);
+  checkInt('logGroup', o.logGroup, -1, 65535);
   for (const k of ['gso', 'failOpen', 'acceptHandshake'] as const) {
     if (typeof o[k] !== 'boolean') throw new FlowgateError('ERR_ARG', `option ${k} must be a boolean`);
   }
@@ -438,8 +462,9 @@ export class NfQueue {
     this.#onError = onError;
     const mod = loadAddon();
     try {
+      const { logGroup, ...rest } = opts;
       this.#native = new mod.Queue(
-        opts,
+        logGroup >= 0 ? opts : rest,
         (data, meta, count) => this.#deliver(data, meta, count),
         (err) => this.#report(toFlowgateError(err)),
       );
@@ -449,8 +474,9 @@ export class NfQueue {
   }
 
   /**
-   * Binds `opts.queue`. Throws FlowgateError: ERR_ARG (bad option), ERR_QUEUE_PERM (needs root
-   * or CAP_NET_ADMIN), ERR_QUEUE_BUSY (bound elsewhere), ERR_QUEUE_BIND, ERR_NATIVE_UNAVAILABLE.
+   * Binds `opts.queue` (and `opts.logGroup`). Throws FlowgateError: ERR_ARG (bad option),
+   * ERR_QUEUE_PERM (needs root or CAP_NET_ADMIN), ERR_QUEUE_BUSY (bound elsewhere), ERR_QUEUE_BIND,
+   * ERR_LOG_BUSY, ERR_LOG_BIND, ERR_NATIVE_UNAVAILABLE.
    * `onError` gets receive failures and exceptions thrown by onBatch (default: a process warning).
    */
   static open(opts: QueueOptions, onBatch: (b: PacketBatch) => void, onError?: (e: FlowgateError) => void): NfQueue {
@@ -761,7 +787,7 @@ export function skbInfoOf(flags: number): number {
 
 /** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */
 export function hookOf(flags: number): number {
-  return (flags >>> 8) & 0xff;
+  return (flags >>> 8) & 0x7f; // bit 15 is LOGGED_BY_KERNEL
 }
 
 /** The hardware protocol (0x0800 IPv4, 0x86dd IPv6) of a packet's M_FLAGS slot. */

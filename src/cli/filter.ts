@@ -3,6 +3,7 @@
  * starts one in the main thread, `run --queues A:B` one per worker thread.
  */
 import { MAX_HELLO_NAMES, type NfQueue } from '../capture/queue.js';
+import { FlowgateError } from '../errors.js';
 import { attachQueue } from '../capture/attach.js';
 import { Engine } from '../filter/engine.js';
 import { engineOptionsFromConfig } from '../filter/from-config.js';
@@ -22,10 +23,11 @@ export class QueueFilter {
 
   /**
    * Binds `queueNum` and starts filtering. `onEvent` receives every event; `idPrefix` keeps flow
-   * ids unique across workers.
+   * ids unique across workers; `logGroup` is the NFLOG group to read handshakes from (-1: none;
+   * see QueueOptions.logGroup and rules.ts handshakeLogRules).
    */
   constructor(private config: Config, readonly queueNum: number, onEvent: (e: FlowgateEvent) => void,
-    private readonly log: Logger, idPrefix = '') {
+    private readonly log: Logger, idPrefix = '', logGroup = -1) {
     this.policy = compilePolicy(config);
     const decide: DecideFn = (info) => {
       const decision = this.policy.decide(info);
@@ -39,6 +41,7 @@ export class QueueFilter {
       // The daemon never decides a flow on its SYN (no newFlow hook), so the binding may pass
       // handshakes at once; see QueueOptions.acceptHandshake.
       acceptHandshake: true,
+      logGroup,
     }, (err) => log.error('queue error', { queue: queueNum, code: err.code, errno: err.errno, message: err.message }));
     this.engine = new Engine({
       decide,
@@ -49,7 +52,14 @@ export class QueueFilter {
       bindingHellos: true,
     });
     const engine = this.engine;
-    const queue = link.bind(engine);
+    let queue: NfQueue;
+    try {
+      queue = link.bind(engine);
+    } catch (e) {
+      if (!(e instanceof FlowgateError && e.code === 'ERR_LOG_BUSY')) throw e;
+      throw new FlowgateError(e.code, `${e.message}; free it, or set handshake_log: false and apply the rules with ` +
+        '`flowgate rules apply --no-handshake-log`', { cause: e, errno: e.errno });
+    }
     this.queue = queue;
     this.ticker = setInterval(() => engine.tick(), 1000);
   }

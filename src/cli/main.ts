@@ -87,11 +87,12 @@ async function dispatch(argv: string[]): Promise<number> {
     .option('--queue <n>', 'queue number')
     .option('--queues <a:b>', 'balance flows over a range of queues')
     .addOption(new Option('--family <f>', 'IP version').choices(['4', '6', 'both']).default('both'))
-    .option('-c, --config <file>', 'take queue and marks from this config')
+    .option('-c, --config <file>', 'take queue, marks and handshake_log from this config')
     .option('--reject-quic', 'reject UDP 443 so browsers fall back to TCP')
+    .option('--no-handshake-log', 'queue bare SYN/SYN-ACKs instead of logging them to NFLOG group N (for `handshake_log: false`)')
     .action(async (action: string, o: {
       mode: 'gateway' | 'host'; queue?: string; queues?: string; family: '4' | '6' | 'both'; config?: string;
-      rejectQuic?: boolean;
+      rejectQuic?: boolean; handshakeLog: boolean;
     }) => {
       const rules = await import('./rules.js');
       if (!['print', 'apply', 'remove'].includes(action)) {
@@ -99,13 +100,15 @@ async function dispatch(argv: string[]): Promise<number> {
       }
       let queues = rules.parseQueues(o.queue, o.queues);
       let marks = rules.DEFAULT_RULES.marks;
+      let handshakeLog = o.handshakeLog;
       if (o.config !== undefined) {
         const { loadConfig } = await import('../policy/config.js');
         const cfg = await loadConfig(o.config);
         marks = cfg.marks;
+        handshakeLog &&= cfg.handshakeLog;
         if (o.queue === undefined && o.queues === undefined) queues = [cfg.queues.first, cfg.queues.last];
       }
-      const ro = { ...rules.DEFAULT_RULES, mode: o.mode, queues, family: o.family, marks, rejectQuic: o.rejectQuic === true };
+      const ro = { ...rules.DEFAULT_RULES, mode: o.mode, queues, family: o.family, marks, rejectQuic: o.rejectQuic === true, handshakeLog };
       if (action === 'print') process.stdout.write(rules.printRules(ro));
       else if (action === 'apply') await rules.applyRules(ro);
       else await rules.removeRules(ro);

@@ -24,16 +24,36 @@ export interface RulesOptions {
   rejectQuic: boolean;
   /** Chain name. Default FLOWGATE in gateway mode, FLOWGATE_HOST in host mode (both can be installed at once). */
   chain?: string;
+  /**
+   * With one queue N: bare SYNs and SYN-ACKs skip the queue; NFLOG group N copies them to the
+   * daemon (config `handshake_log`, on by default) and they are accepted at once. See handshakeLogRules.
+   */
+  handshakeLog: boolean;
 }
 
 /** Defaults for {@link RulesOptions}. */
 export const DEFAULT_RULES: RulesOptions = {
-  mode: 'gateway', queues: [0, 0], family: 'both', marks: DEFAULT_MARKS, rejectQuic: false,
+  mode: 'gateway', queues: [0, 0], family: 'both', marks: DEFAULT_MARKS, rejectQuic: false, handshakeLog: true,
 };
 
 /** The chain the rules live in. */
 export function chainName(o: RulesOptions): string {
   return o.chain ?? (o.mode === 'gateway' ? 'FLOWGATE' : 'FLOWGATE_HOST');
+}
+
+/** The chain that logs and accepts bare handshakes (handshakeLog). */
+export function handshakeChainName(o: RulesOptions): string {
+  return `${chainName(o)}_SYN`;
+}
+
+/** Whether the rules log bare handshakes rather than queue them: asked for, and one queue (NFLOG cannot balance). */
+export function logsHandshakes(o: RulesOptions): boolean {
+  return o.handshakeLog && o.queues[0] === o.queues[1];
+}
+
+/** Our chains, the one the built-in chains jump to first (it refers to the others). */
+export function chainNames(o: RulesOptions): string[] {
+  return logsHandshakes(o) ? [chainName(o), handshakeChainName(o)] : [chainName(o)];
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -58,6 +78,7 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.block), ...reset],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.inspect), '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'ACCEPT'],
     ...pureAckRules(family),
+    ...(logsHandshakes(o) ? bareTcpRules(family, '0x07=0x02', ['-j', handshakeChainName(o)]) : []),
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(0), '-j', 'NFQUEUE', ...queue, '--queue-bypass'],
     ['-p', 'tcp', '-j', 'CONNMARK', '--save-mark', '--nfmask', hex(m.mask), '--ctmask', hex(m.mask)],
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
@@ -84,6 +105,14 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
  * as before.
  */
 export function pureAckRules(family: 4 | 6): string[][] {
+  return bareTcpRules(family, '0x37=0x10', ['-j', 'ACCEPT']);
+}
+
+/**
+ * One rule per TCP header length for packets without payload whose flags byte, masked, equals a
+ * value (`flags`: "MASK=VALUE"), each with `target`.
+ */
+function bareTcpRules(family: 4 | 6, flags: string, target: string[]): string[][] {
   const rules: string[][] = [];
   for (let doff = 5; doff <= 15; doff++) {
     // Offsets: IPv4 byte 0 version/IHL, bytes 2-3 total length, TCP at 20; IPv6 bytes 4-5
@@ -91,9 +120,26 @@ export function pureAckRules(family: 4 | 6): string[][] {
     const [ip, tcp] = family === 4
       ? [`0>>24=0x45&&0&0xffff=${20 + 4 * doff}`, 32]
       : [`4>>8=${hex(((4 * doff) << 8) | 6)}`, 52];
-    rules.push(['-p', 'tcp', '-m', 'u32', '--u32', `${ip}&&${tcp}>>28=${doff}&&${tcp}>>16&0x37=0x10`, '-j', 'ACCEPT']);
+    rules.push(['-p', 'tcp', '-m', 'u32', '--u32', `${ip}&&${tcp}>>28=${doff}&&${tcp}>>16&${flags}`, ...target]);
   }
   return rules;
+}
+
+/**
+ * The rules of the handshake chain (handshakeLog): bare SYNs and SYN-ACKs (no payload; SYN set,
+ * FIN and RST clear, as the binding's IsBareHandshake) carry nothing to inspect or decide, yet
+ * the engine needs them (sequence numbers, the SYN's TTL and options: EVASION.md G1, 3, 13). The
+ * queue would hold each for a round trip through the daemon; NFLOG instead copies it to the
+ * daemon's socket for group N and the packet goes on at once. The copy is in that socket before
+ * the packet leaves, so before the client can send the data that follows it; the binding drains
+ * the group before it reads the queue (native/README.md, "Handshakes through NFLOG"). They come
+ * after the rule dropping INVALID packets, so conntrack checked their window and checksum.
+ */
+export function handshakeLogRules(o: RulesOptions): string[][] {
+  return [
+    ['-j', 'NFLOG', '--nflog-group', String(o.queues[0])],
+    ['-j', 'ACCEPT'],
+  ];
 }
 
 /** The jump from a built-in chain to ours. */
@@ -108,13 +154,22 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
     `# decided flows: connmark ${hex(o.marks.allow)} allow, ${hex(o.marks.block)} block, ${hex(o.marks.inspect)} ` +
       `inspect requests (mask ${hex(o.marks.mask)})`,
     '*filter',
-    `:${chainName(o)} - [0:0]`,
+    ...chainLines(o, family),
     ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
-    ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
     'COMMIT',
     '',
   ];
   return lines.join('\n');
+}
+
+/** iptables-restore lines that create (or flush) our chains and fill them. */
+function chainLines(o: RulesOptions, family: 4 | 6): string[] {
+  const hs = logsHandshakes(o) ? handshakeLogRules(o).map((r) => `-A ${handshakeChainName(o)} ${r.join(' ')}`) : [];
+  return [
+    ...chainNames(o).map((c) => `:${c} - [0:0]`),
+    ...hs,
+    ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
+  ];
 }
 
 /** Families selected by `--family`. */
@@ -161,8 +216,7 @@ async function iptables(family: 4 | 6, args: string[]): Promise<{ code: number; 
 export async function applyRules(o: RulesOptions): Promise<void> {
   for (const family of families(o)) {
     // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
-    const body = ['*filter', `:${chainName(o)} - [0:0]`, ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
-      'COMMIT', ''].join('\n');
+    const body = ['*filter', ...chainLines(o, family), 'COMMIT', ''].join('\n');
     const res = await runCommand(binary(family, true), ['-w', '--noflush'], body);
     if (res.code !== 0) {
       throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
@@ -186,10 +240,13 @@ export async function removeRules(o: RulesOptions): Promise<void> {
         }
       }
     }
-    const flush = await iptables(family, ['-F', chainName(o)]);
-    if (flush.code === 0) {
-      const del = await iptables(family, ['-X', chainName(o)]);
-      if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -X ${chainName(o)} failed: ${del.stderr.trim()}`);
+    // The main chain first (it jumps to the handshake chain), then the handshake chain, which
+    // may be there whatever `o` says (rules applied with other options).
+    for (const chain of [chainName(o), handshakeChainName(o)]) {
+      const flush = await iptables(family, ['-F', chain]);
+      if (flush.code !== 0) continue;
+      const del = await iptables(family, ['-X', chain]);
+      if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -X ${chain} failed: ${del.stderr.trim()}`);
     }
   }
 }

@@ -50,9 +50,12 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   }
   const queueNum = opts.queue ?? config.queues.first;
   const events = new EventWriter(process.stdout, format, RUN_EVENT_COALESCE_MS);
+  // One queue: its handshakes come through NFLOG group N (the queue number) unless the config says
+  // otherwise; `flowgate rules` logs them there (rules.ts handshakeLogRules). Workers (--queues)
+  // queue their handshakes instead, since NFLOG cannot balance flows over queues.
   const filter = new QueueFilter(config, queueNum, (e) => {
     if (e.type === 'decision') events.write(e);
-  }, log);
+  }, log, '', config.handshakeLog ? queueNum : -1);
   log.info('bound queue', { queue: queueNum, config: config.file ?? '(built-in observe policy)' });
   const started = Date.now();
   return lifecycle({

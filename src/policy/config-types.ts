@@ -169,6 +169,11 @@ export interface Config {
   failOpen: boolean;
   /** `queue_maxlen`: kernel queue length, in packets; default 65536. */
   queueMaxlen: number;
+  /**
+   * `handshake_log`: with one queue, read the bare SYN/SYN-ACKs `flowgate rules` logs to NFLOG
+   * group N (N = the queue number) instead of queueing them; default true.
+   */
+  handshakeLog: boolean;
   /** `marks`: default mask 0x300, allow 0x100, block 0x200, inspect 0x300. */
   marks: Marks;
   limits: Limits;
@@ -203,6 +208,7 @@ export function defaultConfig(): Config {
     midstream: 'inspect',
     failOpen: false,
     queueMaxlen: 65536,
+    handshakeLog: true,
     marks: { mask: 0x300, allow: 0x100, block: 0x200, inspect: 0x300 },
     limits: {
       maxFlows: 262144,

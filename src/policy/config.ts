@@ -18,7 +18,7 @@ export * from './config-types.js';
 export const CONFIG_KEYS = [
   'queue', 'queues', 'default', 'decision_timeout_ms', 'on_timeout', 'block_action', 'tls_alert', 'rules',
   'decide', 'on_error', 'metrics', 'control', 'on_shutdown', 'on_conflict', 'on_ambiguous', 'on_invalid',
-  'on_limit', 'midstream', 'fail_open', 'queue_maxlen', 'marks', 'limits', 'timeouts', 'log_format',
+  'on_limit', 'midstream', 'fail_open', 'queue_maxlen', 'handshake_log', 'marks', 'limits', 'timeouts', 'log_format',
 ] as const;
 
 const LIMIT_KEYS: Record<string, keyof Limits> = {
@@ -188,6 +188,7 @@ export function parseConfig(text: string, file: string): ParsedConfig {
   set('midstream', 'midstream', (x) => r.oneOf(x, ['inspect', 'allow', 'block'] as const));
   set('fail_open', 'failOpen', (x) => r.bool(x));
   set('queue_maxlen', 'queueMaxlen', (x) => r.integer(x, 1, 0xffffffff, ' packets'));
+  set('handshake_log', 'handshakeLog', (x) => r.bool(x));
   set('log_format', 'logFormat', (x) => r.oneOf(x, ['json', 'pretty'] as const));
   set('metrics', 'metrics', (x) => readMetrics(r, x));
   set('control', 'control', (x) => {

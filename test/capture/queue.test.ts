@@ -22,7 +22,9 @@ const QT = Q + 1; // the truncating queue (copyRange 128)
 const QE = Q + 3; // the overflowing queue (tiny receive buffer)
 const QH = Q + 4; // the queue whose binding accepts bare handshakes itself (acceptHandshake)
 const QB = Q + 5; // the queue whose large batches are handed to JavaScript without a copy
-const P = { accept: 40101, drop: 40102, repeat: 40103, hold: 40104, thrower: 40105, raw: 40106, gso: 40107, big: 40133, v6: 40108, trunc: 40130, enobufs: 40131, hs: 40132 };
+const QL = Q + 6; // the queue read with the NFLOG group of its handshakes (logGroup)
+const GL = QL; // that group
+const P = { accept: 40101, drop: 40102, repeat: 40103, hold: 40104, thrower: 40105, raw: 40106, gso: 40107, big: 40133, v6: 40108, trunc: 40130, enobufs: 40131, hs: 40132, log: 40134 };
 const MARK = 0x100;
 const NF_INET_LOCAL_OUT = 3;
 
@@ -41,7 +43,7 @@ type Reply = { id: number; ok: boolean; result?: unknown; error?: { code: string
 type Rec = {
   queue: string; batch: number; id: number; mark: number; indev: number; outdev: number; skb: number; hook: number;
   hw: number; len: number; origLen: number; family: number; proto: number; sport: number; dport: number;
-  tcpFlags: number; hex?: string; accepted: boolean; dataBytes: number; uniform: boolean;
+  tcpFlags: number; hex?: string; accepted: boolean; logged: boolean; dataBytes: number; uniform: boolean;
 };
 
 /** A fixture child in the namespace, driven by JSON lines. */
@@ -130,6 +132,8 @@ t.test('options are validated before anything reaches the kernel', async (t) => 
     ['copyRange too big', { queue: 1, copyRange: 70000 }],
     ['rcvbuf too small', { queue: 1, rcvbufBytes: 100 }],
     ['batchMaxPackets 0', { queue: 1, batchMaxPackets: 0 }],
+    ['logGroup too big', { queue: 1, logGroup: 65536 }],
+    ['logGroup below -1', { queue: 1, logGroup: -2 }],
     ['gso not boolean', { queue: 1, gso: 1 }],
     ['unknown option', { queue: 1, batchMax: 5 }],
   ];
@@ -194,6 +198,17 @@ t.test('the real kernel queue', async (t) => {
   inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.big), '-j', 'NFQUEUE', '--queue-num', String(QB));
   for (const [bin, dst] of [[IPTABLES, '127.0.0.1'], [IP6TABLES, '::1']] as const) {
     inNs(bin, '-A', 'OUTPUT', '-p', 'tcp', '-d', dst, '--dport', String(P.hs), '-j', 'NFQUEUE', '--queue-num', String(QH));
+  }
+  // Bare handshakes of P.log are logged to group GL and accepted, as flowgate's rules do; FINs to
+  // it are logged too (the binding must ignore them) and queued; everything else of it is queued.
+  const bareSyn = ['--tcp-flags', 'SYN,FIN,RST', 'SYN'];
+  for (const dir of ['--dport', '--sport']) {
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), ...bareSyn, '-j', 'NFLOG', '--nflog-group', String(GL));
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), ...bareSyn, '-j', 'ACCEPT');
+  }
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.log), '--tcp-flags', 'FIN', 'FIN', '-j', 'NFLOG', '--nflog-group', String(GL));
+  for (const dir of ['--dport', '--sport']) {
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), '-j', 'NFQUEUE', '--queue-num', String(QL));
   }
   const markCounter = (port: number): number => {
     const line = inNs(IPTABLES, '-L', 'OUTPUT', '-nvx').split('\n').find((l) => l.includes(`dpt:${port} `) && l.includes('ACCEPT'));
@@ -393,6 +408,33 @@ t.test('the real kernel queue', async (t) => {
     const [row] = await child.call<Array<{ waiting: number }>>('proc', { queue: QH });
     t.equal(row!.waiting, 0, 'nothing left waiting');
     await child.call('close', { name: 'hs' });
+  });
+
+  await t.test('logGroup: the handshakes come from NFLOG, flagged, before the connection\'s queued packets', async (t) => {
+    t.same(await child.call('open', { name: 'log', opts: { queue: QL, logGroup: GL, acceptHandshake: true } }), { queue: QL });
+    t.same(await child.call('echo', { host: '127.0.0.1', port: P.log }), { ok: 1, failed: [] });
+    const recs = (await take()).filter((r) => r.queue === 'log');
+    const logged = recs.filter((r) => r.logged);
+    t.same(logged.map((r) => r.tcpFlags), [0x02, 0x12], 'the SYN, then the SYN-ACK, both copies');
+    t.same(logged.map((r) => ({ id: r.id, accepted: r.accepted, csumNotReady: (r.skb & SKB_CSUM_NOTREADY) !== 0, hook: r.hook })),
+      [0, 1].map(() => ({ id: 0, accepted: true, csumNotReady: true, hook: NF_INET_LOCAL_OUT })),
+      'with no id, flagged accepted, checksum not to be checked, and their hook');
+    const firstData = recs.findIndex((r) => r.dataBytes > 0);
+    t.ok(firstData > recs.indexOf(logged[1]!), 'both before the first data packet');
+    t.notOk(recs.some((r) => !r.logged && (r.tcpFlags & 0x02) !== 0), 'no SYN was queued');
+    const queued = recs.filter((r) => !r.logged);
+    const s = await child.call<Record<string, number>>('stats', { name: 'log' });
+    t.equal(s.logged, 2, 'logged counts the copies');
+    t.ok(s.logIgnored! >= 1, `a logged FIN was dropped unread (logIgnored ${s.logIgnored})`);
+    t.equal(s.received, queued.length, 'received counts only queued packets');
+    t.equal(s.verdicts, s.received, 'one verdict per queued packet, none for a copy');
+    t.match(s, { kernelErrors: 0, handshakeOverrides: 0, logEnobufs: 0 });
+    t.match(await child.call('openFails', { opts: { queue: QL + 10, logGroup: GL } }), { code: 'ERR_LOG_BUSY', flowgate: true },
+      'a second socket for the group: ERR_LOG_BUSY');
+    await child.call('close', { name: 'log' });
+    // Closed, the group is free again.
+    t.same(await child.call('open', { name: 'log2', opts: { queue: QL, logGroup: GL } }), { queue: QL });
+    await child.call('close', { name: 'log2' });
   });
 
   await t.test('a full socket buffer (ENOBUFS) is counted and reading goes on', async (t) => {

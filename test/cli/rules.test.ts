@@ -9,7 +9,7 @@ const cli = join(root, 'bin', 'flowgate.js');
 
 t.test('the gateway snippet: connmark bypass before the queue, mark save and verdicts after', async (t) => {
   const text = restoreSnippet(DEFAULT_RULES, 4);
-  const lines = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE'));
+  const lines = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE '));
   t.match(lines[0], /--ctstate INVALID -j DROP/);
   t.match(lines[1], /connmark --mark 0x100\/0x300 -j ACCEPT/);
   t.match(lines[2], /connmark --mark 0x200\/0x300 -j REJECT --reject-with tcp-reset/);
@@ -19,10 +19,23 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
     'bare ACKs skip the queue: one rule per TCP header length');
   t.match(lines[4], /0&0xffff=40&&32>>28=5&&/);
   t.match(lines[14], /0&0xffff=80&&32>>28=15&&/);
-  t.match(lines[15], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
-  t.match(lines[16], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  const syns = lines.slice(15, 26);
+  t.equal(syns.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x07=0x02 -j FLOWGATE_SYN$/.test(l)).length, 11,
+    'bare SYNs and SYN-ACKs go to the handshake chain: one rule per TCP header length');
+  t.match(lines[26], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
+  t.match(lines[27], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  t.same(text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_SYN')),
+    ['-A FLOWGATE_SYN -j NFLOG --nflog-group 0', '-A FLOWGATE_SYN -j ACCEPT'], 'the handshake chain logs to group N and accepts');
+  t.ok(text.indexOf(':FLOWGATE_SYN') < text.indexOf('-A FLOWGATE '), 'the handshake chain exists before a rule jumps to it');
+  t.match(restoreSnippet({ ...DEFAULT_RULES, queues: [5, 5] }, 4), /-A FLOWGATE_SYN -j NFLOG --nflog-group 5\n/, 'group N is the queue number');
+  for (const [what, o] of [['--no-handshake-log', { ...DEFAULT_RULES, handshakeLog: false }], ['several queues', { ...DEFAULT_RULES, queues: [0, 3] as [number, number] }]] as const) {
+    const plain = restoreSnippet(o, 4);
+    t.notMatch(plain, /FLOWGATE_SYN|NFLOG/, `${what}: handshakes are queued, nothing logged`);
+    t.equal(plain.split('\n').filter((l) => l.startsWith('-A FLOWGATE ')).length, 20, `${what}: the chain without the handshake rules`);
+  }
   const v6 = restoreSnippet(DEFAULT_RULES, 6);
   t.match(v6, /-m u32 --u32 4>>8=0x1406&&52>>28=5&&52>>16&0x37=0x10 -j ACCEPT/, 'IPv6: payload length and next header TCP');
+  t.match(v6, /-m u32 --u32 4>>8=0x2806&&52>>28=10&&52>>16&0x07=0x02 -j FLOWGATE_SYN/, 'IPv6 handshakes are logged too');
   t.match(text, /-I FORWARD 1 -p tcp -j FLOWGATE/);
   t.match(printRules({ ...DEFAULT_RULES, queues: [0, 3] }), /--queue-balance 0:3/);
   const host = chainRules({ ...DEFAULT_RULES, mode: 'host' }, 6).map((r) => r.join(' '));
@@ -59,7 +72,12 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
     inNs(process.execPath, cli, 'rules', 'apply', '--mode', mode);
     t.equal(save(), once, `${mode}: applying twice changes nothing`);
     t.match(once, mode === 'gateway' ? /-A FORWARD -p tcp -j FLOWGATE/ : /-A OUTPUT -p tcp -j FLOWGATE_HOST/);
+    // (iptables-save leaves out group 0, the default)
+    t.match(once, mode === 'gateway' ? /-A FLOWGATE_SYN -j NFLOG\b/ : /-A FLOWGATE_HOST_SYN -j NFLOG\b/);
   }
+  // Applied again without the handshake log: the chain stops jumping to the handshake chain.
+  inNs(process.execPath, cli, 'rules', 'apply', '--no-handshake-log');
+  t.notMatch(save(), /-j FLOWGATE_SYN/, '--no-handshake-log: no jump to the handshake chain');
   inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'gateway');
   inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'host');
   t.equal(save(), before, 'remove restores the tables exactly');

@@ -52,10 +52,12 @@ t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async 
   t.ok(fg.decisions().some((d) => d.app === 'http' && d.host === 'allowed.test' && d.method === 'GET' && d.path === '/'));
   t.ok(fg.decisions().some((d) => d.app === 'tls' && d.sni === 'allowed.test' && d.verdict === 'allow'));
   await assertSettled(t, topo, fg);
-  // Ten connections (8 curl, 2 openssl): each SYN and SYN-ACK was accepted by the binding itself.
+  // Ten connections (8 curl, 2 openssl): each SYN and SYN-ACK skipped the queue and reached the
+  // daemon as an NFLOG copy (the rules' handshake chain, group 0), none queued.
   const kernel = (await fg.status()).kernel;
-  const accepted = kernel.handshakeAccepts!;
-  t.ok(accepted >= 20, `the binding accepted the handshakes itself (${accepted})`);
+  t.ok(kernel.logged! >= 20, `the daemon read the handshakes from NFLOG group 0 (${kernel.logged})`);
+  t.equal(kernel.handshakeAccepts, 0, 'no bare handshake went through the queue');
+  t.match(kernel, { logEnobufs: 0, logIgnored: 0 }, 'no copy lost, none that was not a handshake');
   // Allowed TLS connections (curl over IPv4 and IPv6, openssl): the client's record after the
   // hello was let through by the binding, which the engine had armed for it.
   t.equal(kernel.afterHelloAllows, 3, 'the binding allowed the client\'s record after each of the 3 allowed hellos');

@@ -67,6 +67,33 @@ t.test('two queues on two worker threads: flows balanced, counters merged', asyn
   t.equal((await proc.kill('SIGTERM', 10000)).code, 0);
 });
 
+t.test('handshakes through NFLOG: a group held elsewhere is one clear error; handshake_log: false queues them', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  // Another program holds NFLOG group 0 (here: the binding itself, for an unrelated queue).
+  const queueJs = join(repoRoot(), 'dist', 'src', 'capture', 'queue.js');
+  const holder = topo.spawn('gw', [process.execPath, '--input-type=module', '-e',
+    `const { NfQueue } = await import(${JSON.stringify(queueJs)}); NfQueue.open({ queue: 900, logGroup: 0 }, () => {}); console.error('holding');`]);
+  await holder.waitForLine(/holding/, { stream: 'stderr', timeoutMs: 10000 });
+  const config = join(topo.tmpDir, 'hs.yaml');
+  writeFileSync(config, `control: ${join(topo.tmpDir, 'hs.sock')}\n`);
+  const busy = topo.spawn('gw', cliArgv('run', '--config', config));
+  const exit = await busy.exited;
+  t.equal(exit.code, 1, 'exit 1');
+  t.match(busy.stderr, /NFLOG group 0 is already bound by another process or socket; free it, or set handshake_log: false/);
+  t.notMatch(busy.stderr, /\n\s+at /, 'no stack trace');
+  await holder.kill('SIGTERM', 5000);
+
+  // handshake_log: false with rules that queue handshakes: they go through the queue as before.
+  await applyRules(topo, ['--no-handshake-log']);
+  const fg = await startFlowgate(topo, 'handshake_log: false\n', 'hs-off');
+  t.equal((await curl(topo, { url: 'https://allowed.test/' })).httpCode, 200);
+  const k = (await fg.status()).kernel;
+  t.equal(k.logged, 0, 'nothing read from NFLOG');
+  t.ok(k.handshakeAccepts! >= 2, `the SYN and SYN-ACK were queued and accepted by the binding (${k.handshakeAccepts})`);
+  t.equal(await fg.stop(), 0);
+});
+
 t.test('systemd: READY=1 on a fake NOTIFY_SOCKET once bound; the unit file verifies', async (t) => {
   const topo = await fixture(t);
   await applyRules(topo);

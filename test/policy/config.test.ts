@@ -51,6 +51,7 @@ on_limit: allow
 midstream: allow
 fail_open: true
 queue_maxlen: 1024
+handshake_log: false
 marks: {mask: "0xf0", allow: 0x10, block: 32, inspect: "0x30"}
 limits: {max_flows: 1000, max_inspecting_flows: 100, max_held_packets_per_flow: 8, max_held_bytes_per_flow: 9000,
   max_ooo_bytes_per_flow: 8000, max_held_bytes_total: 1000000, max_hello_bytes: 16384, max_request_head_bytes: 8192}
@@ -96,6 +97,7 @@ rules:
   t.equal(c.midstream, 'allow');
   t.equal(c.failOpen, true);
   t.equal(c.queueMaxlen, 1024);
+  t.equal(c.handshakeLog, false);
   t.same(c.marks, { mask: 0xf0, allow: 0x10, block: 0x20, inspect: 0x30 });
   t.same(c.limits, {
     maxFlows: 1000, maxInspectingFlows: 100, maxHeldPacketsPerFlow: 8, maxHeldBytesPerFlow: 9000,
@@ -111,7 +113,7 @@ rules:
     clients: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.1/32'],
     ports: [{ from: 443, to: 443 }, { from: 8000, to: 8100 }],
     app: ['tls', 'http'], methods: ['GET', 'POST'], paths: ['/admin/**'], alpn: ['h2', 'http/1.1'],
-    ja4: ['t13d1516h2_8daaf6152771_e5627efa2ab1'], ech: false, named: true, line: 27,
+    ja4: ['t13d1516h2_8daaf6152771_e5627efa2ab1'], ech: false, named: true, line: 28,
   });
   t.equal(r!.lists![0]!.path, join(dir, 'list.txt'));
   t.ok(r!.lists![0]!.set.match('www.listed.test'));
@@ -145,6 +147,7 @@ t.test('each kind of error, at the offending node', async (t) => {
     ['default: [allow]', ['FILE:1:10: "default" must be allow or block, not a list']],
     ['block_action: reject', ['FILE:1:15: "block_action" must be one of reset, drop, page, not "reject"']],
     ['tls_alert: yes', ['FILE:1:12: "tls_alert" must be true or false, not "yes"']],
+    ['handshake_log: 1', ['FILE:1:16: "handshake_log" must be true or false, not 1']],
     ['queue: 70000', ['FILE:1:8: "queue" must be an integer from 0 to 65535, not 70000']],
     ['queue: "1"', ['FILE:1:8: "queue" must be an integer from 0 to 65535, not "1"']],
     ['decision_timeout_ms: 1.5', ['FILE:1:22: "decision_timeout_ms" must be an integer from 1 to 3600000 ms, not 1.5']],

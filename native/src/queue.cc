@@ -259,7 +259,8 @@ bool Queue::OpenLog(Napi::Env env, uint16_t group, uint32_t rcvbuf) {
   // Wait for the ack; a packet logged before it is dropped (its connection began before flowgate).
   int64_t deadline = NowMs() + kAckTimeoutMs;
   int answer = -1;
-  std::vector<uint8_t> rx(kRecvMax);
+  logRx_.resize(kRecvMax);
+  std::vector<uint8_t>& rx = logRx_;
   while (err == 0 && answer < 0) {
     ssize_t n = recv(logFd_, rx.data(), rx.size(), 0);
     if (n < 0 && errno == EINTR) continue;
@@ -415,6 +416,7 @@ void Queue::Shutdown(ShutdownMode mode) {
   if (raw6_ >= 0) close(raw6_);
   raw4_ = raw6_ = -1;
   std::vector<uint8_t>().swap(rx_);
+  std::vector<uint8_t>().swap(logRx_);
   std::vector<uint8_t>().swap(earlyMsgs_);
   std::vector<uint8_t>().swap(send_);
   pending_ = Batch();

@@ -118,9 +118,9 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool OpenLog(Napi::Env env, uint16_t group, uint32_t rcvbuf);
   void CloseLog();
   int ReadAvailable(bool ignoreLimit);
-  int ReadUntilDrained(int fd, bool ignoreLimit);
-  bool ProcessDatagram(size_t len);
-  bool ProcessLogDatagram(size_t len);
+  int ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit);
+  bool ProcessDatagram(uint8_t* base, size_t len);
+  void ProcessLogDatagram(uint8_t* base, size_t len);
   void AppendPendingLocked(const PacketInfo& pkt, uint32_t flags);
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
@@ -169,6 +169,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::thread reader_;
   int wakeFd_ = -1;                // eventfd: ends the reader's poll() when the queue closes
   std::vector<uint8_t> rx_;        // one datagram
+  std::vector<uint8_t> logRx_;     // one datagram of the log group's socket
   std::vector<EarlyVerdict> early_;  // verdicts the reader gives in the datagram being read
   std::vector<uint8_t> earlyMsgs_;   // their messages, built here (reused)
   TcpView tcp_;                      // scratch for CheckArmed (keeps its key's capacity)

@@ -72,18 +72,14 @@ void AppendPort(uint16_t port, std::string* key) {
 // itself need JavaScript only for its bookkeeping: the wake-up for them waits until here, the
 // socket drained, so that the SYN-ACK a SYN's verdict brings back is read and sent on before
 // JavaScript takes the CPU.
-//
-// The log group (logGroup) is drained first: the kernel logged a connection's SYN and SYN-ACK
-// before the client could send the data the queue then holds, so JavaScript meets them in order.
 int Queue::ReadAvailable(bool ignoreLimit) {
-  auto full = [&] {
+  if (!ignoreLimit) {
     std::lock_guard<std::mutex> lock(rmu_);
-    return !ignoreLimit && Full(pending_, batchMax_);
-  };
-  int err = 0;
-  if (logFd_ >= 0 && !full()) err = ReadUntilDrained(logFd_, ignoreLimit);
-  // While log messages wait (the batch filled up), the queue waits too, keeping that order.
-  if (err == 0 && !full()) err = ReadUntilDrained(fd_, ignoreLimit);
+    if (Full(pending_, batchMax_)) return 0;
+  }
+  // The log group's copies first, also when only its socket was ready.
+  int err = logFd_ >= 0 ? ReadUntilDrained(logFd_, logRx_, true) : 0;
+  if (err == 0) err = ReadUntilDrained(fd_, rx_, ignoreLimit);
   std::lock_guard<std::mutex> lock(rmu_);
   if (wakeDeferred_ || Full(pending_, batchMax_)) {
     wakeDeferred_ = false;
@@ -92,11 +88,15 @@ int Queue::ReadAvailable(bool ignoreLimit) {
   return err;
 }
 
-// ReadAvailable's loop, for the queue's socket or the log group's (`fd`).
-int Queue::ReadUntilDrained(int fd, bool ignoreLimit) {
+// ReadAvailable's loop, for the queue's socket or the log group's (`fd`, read into `buf`). The
+// log group (logGroup) is read whole, whatever the batch holds, and again before each datagram of
+// the queue is walked: the kernel copies a handshake packet to the group before the packet goes
+// on, so every copy of a packet that came before a queued one is in the log socket by the time
+// that queued one is read, and JavaScript meets a connection's SYN and SYN-ACK before its data.
+int Queue::ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit) {
   bool log = fd == logFd_;
   for (;;) {
-    ssize_t n = recv(fd, rx_.data(), kRecvMax, MSG_TRUNC);
+    ssize_t n = recv(fd, buf.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       int e = errno;  // before the lock, which may touch errno
       if (e == EINTR) continue;
@@ -116,15 +116,22 @@ int Queue::ReadUntilDrained(int fd, bool ignoreLimit) {
       counters_.recvErrors++;
       len = kRecvMax;
     }
-    bool full = log ? ProcessLogDatagram(len) : ProcessDatagram(len);
+    if (log) {
+      ProcessLogDatagram(buf.data(), len);
+      continue;
+    }
+    if (logFd_ >= 0) {
+      int e = ReadUntilDrained(logFd_, logRx_, true);
+      if (e != 0) return e;
+    }
+    bool full = ProcessDatagram(buf.data(), len);
     if (full && !ignoreLimit) return 0;
   }
 }
 
-// Walks the messages of the datagram in rx_[0, len) and appends its packets to the pending batch;
+// Walks the messages of the datagram in base[0, len) and appends its packets to the pending batch;
 // answers whether the batch is now full.
-bool Queue::ProcessDatagram(size_t len) {
-  uint8_t* base = rx_.data();
+bool Queue::ProcessDatagram(uint8_t* base, size_t len) {
   size_t off = 0;
   size_t msgLen;
   bool added = false;     // a packet was added to the batch
@@ -203,15 +210,14 @@ void Queue::AppendPendingLocked(const PacketInfo& pkt, uint32_t flags) {
   b.count++;
 }
 
-// Walks a datagram of the log group's socket (logGroup) in rx_[0, len): each bare SYN/SYN-ACK the
+// Walks a datagram of the log group's socket (logGroup) in base[0, len): each bare SYN/SYN-ACK the
 // rules logged (and accepted: it takes no verdict) joins the pending batch for the engine, flagged
 // as accepted and logged, and is read for the armed tables like a queued one (the SYN-ACK an
 // expectHello waits for). Its checksum counts as not computed: NFLOG does not say, and conntrack
 // checked it on the way in (nf_conntrack_checksum) before the rule that logged it, which comes
 // after the one dropping INVALID packets. Anything else logged to the group is counted and
-// dropped. Answers whether the batch is now full.
-bool Queue::ProcessLogDatagram(size_t len) {
-  uint8_t* base = rx_.data();
+// dropped.
+void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
   size_t off = 0;
   size_t msgLen;
   bool added = false;
@@ -235,7 +241,6 @@ bool Queue::ProcessLogDatagram(size_t len) {
   // Like a handshake the reader accepted: JavaScript arms the connection on its SYN, so it should
   // see it soon, once both sockets are drained (ReadAvailable).
   if (added) wakeDeferred_ = true;
-  return Full(pending_, batchMax_);
 }
 
 // Reads the packet once for the armed tables (expectHello, expectAfterHello) and answers the

@@ -30,8 +30,8 @@ export function createRegistry(source: MetricsSource): { registry: client.Regist
       this.set(num(key));
     },
   });
-  counter('flowgate_packets_received_total', 'Packets received from the kernel queue', 'received');
-  counter('flowgate_verdicts_total', 'Verdicts given (accepted + dropped + repeated)', 'verdicts');
+  counter('flowgate_packets_received_total', 'Packets received from the kernel (queued, and handshake copies from NFLOG)', 'received');
+  counter('flowgate_verdicts_total', 'Verdicts given (accepted + dropped + repeated; a handshake copy counts as accepted)', 'verdicts');
   counter('flowgate_held_packets', 'Packets held right now', 'held');
   counter('flowgate_held_bytes', 'Payload bytes held right now', 'held_bytes');
   counter('flowgate_paused_flows', 'Flows waiting for an asynchronous decision', 'paused_flows');

@@ -138,7 +138,8 @@ Queue::Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info) {
   batchMax_ = batchMax;
 
   // The log group first: from the queue's first packet on, the handshakes before it are read.
-  if (logGroup <= 65535 && !OpenLog(env, static_cast<uint16_t>(logGroup), rcvbuf)) return;
+  uint32_t logRcvbuf = rcvbuf > (1u << 30) / kLogRcvbufFactor ? 1u << 30 : rcvbuf * kLogRcvbufFactor;
+  if (logGroup <= 65535 && !OpenLog(env, static_cast<uint16_t>(logGroup), logRcvbuf)) return;
   BindConfig cfg{queue_, maxLen, copyRange, gso, failOpen};
   if (!OpenAndBind(env, cfg, rcvbuf)) {
     CloseLog();
@@ -364,6 +365,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("logged", counters_.logged);
   put("logIgnored", counters_.logIgnored);
   put("logEnobufs", counters_.logEnobufs);
+  put("logBehind", counters_.logBehind);
   return o;
 }
 

@@ -37,6 +37,7 @@ struct QueueCounters {
   uint64_t logged = 0;            // bare SYN/SYN-ACKs read from the NFLOG group (logGroup)
   uint64_t logIgnored = 0;        // other packets logged to the group (the rules log none)
   uint64_t logEnobufs = 0;        // the group's socket overflowed: handshakes lost
+  uint64_t logBehind = 0;         // the reader left copies in the group's socket (kLogBacklog)
 };
 
 /**
@@ -183,6 +184,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Batch pending_;                  // read, not yet taken by the loop
   Batch delivering_;               // loop thread only: the batch being handed to JS
   int readErr_ = 0;                // a receive failure for onError (errno), 0 if none
+  bool logFailed_ = false;         // the last receive failure was the log group's socket's
   std::string readErrWhat_;
   // Flows whose next client data packet the reader may allow itself (expectAfterHello), by key.
   std::unordered_map<std::u16string, AfterHelloExpectation> afterHello_;

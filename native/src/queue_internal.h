@@ -56,6 +56,10 @@ constexpr size_t kHelloArmWords = 7;
 constexpr uint32_t kFlagLogged = 0x8000;
 /** Bytes of each logged packet the group copies: the largest IPv4 or IPv6 and TCP headers fit. */
 constexpr uint32_t kLogCopyRange = 256;
+/** The log group's socket gets this many times the queue's receive buffer: a lost copy makes a flow midstream. */
+constexpr uint32_t kLogRcvbufFactor = 4;
+/** The reader stops reading the log group while this many batches (batchMaxPackets) wait for JavaScript. */
+constexpr uint32_t kLogBacklog = 4;
 /** Meta slot 4 bits that carry NFQA_SKB_INFO (the kernel defines bits 0-2). */
 constexpr uint32_t kSkbInfoBits = 0x1f;
 /** Most names (with their port) allowed for expectHello at once; more are refused. */

@@ -77,9 +77,11 @@ int Queue::ReadAvailable(bool ignoreLimit) {
     std::lock_guard<std::mutex> lock(rmu_);
     if (Full(pending_, batchMax_)) return 0;
   }
-  // The log group's copies first, also when only its socket was ready.
-  int err = logFd_ >= 0 ? ReadUntilDrained(logFd_, logRx_, true) : 0;
-  if (err == 0) err = ReadUntilDrained(fd_, rx_, ignoreLimit);
+  // The log group's copies first, also when only its socket was ready; the queue is read even if
+  // reading the log failed (reported after).
+  int logErr = logFd_ >= 0 ? ReadUntilDrained(logFd_, logRx_, true) : 0;
+  int err = ReadUntilDrained(fd_, rx_, ignoreLimit);
+  if (err == 0) err = logErr;
   std::lock_guard<std::mutex> lock(rmu_);
   if (wakeDeferred_ || Full(pending_, batchMax_)) {
     wakeDeferred_ = false;
@@ -89,27 +91,40 @@ int Queue::ReadAvailable(bool ignoreLimit) {
 }
 
 // ReadAvailable's loop, for the queue's socket or the log group's (`fd`, read into `buf`). The
-// log group (logGroup) is read whole, whatever the batch holds, and again before each datagram of
-// the queue is walked: the kernel copies a handshake packet to the group before the packet goes
-// on, so every copy of a packet that came before a queued one is in the log socket by the time
-// that queued one is read, and JavaScript meets a connection's SYN and SYN-ACK before its data.
+// log group (logGroup) is read whatever the batch holds (up to kLogBacklog batches), and again after
+// each datagram of the queue is received and before it is walked: the kernel copies a handshake
+// packet to the group before the packet goes on, so every copy of a packet that came before a
+// queued one is in the log socket by the time that queued one is read, and JavaScript meets a
+// connection's SYN and SYN-ACK before its data. A failure to read the log is reported once the
+// queue datagram in hand has been walked, so no queued packet is left behind for it.
 int Queue::ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit) {
   bool log = fd == logFd_;
+  int logErr = 0;
   for (;;) {
+    if (log) {
+      std::lock_guard<std::mutex> lock(rmu_);
+      if (pending_.count >= kLogBacklog * batchMax_) {
+        // Copies come faster than JavaScript takes batches (a SYN flood): leave the rest in the
+        // socket (it may overflow: logEnobufs) rather than stop reading the queue.
+        counters_.logBehind++;
+        return 0;
+      }
+    }
     ssize_t n = recv(fd, buf.data(), kRecvMax, MSG_TRUNC);
     if (n < 0) {
       int e = errno;  // before the lock, which may touch errno
       if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) return 0;
+      if (e == EAGAIN || e == EWOULDBLOCK) return logErr;
       std::lock_guard<std::mutex> lock(rmu_);
       if (e == ENOBUFS) {
         (log ? counters_.logEnobufs : counters_.enobufs)++;
         continue;
       }
       counters_.recvErrors++;
+      if (log) logFailed_ = true;
       return e;
     }
-    if (n == 0) return 0;
+    if (n == 0) return logErr;
     size_t len = static_cast<size_t>(n);
     if (len > kRecvMax) {  // MSG_TRUNC: the datagram was longer than our buffer
       std::lock_guard<std::mutex> lock(rmu_);
@@ -120,12 +135,9 @@ int Queue::ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit)
       ProcessLogDatagram(buf.data(), len);
       continue;
     }
-    if (logFd_ >= 0) {
-      int e = ReadUntilDrained(logFd_, logRx_, true);
-      if (e != 0) return e;
-    }
+    if (logFd_ >= 0 && logErr == 0) logErr = ReadUntilDrained(logFd_, logRx_, true);
     bool full = ProcessDatagram(buf.data(), len);
-    if (full && !ignoreLimit) return 0;
+    if (full && !ignoreLimit) return logErr;
   }
 }
 
@@ -210,13 +222,12 @@ void Queue::AppendPendingLocked(const PacketInfo& pkt, uint32_t flags) {
   b.count++;
 }
 
-// Walks a datagram of the log group's socket (logGroup) in base[0, len): each bare SYN/SYN-ACK the
-// rules logged (and accepted: it takes no verdict) joins the pending batch for the engine, flagged
-// as accepted and logged, and is read for the armed tables like a queued one (the SYN-ACK an
-// expectHello waits for). Its checksum counts as not computed: NFLOG does not say, and conntrack
-// checked it on the way in (nf_conntrack_checksum) before the rule that logged it, which comes
-// after the one dropping INVALID packets. Anything else logged to the group is counted and
-// dropped.
+// Walks a datagram of the log group's socket (logGroup) in base[0, len): each bare SYN/SYN-ACK
+// flowgate's rules logged (and accepted: it takes no verdict) joins the pending batch for the
+// engine, flagged as accepted and logged, and is read for the armed tables like a queued one (the
+// SYN-ACK an expectHello waits for). Its checksum counts as not computed: NFLOG does not say (the
+// engine does not check a bare handshake's checksum; conntrack does, in PREROUTING). Anything else
+// sent to the group is counted and dropped.
 void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
   size_t off = 0;
   size_t msgLen;
@@ -228,7 +239,9 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
     off += NLMSG_ALIGN(msgLen);
     if (r.kind == MsgKind::Bad) counters_.recvErrors++;
     if (r.kind != MsgKind::Logged) continue;
-    if (!IsBareHandshake(pkt.payload, pkt.payloadLen)) {
+    // Only flowgate's rules' copies, whole: another rule logging to the group (a plain `-j NFLOG`
+    // logs to group 0), maybe at another hook or cut short, must not feed the engine.
+    if (!HasLogPrefix(pkt) || !IsBareHandshake(pkt.payload, pkt.payloadLen) || !ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
       counters_.logIgnored++;
       continue;
     }
@@ -239,8 +252,9 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
     added = true;
   }
   // Like a handshake the reader accepted: JavaScript arms the connection on its SYN, so it should
-  // see it soon, once both sockets are drained (ReadAvailable).
+  // see it soon, once both sockets are drained (ReadAvailable), or now if the batch is full.
   if (added) wakeDeferred_ = true;
+  if (added && handles_ != nullptr && Full(pending_, batchMax_)) SignalLocked();
 }
 
 // Reads the packet once for the armed tables (expectHello, expectAfterHello) and answers the
@@ -420,7 +434,13 @@ void Queue::ReaderLoop() {
     // and ReadAvailable counts it and reads on.
     int err = ReadAvailable(false);
     if (err != 0) {
-      ReportReadError(err, "receiving from");
+      bool log;
+      {
+        std::lock_guard<std::mutex> lock(rmu_);
+        log = logFailed_;
+        logFailed_ = false;
+      }
+      ReportReadError(err, log ? "receiving the handshake copies (NFLOG group) of" : "receiving from");
       usleep(10000);  // a persistent failure must not spin
     }
   }

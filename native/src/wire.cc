@@ -82,13 +82,13 @@ void EachAttr(uint8_t* msg, size_t msgLen, Fn onAttr) {
 
 // The attribute numbers of a packet message's fields in one subsystem (0: none there).
 struct PacketAttrs {
-  unsigned hdr, mark, inDev, outDev, skbInfo, capLen, payload;
+  unsigned hdr, mark, inDev, outDev, skbInfo, capLen, payload, prefix;
   bool hasId;  // the header starts with a packet id (NFQUEUE) or with hw_protocol (NFLOG)
 };
 constexpr PacketAttrs kQueueAttrs{NFQA_PACKET_HDR, NFQA_MARK, NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV,
-                                  NFQA_SKB_INFO, NFQA_CAP_LEN, NFQA_PAYLOAD, true};
+                                  NFQA_SKB_INFO, NFQA_CAP_LEN, NFQA_PAYLOAD, 0, true};
 constexpr PacketAttrs kLogAttrs{NFULA_PACKET_HDR, NFULA_MARK, NFULA_IFINDEX_INDEV, NFULA_IFINDEX_OUTDEV,
-                                0, 0, NFULA_PAYLOAD, false};
+                                0, 0, NFULA_PAYLOAD, NFULA_PREFIX, false};
 
 // Decodes a packet message of either subsystem into pkt: kind `kind`, or Bad without a header.
 // nfqnl_msg_packet_hdr is {be32 packet_id, be16 hw_protocol, u8 hook}; nfulnl_msg_packet_hdr
@@ -112,6 +112,9 @@ MsgResult DecodePacket(uint8_t* msg, size_t msgLen, PacketInfo* pkt, const Packe
     } else if (type == ids.payload) {
       pkt->payload = val;
       pkt->payloadLen = static_cast<uint32_t>(valLen);
+    } else if (type == ids.prefix) {
+      pkt->prefix = val;
+      pkt->prefixLen = static_cast<uint32_t>(valLen);
     } else if (valLen >= 4) {
       uint32_t v = Be32At(val);
       if (type == ids.mark) pkt->mark = v;
@@ -204,6 +207,13 @@ size_t BuildVerdict(uint8_t* buf, uint16_t queue, uint32_t id, uint32_t verdict,
   if (hasMark) off = PutBe32Attr(buf, off, NFQA_MARK, mark);  // NFQA_MARK: new skb->mark
   SetLen(buf, off);
   return off;
+}
+
+bool HasLogPrefix(const PacketInfo& pkt) {
+  constexpr size_t n = sizeof kLogPrefix - 1;
+  // The kernel sends the prefix with its terminating NUL; accept it without one too.
+  return pkt.prefix != nullptr && (pkt.prefixLen == n || (pkt.prefixLen == n + 1 && pkt.prefix[n] == 0)) &&
+         std::memcmp(pkt.prefix, kLogPrefix, n) == 0;
 }
 
 size_t MessageAt(const uint8_t* buf, size_t len, size_t off) {

@@ -33,7 +33,15 @@ struct PacketInfo {
   uint32_t capLen;      // NFQA_CAP_LEN, or payloadLen when absent
   uint8_t* payload;     // NFQA_PAYLOAD data (may be null when the packet had none)
   uint32_t payloadLen;
+  const uint8_t* prefix;  // NFLOG only: NFULA_PREFIX (the rule's --nflog-prefix, with its NUL), or null
+  uint32_t prefixLen;
 };
+
+/** The --nflog-prefix of flowgate's handshake rules (src/cli/rules.ts HANDSHAKE_LOG_PREFIX). */
+constexpr char kLogPrefix[] = "flowgate";
+
+/** True when a logged packet carries flowgate's prefix: copies other rules send to the group do not. */
+bool HasLogPrefix(const PacketInfo& pkt);
 
 /** NFQA_SKB_INFO bit 0 (NFQA_SKB_CSUMNOTREADY): the checksum is not computed yet, so not checked. */
 constexpr uint32_t kSkbCsumNotReady = 1;

@@ -183,6 +183,8 @@ export interface QueueStats {
   logIgnored: number;
   /** Times the group's socket overflowed: handshakes lost, their flows look midstream. */
   logEnobufs: number;
+  /** Times the reader left copies in the group's socket because 4 batches waited for JavaScript (a flood). */
+  logBehind: number;
 }
 
 /** Stats the JavaScript side of the queue keeps. */

@@ -131,16 +131,23 @@ function bareTcpRules(family: 4 | 6, flags: string, target: string[]): string[][
  * the engine needs them (sequence numbers, the SYN's TTL and options: EVASION.md G1, 3, 13). The
  * queue would hold each for a round trip through the daemon; NFLOG instead copies it to the
  * daemon's socket for group N and the packet goes on at once. The copy is in that socket before
- * the packet leaves, so before the client can send the data that follows it; the binding drains
- * the group before it reads the queue (native/README.md, "Handshakes through NFLOG"). They come
- * after the rule dropping INVALID packets, so conntrack checked their window and checksum.
+ * the packet leaves, so before the client can send the data that follows it; the binding reads
+ * the group before it walks what it read from the queue (native/README.md, "Handshakes through
+ * NFLOG").
  */
 export function handshakeLogRules(o: RulesOptions): string[][] {
   return [
-    ['-j', 'NFLOG', '--nflog-group', String(o.queues[0])],
+    ['-j', 'NFLOG', '--nflog-group', String(o.queues[0]), '--nflog-prefix', HANDSHAKE_LOG_PREFIX],
     ['-j', 'ACCEPT'],
   ];
 }
+
+/**
+ * The prefix of the handshake copies: the binding reads only copies that carry it (native/src/wire.h
+ * kLogPrefix), so another rule logging to the same group (a plain `-j NFLOG` logs to group 0)
+ * cannot feed the engine.
+ */
+export const HANDSHAKE_LOG_PREFIX = 'flowgate';
 
 /** The jump from a built-in chain to ours. */
 function jumpRule(o: RulesOptions): string[] {
@@ -226,6 +233,10 @@ export async function applyRules(o: RulesOptions): Promise<void> {
       if (check.code === 0) continue;
       const ins = await iptables(family, ['-I', chain, '1', ...jumpRule(o)]);
       if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -I ${chain} failed: ${ins.stderr.trim()}`);
+    }
+    if (!logsHandshakes(o)) {
+      // Applied before with the handshake log: its chain, no longer jumped to, goes (absent: no error).
+      if ((await iptables(family, ['-F', handshakeChainName(o)])).code === 0) await iptables(family, ['-X', handshakeChainName(o)]);
     }
   }
 }

@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { buildTcpPacket } from '../../src/packet/build.js';
+import { HANDSHAKE_LOG_PREFIX } from '../../src/cli/rules.js';
 import { ACK, FIN, RST, SYN } from '../../src/packet/types.js';
 import {
   hookOf, hwProtocolOf, M_ID, M_LEN, M_OFF, META_STRIDE, NfQueue, nativeAvailable, nativeUnavailableReason,
@@ -199,14 +200,18 @@ t.test('the real kernel queue', async (t) => {
   for (const [bin, dst] of [[IPTABLES, '127.0.0.1'], [IP6TABLES, '::1']] as const) {
     inNs(bin, '-A', 'OUTPUT', '-p', 'tcp', '-d', dst, '--dport', String(P.hs), '-j', 'NFQUEUE', '--queue-num', String(QH));
   }
-  // Bare handshakes of P.log are logged to group GL and accepted, as flowgate's rules do; FINs to
-  // it are logged too (the binding must ignore them) and queued; everything else of it is queued.
+  // Bare handshakes of P.log are logged to group GL with flowgate's prefix and accepted, as
+  // flowgate's rules do. The binding must ignore two other copies sent to the group: the client's
+  // SYN logged by a rule of someone else's (no prefix), and its FIN (with the prefix, but no
+  // handshake). Everything else of P.log is queued.
   const bareSyn = ['--tcp-flags', 'SYN,FIN,RST', 'SYN'];
+  const ours = ['-j', 'NFLOG', '--nflog-group', String(GL), '--nflog-prefix', HANDSHAKE_LOG_PREFIX];
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.log), ...bareSyn, '-j', 'NFLOG', '--nflog-group', String(GL));
   for (const dir of ['--dport', '--sport']) {
-    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), ...bareSyn, '-j', 'NFLOG', '--nflog-group', String(GL));
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), ...bareSyn, ...ours);
     inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), ...bareSyn, '-j', 'ACCEPT');
   }
-  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.log), '--tcp-flags', 'FIN', 'FIN', '-j', 'NFLOG', '--nflog-group', String(GL));
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.log), '--tcp-flags', 'FIN', 'FIN', ...ours);
   for (const dir of ['--dport', '--sport']) {
     inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), '-j', 'NFQUEUE', '--queue-num', String(QL));
   }
@@ -421,19 +426,40 @@ t.test('the real kernel queue', async (t) => {
       'with no id, flagged accepted, checksum not to be checked, and their hook');
     const firstData = recs.findIndex((r) => r.dataBytes > 0);
     t.ok(firstData > recs.indexOf(logged[1]!), 'both before the first data packet');
-    t.notOk(recs.some((r) => !r.logged && (r.tcpFlags & 0x02) !== 0), 'no SYN was queued');
     const queued = recs.filter((r) => !r.logged);
     const s = await child.call<Record<string, number>>('stats', { name: 'log' });
     t.equal(s.logged, 2, 'logged counts the copies');
-    t.ok(s.logIgnored! >= 1, `a logged FIN was dropped unread (logIgnored ${s.logIgnored})`);
+    t.equal(s.logIgnored, 2, 'the SYN copy without the prefix and the FIN copy were dropped unread');
     t.equal(s.received, queued.length, 'received counts only queued packets');
     t.equal(s.verdicts, s.received, 'one verdict per queued packet, none for a copy');
-    t.match(s, { kernelErrors: 0, handshakeOverrides: 0, logEnobufs: 0 });
+    t.match(s, { kernelErrors: 0, handshakeOverrides: 0, logEnobufs: 0, logBehind: 0 });
     t.match(await child.call('openFails', { opts: { queue: QL + 10, logGroup: GL } }), { code: 'ERR_LOG_BUSY', flowgate: true },
       'a second socket for the group: ERR_LOG_BUSY');
     await child.call('close', { name: 'log' });
-    // Closed, the group is free again.
-    t.same(await child.call('open', { name: 'log2', opts: { queue: QL, logGroup: GL } }), { queue: QL });
+    // Closed, the group is free again. Now with one-packet batches, while JavaScript is blocked:
+    // the reader reads copies up to 4 batches ahead, leaves the rest in the socket (logBehind)
+    // and goes on reading the queue; once JavaScript is back every copy and packet comes, each
+    // connection's handshake before its data.
+    t.same(await child.call('open', { name: 'log2', opts: { queue: QL, logGroup: GL, batchMaxPackets: 1 } }), { queue: QL });
+    await weak.ready;
+    await child.call('block', { ms: 400 });
+    t.same(await weak.call('echo', { host: '127.0.0.1', port: P.log, n: 20, timeoutMs: 8000 }), { ok: 20, failed: [] });
+    const recs2 = (await take()).filter((r) => r.queue === 'log2');
+    const s2 = await child.call<Record<string, number>>('stats', { name: 'log2' });
+    t.ok(s2.logBehind! >= 1, `the reader left copies behind while JavaScript was blocked (logBehind ${s2.logBehind})`);
+    t.equal(s2.logged, 40, 'yet every SYN and SYN-ACK copy came');
+    t.match(s2, { logEnobufs: 0, kernelErrors: 0 });
+    t.equal(s2.verdicts, s2.received, 'every queued packet got its verdict');
+    const bySport = new Map<number, Rec[]>();
+    for (const r of recs2) {
+      const client = r.dport === P.log ? r.sport : r.dport;
+      bySport.set(client, [...(bySport.get(client) ?? []), r]);
+    }
+    t.equal(bySport.size, 20, 'twenty connections');
+    t.ok([...bySport.values()].every((rs) => {
+      const data = rs.findIndex((r) => r.dataBytes > 0);
+      return data > 0 && rs.slice(0, data).filter((r) => r.logged).length === 2;
+    }), 'each connection\'s SYN and SYN-ACK copies came before its first data');
     await child.call('close', { name: 'log2' });
   });
 

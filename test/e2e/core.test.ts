@@ -9,7 +9,7 @@ import {
   checkPrerequisites, chromium, rawSegments, createTopology, curl, opensslClient, readQueueStats, recordOpensslHello,
   startServers, waitUntil, type Topology,
 } from './harness/index.js';
-import { BLOCK_RULES, applyRules, assertSettled, startFlowgate } from './flowgate.js';
+import { BLOCK_RULES, applyRules, assertSettled, cliArgv, startFlowgate, type Status } from './flowgate.js';
 
 checkPrerequisites(['ip', 'iptables', 'ip6tables', 'curl', 'openssl']);
 
@@ -20,6 +20,34 @@ async function fixture(t: Test, opts: Parameters<typeof createTopology>[0] = {})
   await applyRules(topo);
   return topo;
 }
+
+t.test('host mode: flowgate on the client itself (OUTPUT and INPUT), handshakes through NFLOG', async (t) => {
+  const topo = await createTopology();
+  t.teardown(() => topo.destroy());
+  await startServers(topo);
+  await topo.exec('client', cliArgv('rules', 'apply', '--mode', 'host'), { check: true });
+  const fg = await startFlowgate(topo, BLOCK_RULES, 'host', cliArgv, 'client');
+  for (const url of ['http://allowed.test/', 'https://allowed.test/']) {
+    const res = await curl(topo, { url });
+    t.equal(res.httpCode, 200, `${url}: 200`);
+  }
+  for (const url of ['http://blocked.test/', 'https://blocked.test/']) {
+    t.equal((await curl(topo, { url })).errorKind, 'reset', `${url}: reset`);
+  }
+  t.ok((await fg.settledDecisions()).some((d) => d.app === 'tls' && d.sni === 'blocked.test' && d.verdict === 'block'),
+    'the blocked hello was reported');
+  const s = await waitUntil(async () => {
+    const st = await fg.status();
+    return st.held === 0 && st.received === st.verdicts ? st : undefined;
+  }, { timeoutMs: 5000, what: 'received == verdicts and nothing held' }) as Status;
+  // Four connections: the SYN copied in OUTPUT, the SYN-ACK in INPUT, none queued.
+  t.ok(s.kernel.logged! >= 8, `the handshakes came through NFLOG (${s.kernel.logged})`);
+  t.match(s.kernel, { handshakeAccepts: 0, logIgnored: 0, kernelErrors: 0 });
+  t.equal(s.events.midstream ?? 0, 0, 'no flow looked midstream');
+  const q = await readQueueStats(topo, 'client');
+  t.equal(q[0]?.waiting, 0, 'the kernel queue has nothing waiting');
+  t.equal(await fg.stop(), 0);
+});
 
 t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async (t) => {
   const topo = await fixture(t);

@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { readQueueStats, repoRoot, waitUntil, type ProcessHandle, type Topology } from './harness/index.js';
+import { readQueueStats, repoRoot, waitUntil, type ProcessHandle, type Role, type Topology } from './harness/index.js';
 
 /** The config most tests use: allow everything but blocked.test. */
 export const BLOCK_RULES = `
@@ -77,15 +77,16 @@ export async function applyRules(topo: Topology, extra: string[] = []): Promise<
 }
 
 /**
- * Writes `yaml` (a control socket line is added) and starts `flowgate run` in gw; resolves once
- * the queue is bound. `argv` builds the command line (default: bin/flowgate.js, as installed).
+ * Writes `yaml` (a control socket line is added) and starts `flowgate run` in gw (or `role`, for
+ * host mode); resolves once the queue is bound. `argv` builds the command line (default:
+ * bin/flowgate.js, as installed).
  */
 export async function startFlowgate(topo: Topology, yaml: string, name = 'flowgate',
-  argv: (...args: string[]) => string[] = cliArgv): Promise<Flowgate> {
+  argv: (...args: string[]) => string[] = cliArgv, role: Role = 'gw'): Promise<Flowgate> {
   const socket = join(topo.tmpDir, `${name}.sock`);
   const config = join(topo.tmpDir, `${name}.yaml`);
   writeFileSync(config, `${yaml}\ncontrol: ${socket}\n`);
-  const proc = topo.spawn('gw', argv('run', '--config', config));
+  const proc = topo.spawn(role, argv('run', '--config', config));
   const decisions: Decision[] = [];
   proc.on('line', (line: string, stream: string) => {
     if (stream !== 'stdout') return;
@@ -96,7 +97,7 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
   });
   await proc.waitForLine(/bound queue/, { timeoutMs: 15000, stream: 'stderr' });
   const ask = async (what: 'status' | 'flows') => {
-    const res = await topo.exec('gw', cliArgv(what, '--socket', socket), { check: true });
+    const res = await topo.exec(role, cliArgv(what, '--socket', socket), { check: true });
     return JSON.parse(res.stdout);
   };
   return {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RULES, chainRules, parseQueues, printRules, restoreSnippet } from '../../src/cli/rules.js';
@@ -45,6 +46,19 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.equal(quic, '-p udp --dport 443 -j REJECT --reject-with icmp6-port-unreachable');
   const marks = restoreSnippet({ ...DEFAULT_RULES, marks: { mask: 0xf000, allow: 0x1000, block: 0x2000, inspect: 0x3000 } }, 4);
   t.match(marks, /connmark --mark 0x1000\/0xf000 -j ACCEPT/, 'marks are configurable');
+});
+
+t.test('the rules the README and iptables/ show are the ones `rules print` makes', async (t) => {
+  const printed = new Set(printRules(DEFAULT_RULES).split('\n'));
+  const readme = readFileSync(join(root, 'README.md'), 'utf8').split('\n').filter((l) => /^-A FLOWGATE/.test(l));
+  t.ok(readme.length >= 10, `the README shows the chain (${readme.length} lines)`);
+  t.same(readme.filter((l) => !printed.has(l)), [], 'every rule line of the README is printed as it reads');
+  for (const mode of ['gateway', 'host'] as const) {
+    for (const family of [4, 6] as const) {
+      const file = readFileSync(join(root, 'iptables', `flowgate-${mode}.rules.v${family}`), 'utf8');
+      t.equal(file, restoreSnippet({ ...DEFAULT_RULES, mode }, family), `iptables/flowgate-${mode}.rules.v${family} is current`);
+    }
+  }
 });
 
 t.test('queue arguments', async (t) => {

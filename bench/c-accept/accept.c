@@ -109,8 +109,27 @@ static int send_msg(int fd, const char *buf, size_t len) {
 	}
 }
 
+/* Waits for the ack (NLMSG_ERROR, error 0) answering the config message of seq 1; 0 or errno.
+ * Packets before it are left in the socket: the main loop reads them, as nothing here needs to
+ * keep them apart, and one coming first means the bind worked. */
+static int await_ack(int fd) {
+	char rx[8192];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 2000) <= 0) return ETIMEDOUT;
+	ssize_t n = recv(fd, rx, sizeof rx, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0) return errno;
+	const struct nlmsghdr *nlh = (const struct nlmsghdr *)rx;
+	if ((size_t)n >= NLMSG_HDRLEN + sizeof(int) && nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_seq == 1) {
+		int err;
+		memcpy(&err, rx + NLMSG_HDRLEN, sizeof err);
+		recv(fd, rx, sizeof rx, MSG_DONTWAIT);
+		return -err;
+	}
+	return 0;
+}
+
 static int bind_queue(int fd, uint16_t queue, uint32_t maxlen, int gso, int fail_open) {
-	char buf[256], rx[8192];
+	char buf[256];
 	size_t off = put_head(buf, NFQNL_MSG_CONFIG, NLM_F_ACK, 1, queue);
 	struct nfqnl_msg_config_cmd cmd = { .command = NFQNL_CFG_CMD_BIND, .pf = htons(AF_UNSPEC) };
 	off = put_attr(buf, off, NFQA_CFG_CMD, &cmd, sizeof cmd);
@@ -120,27 +139,11 @@ static int bind_queue(int fd, uint16_t queue, uint32_t maxlen, int gso, int fail
 	off = put_be32(buf, off, NFQA_CFG_MASK, NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN);
 	off = put_be32(buf, off, NFQA_CFG_FLAGS, (gso ? NFQA_CFG_F_GSO : 0) | (fail_open ? NFQA_CFG_F_FAIL_OPEN : 0));
 	if (send_msg(fd, buf, finish(buf, off)) < 0) return errno;
-	/* The ack (NLMSG_ERROR, error 0) answers seq 1. Packets before it are left in the
-	 * socket: the main loop reads them, as nothing here needs to keep them apart. */
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 2000) <= 0) return ETIMEDOUT;
-		ssize_t n = recv(fd, rx, sizeof rx, MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0) return errno;
-		const struct nlmsghdr *nlh = (const struct nlmsghdr *)rx;
-		if ((size_t)n >= NLMSG_HDRLEN + sizeof(int) && nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_seq == 1) {
-			int err;
-			memcpy(&err, rx + NLMSG_HDRLEN, sizeof err);
-			recv(fd, rx, sizeof rx, MSG_DONTWAIT);
-			return -err;
-		}
-		return 0; /* a packet came first: the bind worked */
-	}
+	return await_ack(fd);
 }
 
-/* Binds NFLOG group `group` on fd (copies of 256 bytes, each sent at once); 0 or errno. */
 static int bind_log(int fd, uint16_t group) {
-	char buf[128], rx[8192];
+	char buf[128];
 	size_t off = put_head_of(buf, NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, NLM_F_ACK, 1, group);
 	struct nfulnl_msg_config_cmd cmd = { .command = NFULNL_CFG_CMD_BIND };
 	off = put_attr(buf, off, NFULA_CFG_CMD, &cmd, sizeof cmd);
@@ -148,18 +151,7 @@ static int bind_log(int fd, uint16_t group) {
 	off = put_attr(buf, off, NFULA_CFG_MODE, &mode, sizeof mode);
 	off = put_be32(buf, off, NFULA_CFG_QTHRESH, 1);
 	if (send_msg(fd, buf, finish(buf, off)) < 0) return errno;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 2000) <= 0) return ETIMEDOUT;
-		ssize_t n = recv(fd, rx, sizeof rx, MSG_DONTWAIT);
-		if (n < 0) return errno;
-		const struct nlmsghdr *nlh = (const struct nlmsghdr *)rx;
-		if ((size_t)n >= NLMSG_HDRLEN + sizeof(int) && nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_seq == 1) {
-			int err;
-			memcpy(&err, rx + NLMSG_HDRLEN, sizeof err);
-			return -err;
-		}
-	}
+	return await_ack(fd);
 }
 
 /* Reads every copy waiting on the log socket (one per datagram at qthreshold 1). */

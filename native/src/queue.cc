@@ -256,35 +256,32 @@ bool Queue::OpenLog(Napi::Env env, uint16_t group, uint32_t rcvbuf) {
   logGroup_ = group;
   uint8_t msg[kConfigMsgMax];
   uint32_t seq = ++seq_;
-  int err = SendToKernel(logFd_, msg, BuildLogBind(msg, group, kLogCopyRange, seq));
-  // Wait for the ack; a packet logged before it is dropped (its connection began before flowgate).
-  int64_t deadline = NowMs() + kAckTimeoutMs;
-  int answer = -1;
   logRx_.resize(kRecvMax);
-  std::vector<uint8_t>& rx = logRx_;
-  while (err == 0 && answer < 0) {
-    ssize_t n = recv(logFd_, rx.data(), rx.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-      err = errno;
-      break;
-    }
-    size_t len = n > 0 ? static_cast<size_t>(n) : 0, off = 0, msgLen;
-    while ((msgLen = MessageAt(rx.data(), len, off)) != 0) {
-      PacketInfo ignored;
-      MsgResult r = DecodeMessage(rx.data() + off, msgLen, &ignored);
-      if ((r.kind == MsgKind::Ack || r.kind == MsgKind::Error) && r.seq == seq) answer = r.err;
-      off += NLMSG_ALIGN(msgLen);
-    }
-    if (answer < 0 && n <= 0 && !WaitReadable(logFd_, deadline)) err = ETIMEDOUT;
-  }
-  if (err == 0) err = answer;
+  int err = SendToKernel(logFd_, msg, BuildLogBind(msg, group, kLogCopyRange, seq));
+  if (err == 0) err = AwaitAck(logFd_, seq);
   if (err == 0) return true;
   close(logFd_);
   logFd_ = -1;
+  pending_.Clear();
   ThrowBindError(env, "ERR_LOG_BUSY", "ERR_LOG_BIND", "NFLOG group " + std::to_string(group),
                  "/proc/net/netfilter/nfnetlink_log", group, err);
   return false;
+}
+
+// Waits (up to kAckTimeoutMs) for the kernel's answer to the config message `seq` sent on `fd`,
+// the queue's socket or the log group's; 0 or errno. Packets that arrive first (the queue or group
+// is live as soon as the kernel created it) are kept in the pending batch and delivered on the
+// loop turn after open returns.
+int Queue::AwaitAck(int fd, uint32_t seq) {
+  waitSeq_ = seq;
+  ackErr_ = -1;
+  int64_t deadline = NowMs() + kAckTimeoutMs;
+  while (ackErr_ < 0) {
+    int err = ReadAvailable(true);
+    if (err != 0) return err;
+    if (ackErr_ < 0 && !WaitReadable(fd, deadline)) return ETIMEDOUT;
+  }
+  return ackErr_;
 }
 
 // Unbinds the log group and closes its socket, if open.
@@ -311,22 +308,9 @@ bool Queue::OpenAndBind(Napi::Env env, const BindConfig& cfg, uint32_t rcvbuf) {
   rx_.resize(kRecvMax);
 
   uint8_t msg[kConfigMsgMax];
-  waitSeq_ = ++seq_;
-  ackErr_ = -1;
-  int err = SendToKernel(fd_, msg, BuildBind(msg, cfg, waitSeq_));
-
-  // Wait for the ack. Packets that arrive first (the queue is live as soon as the kernel
-  // created it) are kept in the pending batch and delivered on the loop turn after open returns.
-  int64_t deadline = NowMs() + kAckTimeoutMs;
-  while (err == 0 && ackErr_ < 0) {
-    int recvErr = ReadAvailable(true);
-    if (recvErr != 0) {
-      err = recvErr;
-      break;
-    }
-    if (ackErr_ < 0 && !WaitReadable(fd_, deadline)) err = ETIMEDOUT;
-  }
-  if (err == 0) err = ackErr_;
+  uint32_t seq = ++seq_;
+  int err = SendToKernel(fd_, msg, BuildBind(msg, cfg, seq));
+  if (err == 0) err = AwaitAck(fd_, seq);
   if (err == 0) return true;
 
   close(fd_);

@@ -123,6 +123,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool ProcessDatagram(uint8_t* base, size_t len);
   void ProcessLogDatagram(uint8_t* base, size_t len);
   void AppendPendingLocked(const PacketInfo& pkt, uint32_t flags);
+  void NoteReplyLocked(const MsgResult& r);
+  int AwaitAck(int fd, uint32_t seq);
   void ReaderLoop();
   void ReportReadError(int err, const char* what);
   void SignalLocked();
@@ -132,6 +134,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void CallOnError(napi_value error);
   void SendEarlyVerdicts();
   uint32_t CheckArmed(const PacketInfo& pkt);
+  uint32_t CheckReadArmed(const PacketInfo& pkt);
   bool CheckHello(const PacketInfo& pkt);
   void ArmAfterPlainHello(const HelloExpectation& e);
   bool CheckAfterHello(const PacketInfo& pkt);

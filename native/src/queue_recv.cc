@@ -80,7 +80,7 @@ int Queue::ReadAvailable(bool ignoreLimit) {
   // The log group's copies first, also when only its socket was ready; the queue is read even if
   // reading the log failed (reported after).
   int logErr = logFd_ >= 0 ? ReadUntilDrained(logFd_, logRx_, true) : 0;
-  int err = ReadUntilDrained(fd_, rx_, ignoreLimit);
+  int err = fd_ >= 0 ? ReadUntilDrained(fd_, rx_, ignoreLimit) : 0;  // none yet while the log binds
   if (err == 0) err = logErr;
   std::lock_guard<std::mutex> lock(rmu_);
   if (wakeDeferred_ || Full(pending_, batchMax_)) {
@@ -177,20 +177,8 @@ bool Queue::ProcessDatagram(uint8_t* base, size_t len) {
       }
       case MsgKind::Logged:  // only the log group's socket carries these
         break;
-      case MsgKind::Ack:
-        if (r.seq == waitSeq_ && ackErr_ < 0) ackErr_ = 0;
-        break;
-      case MsgKind::Error:
-        if (r.seq == waitSeq_ && ackErr_ < 0) {
-          ackErr_ = r.err;
-        } else {
-          counters_.kernelErrors++;
-        }
-        break;
-      case MsgKind::Bad:
-        counters_.recvErrors++;
-        break;
-      case MsgKind::Other:  // NLMSG_NOOP, NLMSG_DONE, NLMSG_OVERRUN: nothing to do
+      default:
+        NoteReplyLocked(r);
         break;
     }
     off += NLMSG_ALIGN(msgLen);
@@ -209,6 +197,18 @@ bool Queue::ProcessDatagram(uint8_t* base, size_t len) {
     lazySince_ = NowMs();  // only packets the reader allowed: see ReaderLoop
   }
   return Full(pending_, batchMax_);
+}
+
+// What a message of either socket that is no packet means: the ack (or error) a bind waits for
+// (waitSeq_), the kernel refusing a verdict, a malformed message, or nothing (NLMSG_NOOP,
+// NLMSG_DONE, NLMSG_OVERRUN). rmu_ held.
+void Queue::NoteReplyLocked(const MsgResult& r) {
+  if (r.kind == MsgKind::Ack || r.kind == MsgKind::Error) {
+    if (r.seq == waitSeq_ && ackErr_ < 0) ackErr_ = r.err;
+    else if (r.kind == MsgKind::Error) counters_.kernelErrors++;
+  } else if (r.kind == MsgKind::Bad) {
+    counters_.recvErrors++;
+  }
 }
 
 // Appends a packet read from either socket to the pending batch with its meta flags; rmu_ held.
@@ -237,15 +237,17 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
     PacketInfo pkt;
     MsgResult r = DecodeMessage(base + off, msgLen, &pkt);
     off += NLMSG_ALIGN(msgLen);
-    if (r.kind == MsgKind::Bad) counters_.recvErrors++;
-    if (r.kind != MsgKind::Logged) continue;
+    if (r.kind != MsgKind::Logged) {
+      NoteReplyLocked(r);
+      continue;
+    }
     // Only flowgate's rules' copies, whole: another rule logging to the group (a plain `-j NFLOG`
     // logs to group 0), maybe at another hook or cut short, must not feed the engine.
     if (!HasLogPrefix(pkt) || !IsBareHandshake(pkt.payload, pkt.payloadLen) || !ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
       counters_.logIgnored++;
       continue;
     }
-    if (!afterHello_.empty() || !hello_.empty()) CheckArmed(pkt);  // never gives a bare handshake a verdict
+    if (!afterHello_.empty() || !hello_.empty()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
     AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (static_cast<uint32_t>(pkt.hook) << 8) |
                                  (static_cast<uint32_t>(pkt.hwProtocol) << 16));
     counters_.logged++;
@@ -267,6 +269,11 @@ uint32_t Queue::CheckArmed(const PacketInfo& pkt) {
     hello_.clear();
     return 0;
   }
+  return CheckReadArmed(pkt);
+}
+
+// CheckArmed for a packet already read into tcp_; rmu_ held.
+uint32_t Queue::CheckReadArmed(const PacketInfo& pkt) {
   if (!hello_.empty() && CheckHello(pkt)) return kFlagHelloAllowed;
   if (!afterHello_.empty() && CheckAfterHello(pkt)) return kFlagAfterHello;
   return 0;

@@ -7,8 +7,8 @@
  * daemon where a target was missed. Writes bench/RESULTS.md (its own section) and the raw
  * numbers and profiles to bench/out/. Progress goes to stderr. See bench/README.md.
  *
- * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_BULK_RUNS (5) iperf3 runs and
- * BENCH_RUNS (3) wrk runs of each kind per configuration (the median is reported), BENCH_TTFB (200) requests per
+ * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_RUNS (5) rounds, in each of
+ * which every configuration in turn runs iperf3 and both wrk workloads once (the median run is reported), BENCH_TTFB (200) requests per
  * TTFB series, BENCH_FLOWS (10000) paused flows, BENCH_ONLY (comma-separated configuration
  * keys), BENCH_PROFILE (auto | always | never), BENCH_LIMIT_S (1500) hard time limit.
  */
@@ -27,7 +27,7 @@ import {
 import { installHosts, removeStaleHosts } from './lib/hosts.js';
 import {
   bulk, CLIENT_SYSCTLS, connRate, HOST, quantile, REFERENCE_PORTS, REFERENCE_RULE, startIperfServer, ttfb, tuneClient, WRK_CONNECTIONS,
-  WRK_THREADS,
+  WRK_THREADS, type Bulk, type Rate,
 } from './lib/measure.js';
 import { ensureNpmNfqueue, NFQUEUE_PREFIX, type NpmBinding } from './lib/npm.js';
 import { pausedFlows } from './lib/paused.js';
@@ -36,15 +36,19 @@ import { profileDaemon, type ProfileSummary } from './lib/profile.js';
 import { evaluateTargets, renderReport, writeResults, type BenchReport, type ConfigResult, type Target } from './lib/report.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-/** Runs of each throughput workload per configuration; the median run is reported (one 5 s run varied 0.6-1.0x). */
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-/** iperf3 runs per configuration: one 5 s stream on this machine ranged from 9 to 24 Gbit/s. */
-const BULK_RUNS = Number(process.env.BENCH_BULK_RUNS ?? 5);
+/**
+ * Rounds: in each, every configuration in turn runs each throughput workload once; the median run
+ * is reported. One 5 s iperf3 stream on this machine ranged from 9 to 24 Gbit/s, and in slow
+ * minutes every run of whichever configuration was measured then came out low.
+ */
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+/** Unmeasured wrk seconds (HTTPS, then HTTP) after each start. */
+const WARMUP_SECONDS = 1;
 const TTFB_REQUESTS = Number(process.env.BENCH_TTFB ?? 200);
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 10000);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
 const PROFILE = process.env.BENCH_PROFILE ?? 'auto';
-const LIMIT_S = Number(process.env.BENCH_LIMIT_S ?? 1500);
+const LIMIT_S = Number(process.env.BENCH_LIMIT_S ?? 2100);
 
 const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 300);
@@ -182,12 +186,65 @@ function configurations(npm: NpmBinding, cLoop: string | undefined): ConfigDef[]
   ];
 }
 
-/** Runs the workloads against one configuration. */
-async function measure(topo: Topology, def: ConfigDef, filter: FilterProcess | undefined): Promise<ConfigResult> {
-  const r: ConfigResult = { key: def.key, title: def.title, rules: def.rules, errors: {}, notes: [] };
-  const pid = filter?.pid;
-  const cpu = () => (pid === undefined ? undefined : cpuSeconds(pid));
-  const diff = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : b - a);
+/** One configuration's results, gathered over the rounds. */
+interface Gathered {
+  def: ConfigDef;
+  result: ConfigResult;
+  bulk: Bulk[];
+  http: Rate[];
+  https: Rate[];
+  cpu: { bulk: number[]; http: number[]; https: number[] };
+  /** The filter's stdout of every round (flowgate's decision events). */
+  stdout: string[];
+}
+
+function gathered(def: ConfigDef): Gathered {
+  return {
+    def, result: { key: def.key, title: def.title, rules: def.rules, errors: {}, notes: [] },
+    bulk: [], http: [], https: [], cpu: { bulk: [], http: [], https: [] }, stdout: [],
+  };
+}
+
+/** The run with the median value, and every run's value in the order measured. */
+function medianRun<T>(all: T[], value: (x: T) => number): { median?: T; values: number[] } {
+  const sorted = [...all].sort((a, b) => value(a) - value(b));
+  return { median: sorted[Math.floor((sorted.length - 1) / 2)], values: all.map(value) };
+}
+
+/** The per-configuration result once every round has run. */
+function finish(g: Gathered): ConfigResult {
+  const r = g.result;
+  if (r.skipped !== undefined) return r;
+  const bulkRuns = medianRun(g.bulk, (x) => x.gbps);
+  const httpRuns = medianRun(g.http, (x) => x.perSecond);
+  const httpsRuns = medianRun(g.https, (x) => x.perSecond);
+  r.bulk = bulkRuns.median;
+  r.http = httpRuns.median;
+  r.https = httpsRuns.median;
+  r.runs = { bulk: bulkRuns.values, http: httpRuns.values, https: httpsRuns.values };
+  const mean = (xs: number[]) => (xs.length === 0 ? undefined : xs.reduce((a, x) => a + x, 0) / xs.length);
+  if (g.cpu.bulk.length > 0) r.cpu = { ...r.cpu, bulk: mean(g.cpu.bulk), http: mean(g.cpu.http), https: mean(g.cpu.https) };
+  if (g.stdout.some((out) => out.includes('"type":"decision"'))) r.heldMs = heldStats(g.stdout.join('\n'));
+  return r;
+}
+
+/**
+ * One round of one configuration: its rules and filter, a short unmeasured warm-up, one run of
+ * each throughput workload; in the last round also the time to first byte and the checks.
+ * Configurations take turns round by round, so a slow minute of this shared machine falls on
+ * one run of each configuration instead of on every run of one.
+ */
+async function runRound(topo: Topology, g: Gathered, round: number, last: boolean): Promise<void> {
+  const { def } = g;
+  const r = g.result;
+  if (r.skipped !== undefined) return;
+  const skip = def.unavailable?.();
+  if (skip !== undefined) {
+    log(`${def.title}: skipped: ${skip}`);
+    r.skipped = skip;
+    return;
+  }
+  log(`== round ${round}: ${def.title}`);
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
     log(`${def.title}: ${name}`);
     try {
@@ -198,44 +255,64 @@ async function measure(topo: Topology, def: ConfigDef, filter: FilterProcess | u
       return undefined;
     }
   };
-  // Each throughput workload RUNS times; the run with the median value stands for the configuration.
-  const runs = { bulk: [] as number[], http: [] as number[], https: [] as number[] };
-  const repeat = async <T>(name: 'bulk' | 'http' | 'https', fn: () => Promise<T>, value: (x: T) => number): Promise<T | undefined> => {
-    const all: T[] = [];
-    for (let i = 0; i < (name === 'bulk' ? BULK_RUNS : RUNS); i++) {
-      const x = await step(name, fn);
-      if (x !== undefined) all.push(x);
+  await clearRules(topo);
+  let filter: FilterProcess | undefined;
+  try {
+    try {
+      filter = await def.start(topo);
+    } catch (err) {
+      r.errors[`start (round ${round})`] = message(err);
+      log(`${def.title}: start failed: ${message(err)}`);
+      return;
     }
-    runs[name] = all.map(value);
-    return all.sort((a, b) => value(a) - value(b))[Math.floor((all.length - 1) / 2)];
-  };
-  const perRun = (s: number | undefined, n = RUNS) => (s === undefined ? undefined : s / n);
-  const c0 = cpu();
-  r.bulk = await repeat('bulk', () => bulk(topo, SECONDS), (x) => x.gbps);
-  const c1 = cpu();
-  r.http = await repeat('http', () => connRate(topo, 'http', SECONDS), (x) => x.perSecond);
-  const c2 = cpu();
-  r.https = await repeat('https', () => connRate(topo, 'https', SECONDS), (x) => x.perSecond);
-  const c3 = cpu();
-  r.runs = runs;
-  // Paired with the reference port, which skips the queue (REFERENCE_RULE, first in FORWARD for the series).
-  await gwIptables(topo, '-I', 'FORWARD', '1', ...REFERENCE_RULE);
-  r.ttfbHttp = await step('ttfb', () => ttfb(topo, 'http', TTFB_REQUESTS, true));
-  r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS, true));
-  await gwIptables(topo, '-D', 'FORWARD', ...REFERENCE_RULE);
-  const c4 = cpu();
-  if (pid !== undefined) {
-    r.cpu = { bulk: perRun(diff(c0, c1), BULK_RUNS), http: perRun(diff(c1, c2)), https: perRun(diff(c2, c3)), ttfb: diff(c3, c4) };
-    r.peakRssMb = memoryMb(pid)?.peak;
-    if (!filter!.proc.running) r.notes.push(`**the filter process exited during the run** (${filter!.proc.tail(300)})`);
+    const pid = filter?.pid;
+    const cpu = () => (pid === undefined ? 0 : cpuSeconds(pid) ?? 0);
+    // A fresh filter's JavaScript is not compiled yet, and nginx's workers are cold: the same
+    // second of wrk for every configuration, not counted.
+    await connRate(topo, 'https', WARMUP_SECONDS).catch(() => undefined);
+    await connRate(topo, 'http', WARMUP_SECONDS).catch(() => undefined);
+    const c0 = cpu();
+    const b = await step('bulk', () => bulk(topo, SECONDS));
+    const c1 = cpu();
+    const h = await step('http', () => connRate(topo, 'http', SECONDS));
+    const c2 = cpu();
+    const hs = await step('https', () => connRate(topo, 'https', SECONDS));
+    const c3 = cpu();
+    if (b !== undefined) g.bulk.push(b);
+    if (h !== undefined) g.http.push(h);
+    if (hs !== undefined) g.https.push(hs);
+    if (pid !== undefined) {
+      g.cpu.bulk.push(c1 - c0);
+      g.cpu.http.push(c2 - c1);
+      g.cpu.https.push(c3 - c2);
+    }
+    if (!last) return;
+    // Paired with the reference port, which skips the queue (REFERENCE_RULE, first in FORWARD for the series).
+    await gwIptables(topo, '-I', 'FORWARD', '1', ...REFERENCE_RULE);
+    r.ttfbHttp = await step('ttfb', () => ttfb(topo, 'http', TTFB_REQUESTS, true));
+    r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS, true));
+    await gwIptables(topo, '-D', 'FORWARD', ...REFERENCE_RULE);
+    if (pid !== undefined) {
+      r.cpu = { ttfb: cpu() - c3 };
+      r.peakRssMb = memoryMb(pid)?.peak;
+      if (!filter!.proc.running) r.notes.push(`**the filter process exited during the run** (${filter!.proc.tail(300)})`);
+    }
+    if (filter !== undefined) {
+      const q = (await readQueueStats(topo))[0];
+      if (q !== undefined) r.queue = { queueDropped: q.queueDropped, userDropped: q.userDropped, lastId: q.lastId };
+    }
+    if (filter?.status !== undefined && filter.proc.running) await flowgateChecks(topo, def, filter, r);
+  } finally {
+    // Rules first: nothing may wait on a filter that is going away.
+    await clearRules(topo);
+    if (filter !== undefined) {
+      const out = await filter.stop();
+      g.stdout.push(out.stdout);
+      if (!last && out.exit.code !== 0 && out.exit.code !== null) r.notes.push(`round ${round}: the filter exited ${out.exit.code}`);
+      const counters = filter.status === undefined ? out.stdout.trim().split('\n').pop() : undefined;
+      log(`${def.title}: filter stopped (exit ${out.exit.code ?? out.exit.signal})${counters ? `: ${counters}` : ''}`);
+    }
   }
-  if (filter !== undefined) {
-    const q = (await readQueueStats(topo))[0];
-    if (q !== undefined) r.queue = { queueDropped: q.queueDropped, userDropped: q.userDropped, lastId: q.lastId };
-  }
-  if (filter?.status !== undefined) r.heldMs = heldStats(filter.proc.stdout);
-  if (filter?.status !== undefined && filter.proc.running) await flowgateChecks(topo, def, filter, r);
-  return r;
 }
 
 /** held_ms of the daemon's decision events, by app. */
@@ -303,31 +380,6 @@ async function probeRepeatLoop(topo: Topology): Promise<string> {
   } finally {
     await clearRules(topo);
     await fg.stop();
-  }
-}
-
-async function runConfig(topo: Topology, def: ConfigDef): Promise<ConfigResult> {
-  const skip = def.unavailable?.();
-  if (skip !== undefined) {
-    log(`${def.title}: skipped: ${skip}`);
-    return { key: def.key, title: def.title, rules: def.rules, skipped: skip, errors: {}, notes: [] };
-  }
-  log(`== ${def.title}`);
-  await clearRules(topo);
-  let filter: FilterProcess | undefined;
-  try {
-    filter = await def.start(topo);
-    return await measure(topo, def, filter);
-  } catch (err) {
-    return { key: def.key, title: def.title, rules: def.rules, skipped: `failed: ${message(err)}`, errors: {}, notes: [] };
-  } finally {
-    // Rules first: nothing may wait on a filter that is going away.
-    await clearRules(topo);
-    if (filter !== undefined) {
-      const out = await filter.stop();
-      const counters = filter.status === undefined ? out.stdout.trim().split('\n').pop() : undefined;
-      log(`${def.title}: filter stopped (exit ${out.exit.code ?? out.exit.signal})${counters ? `: ${counters}` : ''}`);
-    }
   }
 }
 
@@ -432,7 +484,7 @@ async function main(): Promise<void> {
     durationS: 0,
     command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'npm run build && node dist/bench/run.js',
     machine: machine(),
-    settings: { seconds: SECONDS, runs: RUNS, bulkRuns: BULK_RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
+    settings: { seconds: SECONDS, runs: RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
       wrk: `wrk -t ${WRK_THREADS} -c ${WRK_CONNECTIONS} -H 'Connection: close'`, clientSysctls: CLIENT_SYSCTLS },
     npm,
     configs: [],
@@ -451,7 +503,11 @@ async function main(): Promise<void> {
     await startNginx(topo, { alsoPorts: REFERENCE_PORTS });
     await startIperfServer(topo);
     await tuneClient(topo);
-    for (const def of defs) report.configs.push(await runConfig(topo, def));
+    const all = defs.map(gathered);
+    for (let round = 1; round <= RUNS; round++) {
+      for (const g of all) await runRound(topo, g, round, round === RUNS);
+    }
+    report.configs.push(...all.map(finish));
     const during = await otherActivity('after the configurations');
     if (during !== undefined) {
       report.findings.push(during);

@@ -14,10 +14,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import {
   checkPrerequisites, cleanupStale, createTopology, curl, listNamespaces, readQueueStats, repoRoot, startNginx, waitUntil,
-  type Topology,
+  type NginxServer, type Topology,
 } from '../test/e2e/harness/index.js';
 import { applyRules } from '../test/e2e/flowgate.js';
 import { DEFAULT_MARKS } from '../src/verdict/sink.js';
@@ -31,7 +32,7 @@ import {
 } from './lib/measure.js';
 import { ensureNpmNfqueue, NFQUEUE_PREFIX, type NpmBinding } from './lib/npm.js';
 import { pausedFlows } from './lib/paused.js';
-import { cpuSeconds, machine, memoryMb } from './lib/procfs.js';
+import { busyPercent, cpuSeconds, cpuTimes, machine, memoryMb, pinProcess } from './lib/procfs.js';
 import { profileDaemon, type ProfileSummary } from './lib/profile.js';
 import { evaluateTargets, renderReport, writeResults, type BenchReport, type ConfigResult, type Target } from './lib/report.js';
 
@@ -44,6 +45,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 /** Unmeasured wrk seconds (HTTPS, then HTTP) after each start. */
 const WARMUP_SECONDS = 1;
+/**
+ * The configurations that also run the split-CPU HTTPS workload (splitHttps): the endpoints on
+ * CPU 0, the filter on CPU 1, as on a gateway with a CPU of its own.
+ */
+const SPLIT_KEYS = new Set(['none', 'c-rules', 'fg-default', 'none-again']);
 const TTFB_REQUESTS = Number(process.env.BENCH_TTFB ?? 200);
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 10000);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -194,6 +200,7 @@ interface Gathered {
   http: Rate[];
   https: Rate[];
   cpu: { bulk: number[]; http: number[]; https: number[] };
+  split: Array<{ rate: Rate; busy: number[] }>;
   /** The filter's stdout of every round (flowgate's decision events). */
   stdout: string[];
 }
@@ -201,7 +208,7 @@ interface Gathered {
 function gathered(def: ConfigDef): Gathered {
   return {
     def, result: { key: def.key, title: def.title, rules: def.rules, errors: {}, notes: [] },
-    bulk: [], http: [], https: [], cpu: { bulk: [], http: [], https: [] }, stdout: [],
+    bulk: [], http: [], https: [], cpu: { bulk: [], http: [], https: [] }, split: [], stdout: [],
   };
 }
 
@@ -222,6 +229,11 @@ function finish(g: Gathered): ConfigResult {
   r.http = httpRuns.median;
   r.https = httpsRuns.median;
   r.runs = { bulk: bulkRuns.values, http: httpRuns.values, https: httpsRuns.values };
+  if (g.split.length > 0) {
+    const splitRuns = medianRun(g.split, (x) => x.rate.perSecond);
+    r.httpsSplit = splitRuns.median;
+    r.runs.httpsSplit = splitRuns.values;
+  }
   const mean = (xs: number[]) => (xs.length === 0 ? undefined : xs.reduce((a, x) => a + x, 0) / xs.length);
   if (g.cpu.bulk.length > 0) r.cpu = { ...r.cpu, bulk: mean(g.cpu.bulk), http: mean(g.cpu.http), https: mean(g.cpu.https) };
   if (g.stdout.some((out) => out.includes('"type":"decision"'))) r.heldMs = heldStats(g.stdout.join('\n'));
@@ -234,7 +246,7 @@ function finish(g: Gathered): ConfigResult {
  * Configurations take turns round by round, so a slow minute of this shared machine falls on
  * one run of each configuration instead of on every run of one.
  */
-async function runRound(topo: Topology, g: Gathered, round: number, last: boolean): Promise<void> {
+async function runRound(topo: Topology, nginx: NginxServer, g: Gathered, round: number, last: boolean): Promise<void> {
   const { def } = g;
   const r = g.result;
   if (r.skipped !== undefined) return;
@@ -286,6 +298,10 @@ async function runRound(topo: Topology, g: Gathered, round: number, last: boolea
       g.cpu.http.push(c2 - c1);
       g.cpu.https.push(c3 - c2);
     }
+    if (SPLIT_KEYS.has(def.key)) {
+      const x = await step('https-split', () => splitHttps(topo, nginx, pid));
+      if (x !== undefined) g.split.push(x);
+    }
     if (!last) return;
     // Paired with the reference port, which skips the queue (REFERENCE_RULE, first in FORWARD for the series).
     await gwIptables(topo, '-I', 'FORWARD', '1', ...REFERENCE_RULE);
@@ -311,6 +327,34 @@ async function runRound(topo: Topology, g: Gathered, round: number, last: boolea
       if (!last && out.exit.code !== 0 && out.exit.code !== null) r.notes.push(`round ${round}: the filter exited ${out.exit.code}`);
       const counters = filter.status === undefined ? out.stdout.trim().split('\n').pop() : undefined;
       log(`${def.title}: filter stopped (exit ${out.exit.code ?? out.exit.signal})${counters ? `: ${counters}` : ''}`);
+    }
+  }
+}
+
+/**
+ * New HTTPS connections with wrk and nginx on CPU 0 and the filter's threads on CPU 1: a gateway
+ * whose filter has a CPU of its own instead of sharing two with both endpoints. Affinities are
+ * put back before it returns. The kernel's forwarding stays wherever the packet is: on CPU 0,
+ * except packets a filter's verdict reinjects, which go on from the filter's CPU.
+ */
+async function splitHttps(topo: Topology, nginx: NginxServer, filterPid: number | undefined): Promise<{ rate: Rate; busy: number[] }> {
+  const all = `0-${os.cpus().length - 1}`;
+  if (os.cpus().length < 2) throw new Error('needs two CPUs');
+  try {
+    pinProcess(nginx.process.pid, '0', true);
+    if (filterPid !== undefined) pinProcess(filterPid, '1');
+    await connRate(topo, 'https', WARMUP_SECONDS, '0').catch(() => undefined);
+    const a = cpuTimes();
+    const rate = await connRate(topo, 'https', SECONDS, '0');
+    return { rate, busy: busyPercent(a, cpuTimes()) };
+  } finally {
+    pinProcess(nginx.process.pid, all, true);
+    if (filterPid !== undefined) {
+      try {
+        pinProcess(filterPid, all);
+      } catch {
+        // the filter exited: reported by the round
+      }
     }
   }
 }
@@ -460,7 +504,7 @@ async function main(): Promise<void> {
     log(`time limit of ${LIMIT_S} s reached; cleaning up and exiting`);
     process.exit(3);
   }, LIMIT_S * 1000).unref();
-  checkPrerequisites(['ip', 'iptables', 'ip6tables', 'sysctl', 'curl', 'iperf3', 'wrk', 'nginx', 'make']);
+  checkPrerequisites(['ip', 'iptables', 'ip6tables', 'sysctl', 'curl', 'iperf3', 'wrk', 'nginx', 'make', 'taskset']);
   const root = repoRoot();
   const stale = await cleanupStale();
   if (stale.length > 0) log(`removed stale namespaces: ${stale.join(', ')}`);
@@ -500,12 +544,12 @@ async function main(): Promise<void> {
   const topo = await createTopology();
   try {
     installHosts(topo, [HOST, 'blocked.test']);
-    await startNginx(topo, { alsoPorts: REFERENCE_PORTS });
+    const nginx = await startNginx(topo, { alsoPorts: REFERENCE_PORTS });
     await startIperfServer(topo);
     await tuneClient(topo);
     const all = defs.map(gathered);
     for (let round = 1; round <= RUNS; round++) {
-      for (const g of all) await runRound(topo, g, round, round === RUNS);
+      for (const g of all) await runRound(topo, nginx, g, round, round === RUNS);
     }
     report.configs.push(...all.map(finish));
     const during = await otherActivity('after the configurations');

@@ -77,9 +77,9 @@ export function parseWrk(out: string): Rate {
 export const WRK_THREADS = 2;
 export const WRK_CONNECTIONS = 8;
 
-/** New connections per second to `scheme://allowed.test/` for `seconds` (wrk, Connection: close). */
-export async function connRate(topo: Topology, scheme: 'http' | 'https', seconds: number): Promise<Rate> {
-  const res = await topo.exec('client', ['wrk', '-t', String(WRK_THREADS), '-c', String(WRK_CONNECTIONS),
+/** New connections per second to `scheme://allowed.test/` for `seconds` (wrk, Connection: close), on `cpus` if given. */
+export async function connRate(topo: Topology, scheme: 'http' | 'https', seconds: number, cpus?: string): Promise<Rate> {
+  const res = await topo.exec('client', [...(cpus === undefined ? [] : ['taskset', '-c', cpus]), 'wrk', '-t', String(WRK_THREADS), '-c', String(WRK_CONNECTIONS),
     '-d', `${seconds}s`, '--timeout', '5s', '-H', 'Connection: close', `${scheme}://${HOST}/`], { timeoutMs: (seconds + 30) * 1000 });
   if (res.code !== 0) throw new Error(`wrk exited ${res.code}: ${(res.stderr || res.stdout).trim().slice(0, 300)}`);
   return parseWrk(res.stdout);

@@ -71,3 +71,36 @@ export function machine(): Machine {
     hostname: os.hostname(),
   };
 }
+
+/** Busy and total jiffies of each CPU (/proc/stat `cpuN` lines), for busy shares over a run. */
+export function cpuTimes(): Array<{ busy: number; total: number }> {
+  return readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l)).map((l) => {
+    const f = l.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, x) => a + x, 0);
+    return { busy: total - f[3]! - f[4]!, total };
+  });
+}
+
+/** Percent busy of each CPU between two cpuTimes() snapshots. */
+export function busyPercent(a: ReturnType<typeof cpuTimes>, b: ReturnType<typeof cpuTimes>): number[] {
+  return b.map((x, i) => {
+    const dt = x.total - (a[i]?.total ?? 0);
+    return dt > 0 ? Math.round((100 * (x.busy - (a[i]?.busy ?? 0))) / dt) : 0;
+  });
+}
+
+/**
+ * Sets the CPU affinity of every thread of `pid` and, with `children`, of its child processes'
+ * threads (nginx's workers). `cpus` is a taskset list ("0", "1", "0-1").
+ */
+export function pinProcess(pid: number, cpus: string, children = false): void {
+  const pids = [pid];
+  if (children) {
+    try {
+      pids.push(...readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '').map(Number));
+    } catch {
+      // gone
+    }
+  }
+  for (const p of pids) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(p)], { stdio: 'ignore' });
+}

@@ -22,8 +22,10 @@ export interface ConfigResult {
   bulk?: Bulk;
   http?: Rate;
   https?: Rate;
+  /** HTTPS with the endpoints on CPU 0 and the filter on CPU 1 (some configurations): the median run, and each CPU's busy %. */
+  httpsSplit?: { rate: Rate; busy: number[] };
   /** Every run's value (Gbit/s, conn/s), in the order measured. */
-  runs?: { bulk: number[]; http: number[]; https: number[] };
+  runs?: { bulk: number[]; http: number[]; https: number[]; httpsSplit?: number[] };
   ttfbHttp?: Ttfb;
   ttfbHttps?: Ttfb;
   /** Errors of individual workloads, by workload. */
@@ -83,7 +85,7 @@ const by = (r: BenchReport, key: string) => r.configs.find((c) => c.key === key 
 export function noQueueReference(r: BenchReport): ConfigResult | undefined {
   const rows = [by(r, 'none'), by(r, 'none-again')].filter((c): c is ConfigResult => c !== undefined);
   if (rows.length <= 1) return rows[0];
-  const pooled = (k: 'bulk' | 'http' | 'https') => {
+  const pooled = (k: 'bulk' | 'http' | 'https' | 'httpsSplit') => {
     const m = median(rows.flatMap((c) => c.runs?.[k] ?? []));
     return Number.isNaN(m) ? undefined : m;
   };
@@ -101,11 +103,14 @@ export function noQueueReference(r: BenchReport): ConfigResult | undefined {
   const gbps = pooled('bulk');
   const http = pooled('http');
   const https = pooled('https');
+  const split = pooled('httpsSplit');
   return {
     key: 'none-pooled', title: 'no queue (both rows)', rules: first.rules, errors: {}, notes: [],
     bulk: gbps === undefined ? undefined : { gbps, retransmits: NaN },
     http: http === undefined || first.http === undefined ? undefined : { ...first.http, perSecond: http },
     https: https === undefined || first.https === undefined ? undefined : { ...first.https, perSecond: https },
+    httpsSplit: split === undefined || first.httpsSplit === undefined
+      ? undefined : { ...first.httpsSplit, rate: { ...first.httpsSplit.rate, perSecond: split } },
     ttfbHttp: ttfb((c) => c.ttfbHttp),
     ttfbHttps: ttfb((c) => c.ttfbHttps),
   };
@@ -142,10 +147,13 @@ export function evaluateTargets(r: BenchReport): Target[] {
   const bulkOf: Get = (x) => x?.bulk?.gbps;
   const httpOf: Get = (x) => x?.http?.perSecond;
   const httpsOf: Get = (x) => x?.https?.perSecond;
+  const splitOf: Get = (x) => x?.httpsSplit?.rate.perSecond;
   const addedHttp: Get = (x) => x?.ttfbHttp?.pairedAddedMs;
   const addedHttps: Get = (x) => x?.ttfbHttps?.pairedAddedMs;
   rel('2', 'default rules: bulk >= 0.95x no filter', bulkOf, 0.95, 'bulk');
   rel('2', 'default rules: new HTTPS conn/s >= 0.85x no filter', httpsOf, 0.85, 'https');
+  ratioTarget('2', 'default rules, the filter on a CPU of its own (wrk and nginx on CPU 0, the filter on CPU 1): new HTTPS conn/s >= 0.85x no filter',
+    ratio(splitOf(def), splitOf(none)), 0.85, undefined, ratio(splitOf(ceil), splitOf(none)));
   added('2', 'default rules: added median TTFB < 1 ms (HTTP)', addedHttp, 1);
   added('2', 'default rules: added median TTFB < 1 ms (HTTPS)', addedHttps, 1);
   rel('7', 'default rules: bulk >= 0.97x no queue', bulkOf, 0.97, 'bulk');
@@ -202,6 +210,24 @@ function rateExtra(get: (c: ConfigResult) => Rate | undefined, errKey: 'http' | 
       return `${x.requests} | ${x.socketErrors + x.non2xx}${c.errors[errKey] ? ` (${c.errors[errKey]})` : ''} | ${runsOf(c, errKey, 0)}`;
     },
   };
+}
+
+/** The split-CPU HTTPS runs (bench/run.ts splitHttps), for the configurations that ran them. */
+function splitTable(r: BenchReport): string {
+  const base = noQueueReference(r)?.httpsSplit?.rate.perSecond;
+  const rows = r.configs.filter((c) => c.httpsSplit !== undefined || c.errors['https-split'] !== undefined).map((c) => {
+    const x = c.httpsSplit;
+    if (x === undefined) return `| ${c.title} | - | - | - | - | ${c.errors['https-split']} |`;
+    return `| ${c.title} | ${fmt(x.rate.perSecond, 0)} | ${fmt(ratio(x.rate.perSecond, base), 2)} | ${x.busy.join(' / ')} | `
+      + `${x.rate.socketErrors + x.rate.non2xx} | ${c.runs?.httpsSplit?.map((v) => fmt(v, 0)).join(', ') ?? '-'} |`;
+  });
+  if (rows.length === 0) return '';
+  return '### New HTTPS connections per second, the filter on a CPU of its own (median run)\n\n'
+    + 'The same wrk workload with wrk and nginx (master and workers) pinned to CPU 0 and the filter\'s threads to CPU 1, '
+    + 'as on a gateway whose filter does not share its CPUs with both endpoints. The kernel forwards each packet on the CPU '
+    + 'it is on: on CPU 0, except packets a filter\'s verdict reinjects, which go on from the filter\'s thread on CPU 1.\n\n'
+    + '| configuration | conn/s | x no queue | busy % per CPU | errors | every run |\n| --- | ---: | ---: | --- | --- | --- |\n'
+    + rows.join('\n') + '\n';
 }
 
 function ttfbTable(r: BenchReport, scheme: 'HTTP' | 'HTTPS', get: (c: ConfigResult) => Ttfb | undefined): string {
@@ -355,6 +381,7 @@ export function renderReport(r: BenchReport, targets: Target[], analysis: string
       c((x) => x.http, 'http')),
     metricTable(r, 'New HTTPS connections per second (wrk, Connection: close; median run)', 'conn/s', (x) => x.https?.perSecond, 0,
       c((x) => x.https, 'https')),
+    splitTable(r),
     ttfbTable(r, 'HTTP', (x) => x.ttfbHttp),
     ttfbTable(r, 'HTTPS', (x) => x.ttfbHttps),
     costTable(r),

@@ -303,13 +303,14 @@ async function runRound(topo: Topology, nginx: NginxServer, g: Gathered, round: 
       if (x !== undefined) g.split.push(x);
     }
     if (!last) return;
+    const c4 = cpu();
     // Paired with the reference port, which skips the queue (REFERENCE_RULE, first in FORWARD for the series).
     await gwIptables(topo, '-I', 'FORWARD', '1', ...REFERENCE_RULE);
     r.ttfbHttp = await step('ttfb', () => ttfb(topo, 'http', TTFB_REQUESTS, true));
     r.ttfbHttps = await step('ttfb', () => ttfb(topo, 'https', TTFB_REQUESTS, true));
     await gwIptables(topo, '-D', 'FORWARD', ...REFERENCE_RULE);
     if (pid !== undefined) {
-      r.cpu = { ttfb: cpu() - c3 };
+      r.cpu = { ttfb: cpu() - c4 };
       r.peakRssMb = memoryMb(pid)?.peak;
       if (!filter!.proc.running) r.notes.push(`**the filter process exited during the run** (${filter!.proc.tail(300)})`);
     }

@@ -10,7 +10,7 @@
  * Settings (environment): BENCH_SECONDS (5) per iperf3/wrk run, BENCH_RUNS (5) rounds, in each of
  * which every configuration in turn runs iperf3 and both wrk workloads once (the median run is reported), BENCH_TTFB (200) requests per
  * TTFB series, BENCH_FLOWS (10000) paused flows, BENCH_ONLY (comma-separated configuration
- * keys), BENCH_PROFILE (auto | always | never), BENCH_LIMIT_S (1500) hard time limit.
+ * keys), BENCH_PROFILE (auto | always | never), BENCH_LIMIT_S (2100) hard time limit.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -278,7 +278,8 @@ async function runRound(topo: Topology, nginx: NginxServer, g: Gathered, round: 
       return;
     }
     const pid = filter?.pid;
-    const cpu = () => (pid === undefined ? 0 : cpuSeconds(pid) ?? 0);
+    // NaN once the process is gone: its runs' CPU then shows as "-", not as a negative time.
+    const cpu = () => (pid === undefined ? NaN : cpuSeconds(pid) ?? NaN);
     // A fresh filter's JavaScript is not compiled yet, and nginx's workers are cold: the same
     // second of wrk for every configuration, not counted.
     await connRate(topo, 'https', WARMUP_SECONDS).catch(() => undefined);

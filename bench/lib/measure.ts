@@ -112,7 +112,6 @@ export const REFERENCE_PORTS = { http: 8080, https: 8443 };
 /** The gateway rule (inserted first in FORWARD during a paired TTFB series) that keeps the reference path out of the queue. */
 export const REFERENCE_RULE = ['-p', 'tcp', '-m', 'multiport', '--ports', `${REFERENCE_PORTS.http},${REFERENCE_PORTS.https}`, '-j', 'ACCEPT'];
 
-/** The q-quantile (0..1) of sorted values, nearest rank. */
 /** Median of unsorted values (the mean of the middle two for an even count); NaN when empty. */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -121,6 +120,7 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** The q-quantile (0..1) of sorted values, nearest rank. */
 export function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;

@@ -9,7 +9,7 @@ import {
   checkPrerequisites, chromium, rawSegments, createTopology, curl, opensslClient, readQueueStats, recordOpensslHello,
   startServers, waitUntil, type Topology,
 } from './harness/index.js';
-import { BLOCK_RULES, applyRules, assertSettled, cliArgv, startFlowgate, type Status } from './flowgate.js';
+import { BLOCK_RULES, applyRules, assertSettled, cliArgv, startFlowgate } from './flowgate.js';
 
 checkPrerequisites(['ip', 'iptables', 'ip6tables', 'curl', 'openssl']);
 
@@ -36,16 +36,11 @@ t.test('host mode: flowgate on the client itself (OUTPUT and INPUT), handshakes 
   }
   t.ok((await fg.settledDecisions()).some((d) => d.app === 'tls' && d.sni === 'blocked.test' && d.verdict === 'block'),
     'the blocked hello was reported');
-  const s = await waitUntil(async () => {
-    const st = await fg.status();
-    return st.held === 0 && st.received === st.verdicts ? st : undefined;
-  }, { timeoutMs: 5000, what: 'received == verdicts and nothing held' }) as Status;
+  const s = await assertSettled(t, topo, fg);
   // Four connections: the SYN copied in OUTPUT, the SYN-ACK in INPUT, none queued.
   t.ok(s.kernel.logged! >= 8, `the handshakes came through NFLOG (${s.kernel.logged})`);
-  t.match(s.kernel, { handshakeAccepts: 0, logIgnored: 0, kernelErrors: 0 });
+  t.match(s.kernel, { handshakeAccepts: 0, logIgnored: 0 });
   t.equal(s.events.midstream ?? 0, 0, 'no flow looked midstream');
-  const q = await readQueueStats(topo, 'client');
-  t.equal(q[0]?.waiting, 0, 'the kernel queue has nothing waiting');
   t.equal(await fg.stop(), 0);
 });
 

@@ -48,6 +48,8 @@ export interface Status {
 /** A running daemon. */
 export interface Flowgate {
   process: ProcessHandle;
+  /** The namespace it runs in: gw, or the client in host mode. */
+  role: Role;
   config: string;
   socket: string;
   decisions(): Decision[];
@@ -102,6 +104,7 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
   };
   return {
     process: proc,
+    role,
     config,
     socket,
     decisions: () => decisions,
@@ -122,8 +125,11 @@ export async function startFlowgate(topo: Topology, yaml: string, name = 'flowga
   };
 }
 
-/** Nothing left behind: every packet got a verdict and the kernel queue has none waiting. */
-export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Promise<void> {
+/**
+ * Nothing left behind: every packet got a verdict and the kernel queue (in flowgate's namespace)
+ * has none waiting. Resolves with the settled status.
+ */
+export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Promise<Status> {
   const s = await waitUntil(async () => {
     const st = await fg.status();
     return st.held === 0 && st.received === st.verdicts ? st : undefined;
@@ -139,8 +145,9 @@ export async function assertSettled(t: Test, topo: Topology, fg: Flowgate): Prom
   t.equal(k.afterHelloOverrides, 0, 'the engine wanted no packet the binding allowed after a hello dropped');
   t.equal(k.helloOverrides, 0, 'the engine decided every hello the binding let on as the binding did');
   const q = await waitUntil(async () => {
-    const stats = await readQueueStats(topo);
+    const stats = await readQueueStats(topo, fg.role);
     return stats.length > 0 && stats.every((x) => x.waiting === 0) ? stats : undefined;
   }, { timeoutMs: 3000, what: 'kernel queue waiting = 0' }) as Array<{ waiting: number }>;
   t.equal(q[0]!.waiting, 0, '/proc/net/netfilter/nfnetlink_queue shows 0 waiting');
+  return s;
 }

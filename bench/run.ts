@@ -530,7 +530,7 @@ async function main(): Promise<void> {
     durationS: 0,
     command: process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'npm run build && node dist/bench/run.js',
     machine: machine(),
-    settings: { seconds: SECONDS, runs: RUNS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
+    settings: { seconds: SECONDS, runs: RUNS, warmupSeconds: WARMUP_SECONDS, ttfbRequests: TTFB_REQUESTS, flows: FLOWS,
       wrk: `wrk -t ${WRK_THREADS} -c ${WRK_CONNECTIONS} -H 'Connection: close'`, clientSysctls: CLIENT_SYSCTLS },
     npm,
     configs: [],

@@ -46,7 +46,7 @@ export interface BenchReport {
   durationS: number;
   command: string;
   machine: Machine;
-  settings: { seconds: number; runs: number; ttfbRequests: number; flows: number; wrk: string; clientSysctls: string[] };
+  settings: { seconds: number; runs: number; warmupSeconds: number; ttfbRequests: number; flows: number; wrk: string; clientSysctls: string[] };
   npm: { ok: boolean; detail: string };
   /** /proc/loadavg (1, 5, 15 min) before the first configuration. */
   loadBefore?: string;
@@ -346,7 +346,7 @@ export function renderReport(r: BenchReport, targets: Target[], analysis: string
       + 'for time to first byte the mean of their two medians), not the first row alone.',
     '',
     `Path: client - gateway - server network namespaces joined by veth pairs (offloads on), built by the e2e harness. `
-      + `Servers: nginx (2 workers) on 80/443 and iperf3 in the server namespace. ${r.settings.runs} rounds: in each, every configuration in turn is set up, warmed with 1 s of wrk HTTPS and HTTP (not counted) and runs iperf3 once and each wrk workload once, so a slow minute of the machine falls on one run of each configuration (the median run `
+      + `Servers: nginx (2 workers) on 80/443 and iperf3 in the server namespace. ${r.settings.runs} rounds: in each, every configuration in turn is set up, warmed with ${r.settings.warmupSeconds} s of wrk HTTPS and HTTP (not counted) and runs iperf3 once and each wrk workload once, so a slow minute of the machine falls on one run of each configuration (the median run `
       + `is reported, every run is listed): iperf3 one stream for ${r.settings.seconds} s; wrk \`${r.settings.wrk}\` for `
       + `${r.settings.seconds} s against http://allowed.test/ and https://allowed.test/ (the client namespace resolves the `
       + `name, so SNI and Host carry it; the client namespace has \`${r.settings.clientSysctls.join(' ')}\`, so runs do not `

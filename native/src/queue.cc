@@ -345,6 +345,7 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("batchesHandedOver", counters_.batchesHandedOver);
   put("afterHelloAllows", counters_.afterHelloAllows);
   put("helloAllows", counters_.helloAllows);
+  put("tailAllows", counters_.tailAllows);
   put("helloNames", helloNames_.size());
   put("logged", counters_.logged);
   put("logIgnored", counters_.logIgnored);

@@ -34,6 +34,7 @@ struct QueueCounters {
   uint64_t batchesHandedOver = 0;  // batches given to JS without a copy (kHandOverMinBytes)
   uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
   uint64_t helloAllows = 0;       // first ClientHellos allowed here (expectHello)
+  uint64_t tailAllows = 0;        // packets behind a record allowed here, read before the rules saved its mark
   uint64_t logged = 0;            // bare SYN/SYN-ACKs read from the NFLOG group (logGroup)
   uint64_t logIgnored = 0;        // other packets logged to the group (the rules log none)
   uint64_t logEnobufs = 0;        // the group's socket overflowed: handshakes lost
@@ -69,6 +70,19 @@ struct HelloExpectation {
   uint32_t maxHelloBytes;  // the engine's limit on a hello's body
   FakeChecks checks;
   int64_t since;           // NowMs() when armed, for expiry
+};
+
+/**
+ * A connection whose record after the hello the reader allowed (CheckAfterHello): the rules save
+ * the allow mark to the connection only when that verdict reinjects the record, so the client's
+ * packets sent right behind it (its request behind its Finished) may already be queued. The
+ * engine gives those stragglers of a decided flow the allow mark (its tombstone); so does the
+ * reader, for kTailMs.
+ */
+struct AllowedTail {
+  uint32_t allow;  // the allow mark value, within mask
+  uint32_t mask;
+  int64_t since;   // NowMs() when the record was allowed
 };
 
 /** A verdict the reader thread gives itself, before JavaScript sees the packet. */
@@ -138,6 +152,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool CheckHello(const PacketInfo& pkt);
   void ArmAfterPlainHello(const HelloExpectation& e);
   bool CheckAfterHello(const PacketInfo& pkt);
+  bool CheckTail(const PacketInfo& pkt);
+  void ForgetAllArmedLocked();
   bool PendingHasKey(const std::u16string& key);
   template <class Fn>
   bool EachPendingOf(const std::u16string& key, Fn onPacket);
@@ -195,6 +211,8 @@ class Queue : public Napi::ObjectWrap<Queue> {
   // the names (with the server port) the policy allows for them: name, a zero byte, the port's two bytes.
   std::unordered_map<std::u16string, HelloExpectation> hello_;
   std::unordered_set<std::string> helloNames_;
+  // Connections allowed after their hello, for their packets already queued (AllowedTail), by key.
+  std::unordered_map<std::u16string, AllowedTail> tail_;
 
   std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
   VerdictSender sender_;

@@ -70,6 +70,12 @@ constexpr size_t kMaxAfterHello = 65536;
 constexpr size_t kAfterHelloSweepAt = 4096;
 /** A connection armed this long ago that sent nothing since is disarmed when the table is swept, ms. */
 constexpr int64_t kAfterHelloExpiryMs = 60000;
+/**
+ * How long after the reader allowed a record after a hello it gives the connection's later
+ * queued packets the allow mark too (AllowedTail), ms: they were sent before the rules saved the
+ * mark, so they are at most a queue's wait behind it.
+ */
+constexpr int64_t kTailMs = 1000;
 /** expectAfterHello and expectHello refuse while more packets than this wait for JavaScript (they scan them). */
 constexpr uint32_t kMaxPendingScan = 64;
 

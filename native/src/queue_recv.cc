@@ -27,12 +27,12 @@ bool Full(const Batch& b, uint32_t batchMax) {
   return b.count >= batchMax || b.data.size() >= kBatchMaxBytes;
 }
 
-// Whether an armed-connection table takes one more entry; sweeps out entries of connections
-// silent for kAfterHelloExpiryMs once it is large (a client that vanished leaves its entry behind).
+// Whether an armed-connection table takes one more entry; sweeps out entries older than
+// `expiryMs` once it is large (a client that vanished leaves its entry behind).
 template <class Table>
-bool RoomIn(Table* table) {
+bool RoomIn(Table* table, int64_t expiryMs = kAfterHelloExpiryMs) {
   if (table->size() >= kAfterHelloSweepAt) {
-    int64_t old = NowMs() - kAfterHelloExpiryMs;
+    int64_t old = NowMs() - expiryMs;
     for (auto it = table->begin(); it != table->end();) {
       if (it->second.since < old) it = table->erase(it);
       else ++it;
@@ -107,6 +107,7 @@ int Queue::ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit)
         // Copies come faster than JavaScript takes batches (a SYN flood): leave the rest in the
         // socket (it may overflow: logEnobufs) rather than stop reading the queue.
         counters_.logBehind++;
+        tail_.clear();  // a SYN left unread could reuse an allowed tail's ports
         return 0;
       }
     }
@@ -118,6 +119,7 @@ int Queue::ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit)
       std::lock_guard<std::mutex> lock(rmu_);
       if (e == ENOBUFS) {
         (log ? counters_.logEnobufs : counters_.enobufs)++;
+        if (log) tail_.clear();  // a lost SYN could reuse an allowed tail's ports
         continue;
       }
       counters_.recvErrors++;
@@ -159,7 +161,7 @@ bool Queue::ProcessDatagram(uint8_t* base, size_t len) {
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
         // The armed tables first: a packet of an armed connection disarms it (but the SYN-ACK an
         // expectHello waits for), a SYN too.
-        uint32_t given = afterHello_.empty() && hello_.empty() ? 0 : CheckArmed(pkt);
+        uint32_t given = afterHello_.empty() && hello_.empty() && tail_.empty() ? 0 : CheckArmed(pkt);
         if (given != 0) {
           flags |= given;
         } else if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
@@ -247,7 +249,7 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
       counters_.logIgnored++;
       continue;
     }
-    if (!afterHello_.empty() || !hello_.empty()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
+    if (!afterHello_.empty() || !hello_.empty() || !tail_.empty()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
     AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (static_cast<uint32_t>(pkt.hook) << 8) |
                                  (static_cast<uint32_t>(pkt.hwProtocol) << 16));
     counters_.logged++;
@@ -265,17 +267,24 @@ uint32_t Queue::CheckArmed(const PacketInfo& pkt) {
   if (!ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
     // A packet whose connection cannot be told here (IPv6 extension headers, a copy cut short)
     // may belong to an armed one: disarm them all rather than let a later packet match a stale entry.
-    afterHello_.clear();
-    hello_.clear();
+    ForgetAllArmedLocked();
     return 0;
   }
   return CheckReadArmed(pkt);
+}
+
+// Empties the armed tables (and the allowed tails): used when a packet may have gone by unread; rmu_ held.
+void Queue::ForgetAllArmedLocked() {
+  afterHello_.clear();
+  hello_.clear();
+  tail_.clear();
 }
 
 // CheckArmed for a packet already read into tcp_; rmu_ held.
 uint32_t Queue::CheckReadArmed(const PacketInfo& pkt) {
   if (!hello_.empty() && CheckHello(pkt)) return kFlagHelloAllowed;
   if (!afterHello_.empty() && CheckAfterHello(pkt)) return kFlagAfterHello;
+  if (!tail_.empty() && CheckTail(pkt)) return kFlagAfterHello;
   return 0;
 }
 
@@ -348,6 +357,24 @@ bool Queue::CheckAfterHello(const PacketInfo& pkt) {
   }
   early_.push_back(MarkVerdict(pkt, e.allow, e.mask));
   counters_.afterHelloAllows++;
+  if (RoomIn(&tail_, kTailMs)) tail_[tcp_.key] = {e.allow, e.mask, NowMs()};
+  return true;
+}
+
+// A packet (in tcp_) of a connection whose record after the hello the reader allowed (AllowedTail)
+// within kTailMs, and no SYN: the flow is decided, and the reader gives the packet the allow mark
+// as the engine gives a decided flow's stragglers, instead of making it wait for JavaScript. A
+// SYN (a new connection on the same ports, queued or logged) or a late packet ends the entry and
+// takes the JavaScript path. Answers whether the reader gave the verdict; rmu_ held.
+bool Queue::CheckTail(const PacketInfo& pkt) {
+  auto it = tail_.find(tcp_.key);
+  if (it == tail_.end()) return false;
+  if ((tcp_.flags & kSyn) != 0 || NowMs() - it->second.since > kTailMs) {
+    tail_.erase(it);
+    return false;
+  }
+  early_.push_back(MarkVerdict(pkt, it->second.allow, it->second.mask));
+  counters_.tailAllows++;
   return true;
 }
 

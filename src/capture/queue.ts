@@ -168,6 +168,14 @@ export interface QueueStats {
   /** expectAfterHello calls the binding took, and those it refused (a packet of the flow was already waiting, or too many). */
   afterHelloArmed: number;
   afterHelloRefused: number;
+  /**
+   * Packets of a connection whose record after the hello the binding allowed, read within a second
+   * of it, before the rules had saved the allow mark (the client's request right behind its
+   * Finished): the binding gives them the allow mark too, flagged ALLOWED_AFTER_HELLO, as the
+   * engine gives a decided flow's stragglers; a SYN on the same ports ends that. Included in
+   * `verdicts`; overrides count in afterHelloOverrides.
+   */
+  tailAllows: number;
   /** First ClientHellos the binding let on itself (expectHello); included in `verdicts`. */
   helloAllows: number;
   /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyGiven); 0 normally. */

@@ -44,7 +44,7 @@ type Reply = { id: number; ok: boolean; result?: unknown; error?: { code: string
 type Rec = {
   queue: string; batch: number; id: number; mark: number; indev: number; outdev: number; skb: number; hook: number;
   hw: number; len: number; origLen: number; family: number; proto: number; sport: number; dport: number;
-  tcpFlags: number; hex?: string; accepted: boolean; logged: boolean; dataBytes: number; uniform: boolean;
+  tcpFlags: number; hex?: string; accepted: boolean; logged: boolean; afterHello: boolean; dataBytes: number; uniform: boolean;
 };
 
 /** A fixture child in the namespace, driven by JSON lines. */
@@ -369,6 +369,44 @@ t.test('the real kernel queue', async (t) => {
     await new Promise((r) => setTimeout(r, 100));
     t.equal(markCounter(P.raw), before + 1, 'the marked copy skipped the queue and hit the mark rule');
     t.equal((await take()).length, 0, 'and was not queued');
+  });
+
+  await t.test('after a hello: the binding allows the armed record and the packets queued right behind it; a SYN or a second ends that', async (t) => {
+    // The fixture drops what it answers itself (the sendRaw test set P.raw so): a packet the binding
+    // allowed is repeated with MARK and passes the mark rule.
+    const conn = { src: '127.0.0.1', dst: '127.0.0.1', dport: P.raw, ack: 1000, flags: ACK };
+    const record = new Uint8Array([0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 4, 9, 9, 9, 9]); // ChangeCipherSpec, then application data
+    const request = 'GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n';
+    const hex = (spec: Parameters<typeof buildTcpPacket>[0]) => Buffer.from(buildTcpPacket(spec)).toString('hex');
+    const send = (spec: Parameters<typeof buildTcpPacket>[0]) => child.call('sendRaw', { hex: hex(spec) });
+    const before = await child.call<Record<string, number>>('stats');
+    const marked = markCounter(P.raw);
+    const a = { ...conn, sport: 45710, seq: 5000 };
+    t.match(await child.call('expectAfterHello', { hex: hex({ ...a, payload: record }), allowMark: MARK, mask: MARK }), { armed: before.afterHelloArmed + 1 });
+    await send({ ...a, payload: record });
+    await send({ ...a, seq: 5000 + record.length, payload: request }); // the request, queued before the rules saved the mark
+    await send({ ...a, seq: 5000 + record.length + request.length, flags: ACK | FIN });
+    await send({ ...a, seq: 9000, flags: SYN, ack: 0 }); // a new connection on the same ports
+    await send({ ...a, seq: 9001, payload: request });
+    // A connection whose straggler comes later than the binding waits for one (kTailMs, 1 s).
+    const b = { ...conn, sport: 45711, seq: 7000 };
+    await child.call('expectAfterHello', { hex: hex({ ...b, payload: record }), allowMark: MARK, mask: MARK });
+    await send({ ...b, payload: record });
+    await new Promise((r) => setTimeout(r, 1100));
+    await send({ ...b, seq: 7000 + record.length, payload: request });
+    await new Promise((r) => setTimeout(r, 100));
+    const recs = (await take()).filter((r) => r.dport === P.raw);
+    const ofA = recs.filter((r) => r.sport === a.sport);
+    t.same(ofA.map((r) => r.afterHello), [true, true, true, false, false],
+      'the record, the request and the FIN behind it allowed by the binding; the new SYN and what follows it left to JS');
+    t.same(recs.filter((r) => r.sport === b.sport).map((r) => r.afterHello), [true, false], 'a packet more than a second behind left to JS');
+    const s = await child.call<Record<string, number>>('stats');
+    t.equal(s.afterHelloAllows - before.afterHelloAllows, 2, 'two records allowed after a hello');
+    t.equal(s.tailAllows - before.tailAllows, 2, 'two packets allowed behind one');
+    t.equal(s.afterHelloOverrides - before.afterHelloOverrides, 0, 'none overridden');
+    t.equal(markCounter(P.raw), marked + 4, 'each was repeated with the allow mark and passed the mark rule');
+    t.equal(s.kernelErrors, 0, 'no packet got a second verdict');
+    t.equal(s.verdicts - before.verdicts, recs.length, 'one verdict per packet');
   });
 
   await t.test('acceptHandshake: the binding accepts bare SYN/SYN-ACKs itself and flags them; nothing else', async (t) => {

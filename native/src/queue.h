@@ -202,6 +202,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool stopReader_ = false;
   bool signalled_ = false;         // a wake-up of the loop is on its way
   bool wakeDeferred_ = false;      // a wake-up waits for the socket to be drained (ReadAvailable)
+  int64_t lastSignalMs_ = 0;       // NowMs() of the last wake-up of the loop (SignalLocked)
   int64_t lazySince_ = 0;          // NowMs() when the oldest pending packet that waits for no wake-up came, or 0
   Batch pending_;                  // read, not yet taken by the loop
   Batch delivering_;               // loop thread only: the batch being handed to JS

@@ -101,7 +101,6 @@ Napi::Function Queue::Init(Napi::Env env) {
                          InstanceMethod<&Queue::ExpectAfterHello>("expectAfterHello"),
                          InstanceMethod<&Queue::Forget>("forget"),
                          InstanceMethod<&Queue::ExpectHello>("expectHello"),
-                         InstanceMethod<&Queue::ArmHellosOnSyn>("armHellosOnSyn"),
                          InstanceMethod<&Queue::AllowHelloName>("allowHelloName"),
                          InstanceMethod<&Queue::ClearHelloNames>("clearHelloNames"),
                          InstanceAccessor<&Queue::GetClosed>("closed"),
@@ -347,7 +346,6 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("afterHelloAllows", counters_.afterHelloAllows);
   put("helloAllows", counters_.helloAllows);
   put("tailAllows", counters_.tailAllows);
-  put("synArms", counters_.synArms);
   put("helloNames", helloNames_.size());
   put("logged", counters_.logged);
   put("logIgnored", counters_.logIgnored);

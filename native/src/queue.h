@@ -35,7 +35,6 @@ struct QueueCounters {
   uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
   uint64_t helloAllows = 0;       // first ClientHellos allowed here (expectHello)
   uint64_t tailAllows = 0;        // packets behind a record allowed here, read before the rules saved its mark
-  uint64_t synArms = 0;           // connections armed here on their SYN (armHellosOnSyn)
   uint64_t logged = 0;            // bare SYN/SYN-ACKs read from the NFLOG group (logGroup)
   uint64_t logIgnored = 0;        // other packets logged to the group (the rules log none)
   uint64_t logEnobufs = 0;        // the group's socket overflowed: handshakes lost
@@ -127,7 +126,6 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Napi::Value ExpectAfterHello(const Napi::CallbackInfo& info);
   Napi::Value Forget(const Napi::CallbackInfo& info);
   Napi::Value ExpectHello(const Napi::CallbackInfo& info);
-  Napi::Value ArmHellosOnSyn(const Napi::CallbackInfo& info);
   Napi::Value AllowHelloName(const Napi::CallbackInfo& info);
   Napi::Value ClearHelloNames(const Napi::CallbackInfo& info);
 
@@ -155,7 +153,6 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void ArmAfterPlainHello(const HelloExpectation& e);
   bool CheckAfterHello(const PacketInfo& pkt);
   bool CheckTail(const PacketInfo& pkt);
-  bool ArmOnSyn();
   void ForgetAllArmedLocked();
   bool PendingHasKey(const std::u16string& key);
   template <class Fn>
@@ -202,7 +199,6 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool stopReader_ = false;
   bool signalled_ = false;         // a wake-up of the loop is on its way
   bool wakeDeferred_ = false;      // a wake-up waits for the socket to be drained (ReadAvailable)
-  int64_t lastSignalMs_ = 0;       // NowMs() of the last wake-up of the loop (SignalLocked)
   int64_t lazySince_ = 0;          // NowMs() when the oldest pending packet that waits for no wake-up came, or 0
   Batch pending_;                  // read, not yet taken by the loop
   Batch delivering_;               // loop thread only: the batch being handed to JS
@@ -217,10 +213,6 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::unordered_set<std::string> helloNames_;
   // Connections allowed after their hello, for their packets already queued (AllowedTail), by key.
   std::unordered_map<std::u16string, AllowedTail> tail_;
-  // armHellosOnSyn: while set, each bare client SYN the reader reads arms its connection as the
-  // engine's expectHello would (autoArm_ holds the marks and limits; its checks the template).
-  bool autoArmOn_ = false;
-  HelloExpectation autoArm_{};
 
   std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
   VerdictSender sender_;

@@ -234,7 +234,6 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
   size_t off = 0;
   size_t msgLen;
   bool added = false;
-  bool prompt = false;  // a copy JavaScript should read soon: it arms the connection on its SYN
   std::unique_lock<std::mutex> lock(rmu_);
   while ((msgLen = MessageAt(base, len, off)) != 0) {
     PacketInfo pkt;
@@ -251,48 +250,15 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
       continue;
     }
     if (!afterHello_.empty() || !hello_.empty() || !tail_.empty()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
-    if (!ArmOnSyn()) prompt = true;
     AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (static_cast<uint32_t>(pkt.hook) << 8) |
                                  (static_cast<uint32_t>(pkt.hwProtocol) << 16));
     counters_.logged++;
     added = true;
   }
   // Like a handshake the reader accepted: JavaScript arms the connection on its SYN, so it should
-  // see it soon, once both sockets are drained (ReadAvailable), or now if the batch is full. Not
-  // when the reader armed it itself (armHellosOnSyn) and JavaScript was woken within kLazyWakeMs
-  // (a busy gateway): then JavaScript only keeps its books with these copies, and reads them with
-  // the next wake-up or after kLazyWakeMs, as the packets the reader allowed. On a quiet gateway
-  // the copy still wakes it: reading the handshake then, rather than together with the request
-  // that needs its verdict (plain HTTP), kept 0.1-0.3 ms off that request's time to first byte.
-  if (added && !prompt && NowMs() - lastSignalMs_ >= kLazyWakeMs) prompt = true;
-  if (prompt) wakeDeferred_ = true;
-  else if (added && lazySince_ == 0) lazySince_ = NowMs();
+  // see it soon, once both sockets are drained (ReadAvailable), or now if the batch is full.
+  if (added) wakeDeferred_ = true;
   if (added && handles_ != nullptr && Full(pending_, batchMax_)) SignalLocked();
-}
-
-// armHellosOnSyn: arms the connection of the bare handshake copy in tcp_ as the engine's
-// expectHello would on its SYN (seq the SYN's + 1; with strict, the SYN's TTL as the lowest and
-// its timestamp as the oldest: as strict as the engine, or stricter). Answers whether JavaScript
-// may read the copy lazily: arming is on, and the copy is a SYN-ACK (the client's entry notes
-// it, CheckHello) or a SYN the reader armed. A SYN whose options are malformed or carry MD5 is
-// not armed: the engine does not arm those either. rmu_ held.
-bool Queue::ArmOnSyn() {
-  if (!autoArmOn_) return false;
-  if ((tcp_.flags & (kSyn | kAck)) != kSyn) return true;
-  TcpOptionsSeen o = ReadTcpOptions(tcp_);
-  if (o.malformed || o.md5 || !RoomIn(&hello_)) return false;
-  HelloExpectation e = autoArm_;
-  e.seq = tcp_.seq + 1;
-  e.clientLow = tcp_.srcLow;
-  if (e.strict) {
-    e.checks.minTtl = tcp_.ttl;
-    e.checks.hasTsMin = o.hasTs;
-    e.checks.tsMin = o.tsVal;
-  }
-  e.since = NowMs();
-  hello_[tcp_.key] = e;
-  counters_.synArms++;
-  return true;
 }
 
 // Reads the packet once for the armed tables (expectHello, expectAfterHello) and answers the
@@ -449,7 +415,6 @@ void Queue::SignalLocked() {
   lazySince_ = 0;  // the loop takes every packet pending
   if (signalled_) return;
   signalled_ = true;
-  lastSignalMs_ = NowMs();
   uv_async_send(&handles_->ready);
 }
 
@@ -713,33 +678,6 @@ Napi::Value Queue::ExpectHello(const Napi::CallbackInfo& info) {
   }
   hello_[key] = e;
   return Napi::Boolean::New(env, true);
-}
-
-// armHellosOnSyn(arm: Uint32Array(kHelloArmWords) | null, checks: Uint32Array(kFakeCheckWords)):
-// while `arm` is set, the reader arms every connection whose bare SYN it reads from the log group
-// itself, as expectHello would with these marks and limits (serverKnown and serverNext are not
-// read; of `checks`, verifyChecksum and maxPayload are the template, the rest comes from the SYN:
-// ArmOnSyn). null stops it. JavaScript keeps its own expectHello calls, which replace an entry.
-Napi::Value Queue::ArmHellosOnSyn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (ThrowIfClosed(env)) return env.Undefined();
-  const uint32_t *checks, *w = nullptr;
-  bool off = info.Length() >= 1 && info[0].IsNull();
-  if (info.Length() < 2 || !ReadUint32Words(info[1], kFakeCheckWords, &checks) ||
-      (!off && (!ReadUint32Words(info[0], kHelloArmWords, &w) || (w[0] & ~w[2]) != 0 || (w[1] & ~w[2]) != 0))) {
-    ThrowCodeError(env, "ERR_ARG", 0,
-                   "armHellosOnSyn(arm: Uint32Array(7) | null, checks: Uint32Array(7)), marks within the mask");
-    return env.Undefined();
-  }
-  std::lock_guard<std::mutex> lock(rmu_);
-  autoArmOn_ = !off;
-  if (off) return env.Undefined();
-  FakeChecks c = UnpackFakeChecks(checks);
-  c.minTtl = 0;
-  c.hasTsMin = false;
-  c.hasAckMin = false;
-  autoArm_ = HelloExpectation{0, w[0], w[1], w[2], false, w[4] != 0, false, 0, w[3], c, 0};
-  return env.Undefined();
 }
 
 // allowHelloName(name: string, port: uint16): the policy allows a plain first hello naming

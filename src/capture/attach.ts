@@ -46,7 +46,6 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
     expectAfterHello: (key, clientLow, seq, allowMark, mask, checks) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask, checks),
     forgetAfterHello: (key, afterPacket) => queue!.forgetAfterHello(key, afterPacket),
     expectHello: (key, clientLow, seq, checks, arm) => queue!.expectHello(key, clientLow, seq, checks, arm),
-    armHellosOnSyn: (arm, checks) => queue!.armHellosOnSyn(arm, checks),
     helloAnswered: (key, serverNext) => queue!.helloAnswered(key, serverNext),
     forgetHello: (key, afterPacket) => queue!.forgetHello(key, afterPacket),
     released: () => queue!.flushIfQuiet(),

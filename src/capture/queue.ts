@@ -176,8 +176,6 @@ export interface QueueStats {
    * `verdicts`; overrides count in afterHelloOverrides.
    */
   tailAllows: number;
-  /** Connections the binding armed on their SYN itself (armHellosOnSyn); not in helloArmed. */
-  synArms: number;
   /** First ClientHellos the binding let on itself (expectHello); included in `verdicts`. */
   helloAllows: number;
   /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyGiven); 0 normally. */
@@ -208,7 +206,6 @@ interface NativeQueue {
   expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number,
     checks: Uint32Array): boolean;
   expectHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, checks: Uint32Array, arm: Uint32Array): boolean;
-  armHellosOnSyn(arm: Uint32Array | null, checks: Uint32Array): void;
   forget(keyUnits: Uint16Array, keyLength: number, hello: boolean): void;
   allowHelloName(name: string, port: number): boolean;
   clearHelloNames(): void;
@@ -588,42 +585,17 @@ export class NfQueue {
    */
   expectHello(key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm): void {
     if (this.#native.closed) throw closedError(this.queue);
-    if (!isUint32(seq)) throw new FlowgateError('ERR_ARG', 'expectHello: seq must be a uint32');
-    this.#takeHelloArm('expectHello', arm);
-    this.#arms.push({ key, clientLow, seq, checks, hello: arm, serverNext: -1 });
-    this.#scheduleFlush();
-  }
-
-  /**
-   * With `arm`, the binding arms every connection whose bare SYN it reads from the log group
-   * (logGroup) itself, as expectHello would with `arm` and `checks` (of which it takes
-   * verifyChecksum and maxPayload; the TTL and, with `arm.strict`, the timestamp come from the
-   * SYN), and JavaScript is no longer woken early for handshake copies: it reads them with the
-   * next wake-up or within 5 ms, as the packets the binding allowed. The caller's own expectHello
-   * calls still replace such an entry. Without `arm` (undefined), the binding stops. For a caller
-   * that would arm every new flow it sees with these values (the engine with bindingHellos, while
-   * its limits leave room).
-   */
-  armHellosOnSyn(arm: HelloArm | undefined, checks: NextSegmentChecks): void {
-    if (this.#native.closed) throw closedError(this.queue);
-    if (arm !== undefined) this.#takeHelloArm('armHellosOnSyn', arm);
-    try {
-      this.#native.armHellosOnSyn(arm === undefined ? null : packHelloArm(arm, -1), packChecks(checks));
-    } catch (e) {
-      throw toFlowgateError(e);
-    }
-  }
-
-  /** Checks a HelloArm and keeps its marks for alreadyGiven. */
-  #takeHelloArm(what: string, arm: HelloArm): void {
     const { mark, allowMark, mask, maxHelloBytes } = arm;
-    if (!isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0 || !isUint32(maxHelloBytes)) {
-      throw new FlowgateError('ERR_ARG', `${what}: marks, mask and maxHelloBytes must be uint32s, marks within mask`);
+    if (!isUint32(seq) || !isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0
+      || !isUint32(maxHelloBytes)) {
+      throw new FlowgateError('ERR_ARG', 'expectHello: seq, marks, mask and maxHelloBytes must be uint32s, marks within mask');
     }
     this.#helloMark = mark;
     this.#helloMask = mask;
     this.#allowMark = allowMark;
     this.#mask = mask;
+    this.#arms.push({ key, clientLow, seq, checks, hello: arm, serverNext: -1 });
+    this.#scheduleFlush();
   }
 
   /**

@@ -193,8 +193,6 @@ export class Engine {
   private readonly bindingHellos: boolean;
   /** What armHello hands the sink with every flow (made on first use). */
   private helloArm: HelloArm | undefined = undefined;
-  /** The sink arms new flows on their SYN itself (VerdictSink.armHellosOnSyn); see syncSynArming. */
-  private synArming = false;
   /** Events to build and hand over on the next microtask (deferEvents), in order. */
   private deferred: Array<() => FlowgateEvent> = [];
   private readonly scheduler: Scheduler;
@@ -272,7 +270,6 @@ export class Engine {
     this.current = pkt.id;
     this.currentTaken = false;
     try {
-      if (this.bindingHellos) this.syncSynArming();
       this.route(pkt);
     } catch (err) {
       // A bug must not leave a packet without a verdict: count it and settle the packet per
@@ -563,7 +560,7 @@ export class Engine {
       if (len === 0 || !fastOpen) {
         if (len > 0) this.stats.count('evasion_syn_data');
         this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
-        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp, pkt.id === 0);
+        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp);
         return;
       }
       if (flow.stream !== undefined) {
@@ -883,52 +880,22 @@ export class Engine {
    * clientPacket would (discardReason with the server observed: right after the SYN, exactly
    * acknowledging the SYN-ACK, the SYN's TTL and timestamp) and lets it on at once.
    * Not for a flow that is not plainly new, whose SYN carried data or MD5, or while the
-   * inspecting-flows limit is reached (the hello would get on_limit). A SYN the sink read from the
-   * log group (`logged`: it has no packet id) while it arms flows itself (syncSynArming) was armed
-   * as it was read: only the books are kept here.
+   * inspecting-flows limit is reached (the hello would get on_limit).
    */
-  private armHello(flow: Flow, tcp: TcpPacket, logged: boolean): void {
+  private armHello(flow: Flow, tcp: TcpPacket): void {
     const sink = this.sink;
     const c = flow.c2s;
     if (sink.expectHello === undefined || flow.helloArmed || (tcp.flags & (SYN | ACK | FIN | RST | URG)) !== SYN) return;
     if (tcp.seq !== c.isn || c.md5 || flow.s2c.isn !== undefined || flow.midstream || flow.stream !== undefined) return;
     const l = this.options.limits;
     if (flow.phase !== 'handshake' || this.busyFlows >= l.maxInspectingFlows) return;
-    if (logged && this.synArming) {
-      flow.helloArmed = true;
-      return;
-    }
     const checks = this.bindingChecks(flow);
     if (checks === undefined) return;
     flow.helloArmed = true;
-    sink.expectHello(flow.key, flow.isClientSide(true), seqAdd(tcp.seq, 1), checks, this.theHelloArm());
-  }
-
-  /** What armHello and armHellosOnSyn hand the sink (made on first use). */
-  private theHelloArm(): HelloArm {
     const m = this.options.marks;
-    return this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask,
-      maxHelloBytes: this.options.limits.maxHelloBytes, strict: this.options.strictTcp });
-  }
-
-  /**
-   * Lets the sink arm every new flow on its SYN itself (VerdictSink.armHellosOnSyn), before the
-   * engine reads that SYN, while the limits armHello heeds leave room for the flows the sink is
-   * ahead by: fewer than half of max_inspecting_flows busy, at most half of max_held_bytes_total
-   * held (the template's payload limit is then the engine's, or stricter). Past either half it
-   * stops, and flows are armed by armHello alone, as their SYNs are read.
-   */
-  private syncSynArming(): void {
-    const sink = this.sink;
-    if (sink.armHellosOnSyn === undefined) return;
-    const l = this.options.limits;
-    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow, Math.floor(l.maxHeldBytesTotal / 2),
-      this.streamLimits.maxRetainedBytes);
-    const want = this.busyFlows < l.maxInspectingFlows / 2 && this.heldBytesTotal <= l.maxHeldBytesTotal / 2 && maxPayload > 0;
-    if (want === this.synArming) return;
-    this.synArming = want;
-    sink.armHellosOnSyn(want ? this.theHelloArm() : undefined,
-      { verifyChecksum: this.options.verifyChecksums, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload });
+    this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask, maxHelloBytes: l.maxHelloBytes,
+      strict: this.options.strictTcp });
+    sink.expectHello(flow.key, flow.isClientSide(true), seqAdd(tcp.seq, 1), checks, this.helloArm);
   }
 
   /**

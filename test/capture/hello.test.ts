@@ -11,8 +11,6 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { bindingReaders, packChecks } from '../../src/capture/queue.js';
 import { Engine } from '../../src/filter/engine.js';
-import type { DecideFn } from '../../src/filter/types.js';
-import type { EngineLimits } from '../../src/filter/options.js';
 import { srcIsLow } from '../../src/flow/key.js';
 import { discardReason, type NextSegmentChecks } from '../../src/flow/tcp.js';
 import { decodeIp } from '../../src/packet/decode.js';
@@ -160,71 +158,25 @@ t.test('random corruptions: the binding never names what the engine would not', 
   t.ok(named > 1000, `corruptions that stay plain are checked too (${named})`);
 });
 
-/**
- * An engine that arms hellos, with a sink recording what it asks the binding; with `synArming` the
- * sink also arms flows on their SYN itself (armHellosOnSyn), as the kernel queue's binding does.
- */
-function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synArming?: boolean; decide?: DecideFn;
-  maxInspectingFlows?: number } = {}) {
+/** An engine that arms hellos, with a sink recording what it asks the binding. */
+function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean } = {}) {
   const calls: Array<[string, ...unknown[]]> = [];
   const sink = Object.assign(new RecordingSink(), {
     expectHello: (key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm) =>
       void calls.push(['expect', key, clientLow, seq, checks, arm]),
     helloAnswered: (key: string, next: number) => void calls.push(['answered', key, next]),
     forgetHello: (key: string, afterPacket = false) => void calls.push(['forget', key, afterPacket]),
-    ...(opts.synArming === true
-      ? { armHellosOnSyn: (arm: HelloArm | undefined, checks: NextSegmentChecks) => void calls.push(['onSyn', arm, checks]) }
-      : {}),
   });
-  const engine = new Engine({ decide: opts.decide ?? (() => 'allow'), sink, bindingHellos: opts.bindingHellos ?? true,
-    options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true,
-      ...(opts.maxInspectingFlows === undefined ? {} : { limits: { maxInspectingFlows: opts.maxInspectingFlows } as EngineLimits }) } });
+  const engine = new Engine({ decide: () => 'allow', sink, bindingHellos: opts.bindingHellos ?? true,
+    options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true } });
   let id = 1;
-  /** Hands the engine a packet; `logged`: as a copy from the log group, which has no packet id. */
-  const feed = (data: Uint8Array, logged = false) => {
-    const n = logged ? 0 : id++;
+  const feed = (data: Uint8Array) => {
+    const n = id++;
     engine.handle({ id: n, mark: 0, data, skbInfo: 0 });
     return n;
   };
   return { engine, sink, calls, feed };
 }
-
-t.test('while the limits leave room, the binding arms flows on their SYN; the engine keeps the books of a logged SYN', async (t) => {
-  const pending: Array<() => void> = [];
-  const decide: DecideFn = () => new Promise((resolve) => pending.push(() => resolve('allow')));
-  const { engine, calls, feed } = armingEngine({ synArming: true, decide, maxInspectingFlows: 4 });
-  const a = new Conversation();
-  const [syn, synAck] = a.handshake();
-  feed(syn!, true);
-  const key = [...engine.table.all()][0]!.key;
-  t.equal(calls.length, 1, 'one call on the first packet');
-  const [what, arm, checks] = calls[0]!;
-  t.equal(what, 'onSyn', 'the binding is asked to arm flows on their SYN');
-  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true }, 'with the arm expectHello gets');
-  t.match(checks, { verifyChecksum: true, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload: 16384 });
-  feed(synAck!, true);
-  t.same(calls.slice(1), [['answered', key, 5001]], 'no expectHello for the logged SYN; the flow counts as armed');
-  feed(a.send(clientHello({ sni: 'one.test' })));
-  t.same(calls[2], ['forget', key, true], 'its hello takes the arm back as usual');
-  const b = new Conversation({ sport: 40001 });
-  feed(b.handshake()[0]!);
-  t.equal(calls[3]?.[0], 'expect', 'a queued SYN (with a packet id) is still armed by the engine');
-  // Two decisions pending: half of max_inspecting_flows (4) busy.
-  b.handshake().slice(1).forEach((p) => feed(p, true));
-  feed(b.send(clientHello({ sni: 'two.test' })));
-  const c = new Conversation({ sport: 40002 });
-  feed(c.handshake()[0]!, true);
-  const off = calls.findIndex((x) => x[0] === 'onSyn' && x[1] === undefined);
-  t.ok(off > 0, 'half the inspecting flows busy: the binding stops arming on SYNs');
-  t.equal(calls.filter((x) => x[0] === 'expect').length, 2, 'and the engine arms the logged SYN itself');
-  for (const settle of pending.splice(0)) settle();
-  await new Promise((r) => setImmediate(r));
-  const expects = calls.filter((x) => x[0] === 'expect').length;
-  feed(new Conversation({ sport: 40003 }).handshake()[0]!, true);
-  const on = calls.slice(off + 1).find((x) => x[0] === 'onSyn');
-  t.ok(on !== undefined && on[1] !== undefined, 'room again: arming on SYNs resumes at the next packet');
-  t.equal(calls.filter((x) => x[0] === 'expect').length, expects, 'and the engine leaves that SYN to the binding');
-});
 
 t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the arm back at the hello', async (t) => {
   const { engine, sink, calls, feed } = armingEngine();
@@ -253,7 +205,7 @@ t.test('what the engine does not arm, and what disarms', async (t) => {
   {
     const { calls, feed } = armingEngine({ bindingHellos: false });
     const c = new Conversation();
-    c.handshake().forEach((p) => feed(p));
+    c.handshake().forEach(feed);
     feed(c.send(clientHello({ sni: 'allowed.test' })));
     t.equal(calls.length, 0, 'not without bindingHellos');
   }

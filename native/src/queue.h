@@ -153,6 +153,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   void ArmAfterPlainHello(const HelloExpectation& e);
   bool CheckAfterHello(const PacketInfo& pkt);
   bool CheckTail(const PacketInfo& pkt);
+  bool AnyArmedLocked() const;
   void ForgetAllArmedLocked();
   bool PendingHasKey(const std::u16string& key);
   template <class Fn>

@@ -161,7 +161,7 @@ bool Queue::ProcessDatagram(uint8_t* base, size_t len) {
                          (static_cast<uint32_t>(pkt.hwProtocol) << 16);
         // The armed tables first: a packet of an armed connection disarms it (but the SYN-ACK an
         // expectHello waits for), a SYN too.
-        uint32_t given = afterHello_.empty() && hello_.empty() && tail_.empty() ? 0 : CheckArmed(pkt);
+        uint32_t given = AnyArmedLocked() ? CheckArmed(pkt) : 0;
         if (given != 0) {
           flags |= given;
         } else if (acceptHandshake_ && IsBareHandshake(pkt.payload, pkt.payloadLen)) {
@@ -249,7 +249,7 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
       counters_.logIgnored++;
       continue;
     }
-    if (!afterHello_.empty() || !hello_.empty() || !tail_.empty()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
+    if (AnyArmedLocked()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
     AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (static_cast<uint32_t>(pkt.hook) << 8) |
                                  (static_cast<uint32_t>(pkt.hwProtocol) << 16));
     counters_.logged++;
@@ -271,6 +271,11 @@ uint32_t Queue::CheckArmed(const PacketInfo& pkt) {
     return 0;
   }
   return CheckReadArmed(pkt);
+}
+
+// Whether any connection is armed or has an allowed tail: else no packet needs reading for them; rmu_ held.
+bool Queue::AnyArmedLocked() const {
+  return !afterHello_.empty() || !hello_.empty() || !tail_.empty();
 }
 
 // Empties the armed tables (and the allowed tails): used when a packet may have gone by unread; rmu_ held.

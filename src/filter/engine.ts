@@ -293,11 +293,15 @@ export class Engine {
     const low = srcIsLow(tcp);
     const key = this.table.keyOf(tcp, low);
     let flow = this.table.get(key);
+    let carry: { ttl: number | undefined; tsVal: number | undefined } | undefined;
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
     if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn
       && flow.isClientSide(low)) {
       // A new connection on the same four-tuple (the client reused its port): the old flow is over.
+      // One that never got past its handshake may still be the connection the server answers (it
+      // retransmits its SYN-ACK to the old ISN): its floors carry over (see clientPacket).
       this.stats.count('port_reuse');
+      if (flow.phase === 'handshake') carry = { ttl: flow.c2s.ttl, tsVal: flow.c2s.tsVal };
       this.completeFlow(flow, 'closed', 'drop');
       flow = undefined;
     }
@@ -320,6 +324,10 @@ export class Engine {
         if (fake) this.stats.count('evasion_syn_data');
         this.verdict(pkt, fake ? NF_DROP : NF_ACCEPT);
         return;
+      }
+      if (carry !== undefined) {
+        flow.c2s.ttl = carry.ttl;
+        flow.c2s.tsVal = carry.tsVal;
       }
       if (this.newFlowVerdict(flow, pkt)) return;
     }
@@ -551,9 +559,15 @@ export class Engine {
       if (c.isn === undefined) {
         c.isn = tcp.seq;
         c.wscale = tcp.options.wscale ?? 0;
-        c.ttl = tcp.ttl;
         c.md5 = tcp.options.md5 === true;
       }
+      // The server kept one of the client's SYNs, not always the first: a copy sent to expire
+      // before it (a low TTL) must not lower the floor fakes are told by, so the floor is the
+      // highest TTL of them, and the newest timestamp (PAWS: the server drops older ones), also
+      // across a port reuse during the handshake (route).
+      if (c.ttl === undefined || tcp.ttl > c.ttl) c.ttl = tcp.ttl;
+      const ts = tcp.options.tsVal;
+      if (ts !== undefined && (c.tsVal === undefined || seqDiff(ts, c.tsVal) > 0)) c.tsVal = ts;
       // Only the client's first SYN, before any SYN-ACK, can carry real data (TCP Fast Open); a
       // SYN with data later, or a SYN-ACK from the client, is a fake the server discards.
       const fastOpen = (tcp.flags & ACK) === 0 && tcp.seq === c.isn && flow.s2c.isn === undefined;

@@ -97,6 +97,54 @@ t.test('2 disorder: the same segments sent last-first', async (t) => {
   }
 });
 
+t.test('3 and 6: the fakes\' floors come from every SYN the server may have kept, with no handshake ACK seen', async (t) => {
+  // On a gateway the rules let bare ACKs by unseen, so the engine knows the handshake by its SYNs
+  // and SYN-ACK alone. A client may send its SYN twice, first with a TTL that dies before the
+  // server: the floor is the higher TTL. It may reuse its port during the handshake and come back
+  // to the first ISN with a low TTL, which the server answers with its retransmitted SYN-ACK: the
+  // floor carries over. And a fake older than the SYN's timestamp the server drops by PAWS.
+  for (const kind of KINDS) for (const family of FAMILIES) for (const name of NAMES) {
+    const m = message(kind, name);
+    const label = `${kind} v${family} ${name}`;
+    {
+      const h = new Harness();
+      const c = new Conn({ family, dport: kind === 'tls' ? 443 : 80 });
+      h.feed(c.syn(undefined, { ttl: 3 }));
+      h.feed(c.syn());
+      h.feed(c.synAck());
+      h.feed(c.seg(fakeOf(m), 0, { ttl: 3 }), 'fake');
+      h.feed(c.seg(m.bytes), 'real');
+      outcome(t, h, name, `${label}: SYN with TTL 3, SYN with 64, fake with TTL 3, real`);
+      t.equal(h.counter('evasion_ttl'), 1, `${label}: the fake is counted as one`);
+    }
+    {
+      const h = new Harness();
+      const c = new Conn({ family, dport: kind === 'tls' ? 443 : 80 });
+      h.feed(c.syn());
+      const synAck = c.synAck();
+      h.feed(synAck);
+      h.feed(c.syn(undefined, { seq: c.isn + 100000, ttl: 3 }));
+      h.feed(c.syn(undefined, { ttl: 3 }));
+      h.feed(synAck); // the server's retransmission
+      h.feed(c.seg(fakeOf(m), 0, { ttl: 3 }), 'fake');
+      h.feed(c.seg(m.bytes), 'real');
+      outcome(t, h, name, `${label}: SYN, SYN-ACK, two port reuses with TTL 3 back to the first ISN, fake with TTL 3, real`);
+      t.equal(h.counter('port_reuse'), 2, `${label}: two port reuses`);
+    }
+    {
+      const h = new Harness();
+      const c = new Conn({ family, dport: kind === 'tls' ? 443 : 80, timestamps: true });
+      const synTs = c.cts + 1;
+      h.feed(c.syn());
+      h.feed(c.synAck());
+      h.feed(c.seg(fakeOf(m), 0, { tsVal: synTs - 1000 }), 'fake');
+      h.feed(c.seg(m.bytes), 'real');
+      outcome(t, h, name, `${label}: fake older than the SYN's timestamp, no ACK seen, real`);
+      t.equal(h.counter('evasion_paws'), 1, `${label}: counted as PAWS`);
+    }
+  }
+});
+
 t.test('3 fake with a low TTL at the same seq, then the real message', async (t) => {
   for (const kind of KINDS) for (const family of FAMILIES) for (const name of NAMES) {
     const m = message(kind, name);

@@ -101,6 +101,7 @@ Napi::Function Queue::Init(Napi::Env env) {
                          InstanceMethod<&Queue::ExpectAfterHello>("expectAfterHello"),
                          InstanceMethod<&Queue::Forget>("forget"),
                          InstanceMethod<&Queue::ExpectHello>("expectHello"),
+                         InstanceMethod<&Queue::ArmHellosOnSyn>("armHellosOnSyn"),
                          InstanceMethod<&Queue::AllowHelloName>("allowHelloName"),
                          InstanceMethod<&Queue::ClearHelloNames>("clearHelloNames"),
                          InstanceAccessor<&Queue::GetClosed>("closed"),
@@ -257,6 +258,7 @@ bool Queue::OpenLog(Napi::Env env, uint16_t group, uint32_t rcvbuf) {
   uint8_t msg[kConfigMsgMax];
   uint32_t seq = ++seq_;
   logRx_.resize(kRecvMax);
+  synMemory_.Reserve(NowMs());  // before the reader thread starts: arming on the SYN needs it (RememberSyn)
   int err = SendToKernel(logFd_, msg, BuildLogBind(msg, group, kLogCopyRange, seq));
   if (err == 0) err = AwaitAck(logFd_, seq);
   if (err == 0) return true;
@@ -346,6 +348,9 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("afterHelloAllows", counters_.afterHelloAllows);
   put("helloAllows", counters_.helloAllows);
   put("tailAllows", counters_.tailAllows);
+  put("synArms", counters_.synArms);
+  put("synRepeats", counters_.synRepeats);
+  put("synArmPauses", counters_.synArmPauses);
   put("helloNames", helloNames_.size());
   put("logged", counters_.logged);
   put("logIgnored", counters_.logIgnored);

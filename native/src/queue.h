@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "sender.h"
+#include "syn_memory.h"
 #include "wire.h"
 
 namespace fg {
@@ -35,6 +37,9 @@ struct QueueCounters {
   uint64_t afterHelloAllows = 0;  // client data after a ClientHello allowed here (expectAfterHello)
   uint64_t helloAllows = 0;       // first ClientHellos allowed here (expectHello)
   uint64_t tailAllows = 0;        // packets behind a record allowed here, read before the rules saved its mark
+  uint64_t synArms = 0;           // connections armed here on their SYN (armHellosOnSyn)
+  uint64_t synRepeats = 0;        // SYNs of a connection whose first SYN the reader remembers: not armed
+  uint64_t synArmPauses = 0;      // times arming on the SYN paused for kSynMemoryMs (a packet unread or lost)
   uint64_t logged = 0;            // bare SYN/SYN-ACKs read from the NFLOG group (logGroup)
   uint64_t logIgnored = 0;        // other packets logged to the group (the rules log none)
   uint64_t logEnobufs = 0;        // the group's socket overflowed: handshakes lost
@@ -126,6 +131,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   Napi::Value ExpectAfterHello(const Napi::CallbackInfo& info);
   Napi::Value Forget(const Napi::CallbackInfo& info);
   Napi::Value ExpectHello(const Napi::CallbackInfo& info);
+  Napi::Value ArmHellosOnSyn(const Napi::CallbackInfo& info);
   Napi::Value AllowHelloName(const Napi::CallbackInfo& info);
   Napi::Value ClearHelloNames(const Napi::CallbackInfo& info);
 
@@ -154,6 +160,9 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool CheckAfterHello(const PacketInfo& pkt);
   bool CheckTail(const PacketInfo& pkt);
   bool AnyArmedLocked() const;
+  bool ArmOnSyn(bool first, bool* armed);
+  bool RememberSyn();
+  void PauseSynArmingLocked();
   void ForgetAllArmedLocked();
   bool PendingHasKey(const std::u16string& key);
   template <class Fn>
@@ -200,6 +209,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool stopReader_ = false;
   bool signalled_ = false;         // a wake-up of the loop is on its way
   bool wakeDeferred_ = false;      // a wake-up waits for the socket to be drained (ReadAvailable)
+  int64_t lastSignalMs_ = 0;       // NowMs() of the last wake-up of the loop (SignalLocked)
   int64_t lazySince_ = 0;          // NowMs() when the oldest pending packet that waits for no wake-up came, or 0
   Batch pending_;                  // read, not yet taken by the loop
   Batch delivering_;               // loop thread only: the batch being handed to JS
@@ -214,6 +224,15 @@ class Queue : public Napi::ObjectWrap<Queue> {
   std::unordered_set<std::string> helloNames_;
   // Connections allowed after their hello, for their packets already queued (AllowedTail), by key.
   std::unordered_map<std::u16string, AllowedTail> tail_;
+  int64_t helloSweptMs_ = 0, afterHelloSweptMs_ = 0, tailSweptMs_ = 0;  // when RoomIn last swept each table
+  // armHellosOnSyn: while set, each bare client SYN the reader reads arms its connection as the
+  // engine's expectHello would (autoArm_ holds the marks and limits; its checks the template).
+  bool autoArmOn_ = false;
+  HelloExpectation autoArm_{};
+  // What keeps arming on the SYN from arming a repeated SYN (RememberSyn), and the time until
+  // which it is paused because a SYN may have gone by unremembered (PauseSynArmingLocked).
+  SynMemory synMemory_;
+  int64_t synArmPausedUntil_ = 0;
 
   std::vector<uint8_t> send_;  // verdict messages being built on the JS thread
   VerdictSender sender_;

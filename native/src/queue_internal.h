@@ -54,6 +54,11 @@ constexpr size_t kHelloArmWords = 7;
  * it has no id and takes no verdict. Set together with kFlagAccepted and kSkbCsumNotReady.
  */
 constexpr uint32_t kFlagLogged = 0x8000;
+/**
+ * Meta slot 4 bit, with kFlagLogged: the reader armed the connection on this SYN itself
+ * (armHellosOnSyn, ArmOnSyn); the hook takes bits 8-13.
+ */
+constexpr uint32_t kFlagSynArmed = 0x4000;
 /** Bytes of each logged packet the group copies: the largest IPv4 or IPv6 and TCP headers fit. */
 constexpr uint32_t kLogCopyRange = 256;
 /** The log group's socket gets this many times the queue's receive buffer: a lost copy makes a flow midstream. */
@@ -68,6 +73,8 @@ constexpr size_t kMaxHelloNames = 65536;
 constexpr size_t kMaxAfterHello = 65536;
 /** Past this many armed connections (in one table), arming first drops those armed longer than kAfterHelloExpiryMs ago. */
 constexpr size_t kAfterHelloSweepAt = 4096;
+/** An armed-connection table is swept at most this often, ms (RoomIn). */
+constexpr int64_t kSweepEveryMs = 1000;
 /** A connection armed this long ago that sent nothing since is disarmed when the table is swept, ms. */
 constexpr int64_t kAfterHelloExpiryMs = 60000;
 /**
@@ -76,6 +83,13 @@ constexpr int64_t kAfterHelloExpiryMs = 60000;
  * mark, so they are at most a queue's wait behind it.
  */
 constexpr int64_t kTailMs = 1000;
+/**
+ * How long the reader remembers at least the SYNs it read (SynMemory), ms: longer than the largest
+ * gap between a server's SYN-ACK retransmissions (Linux's TCP_RTO_MAX, 120 s), and each SYN-ACK
+ * renews its SYN's memory, so no SYN-ACK can answer a SYN the reader took for a first one while
+ * it was a repeat.
+ */
+constexpr int64_t kSynMemoryMs = 130000;
 /** expectAfterHello and expectHello refuse while more packets than this wait for JavaScript (they scan them). */
 constexpr uint32_t kMaxPendingScan = 64;
 

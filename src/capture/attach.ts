@@ -1,6 +1,6 @@
 /** Binds an engine to a kernel queue: the few lines `run` uses, for embedders. */
 import {
-  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, HELLO_ALLOWED, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
+  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, HELLO_ALLOWED, SYN_ARMED_BY_BINDING, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
 } from './queue.js';
 import type { RawPacket } from '../filter/engine.js';
 import type { VerdictSink } from '../verdict/sink.js';
@@ -46,6 +46,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
     expectAfterHello: (key, clientLow, seq, allowMark, mask, checks) => queue!.expectAfterHello(key, clientLow, seq, allowMark, mask, checks),
     forgetAfterHello: (key, afterPacket) => queue!.forgetAfterHello(key, afterPacket),
     expectHello: (key, clientLow, seq, checks, arm) => queue!.expectHello(key, clientLow, seq, checks, arm),
+    armHellosOnSyn: (arm, checks) => queue!.armHellosOnSyn(arm, checks),
     helloAnswered: (key, serverNext) => queue!.helloAnswered(key, serverNext),
     forgetHello: (key, afterPacket) => queue!.forgetHello(key, afterPacket),
     released: () => queue!.flushIfQuiet(),
@@ -65,6 +66,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
             mark: meta[base + M_MARK]!,
             data: b.data.subarray(off, off + meta[base + M_LEN]!),
             skbInfo: skbInfoOf(flags),
+            synArmed: (flags & SYN_ARMED_BY_BINDING) !== 0,
           });
         }
       }, onError);

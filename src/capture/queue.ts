@@ -63,6 +63,12 @@ export const HELLO_ALLOWED = 0x20;
  */
 export const LOGGED_BY_KERNEL = 0x8000;
 
+/**
+ * M_FLAGS bit (ours), with LOGGED_BY_KERNEL: the binding armed this SYN's connection for its
+ * first ClientHello itself (armHellosOnSyn), as expectHello would.
+ */
+export const SYN_ARMED_BY_BINDING = 0x4000;
+
 /** Number of uint32 slots per packet in PacketBatch.meta. */
 export const META_STRIDE = 8;
 /** meta slot: kernel packet id, the handle for verdict(). */
@@ -73,7 +79,7 @@ export const M_MARK = 1;
 export const M_INDEV = 2;
 /** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
 export const M_OUTDEV = 3;
-/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-14 netfilter hook, bit 15 LOGGED_BY_KERNEL, 16-31 hardware protocol (ethertype). */
+/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-13 netfilter hook, bit 14 SYN_ARMED_BY_BINDING, bit 15 LOGGED_BY_KERNEL, 16-31 hardware protocol (ethertype). */
 export const M_FLAGS = 4;
 /** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
 export const M_OFF = 5;
@@ -176,6 +182,15 @@ export interface QueueStats {
    * `verdicts`; overrides count in afterHelloOverrides.
    */
   tailAllows: number;
+  /** Connections the binding armed on their SYN itself (armHellosOnSyn); not in helloArmed. */
+  synArms: number;
+  /**
+   * SYNs the binding did not arm because it remembers an earlier SYN of their connection (see
+   * armHellosOnSyn); the engine arms such a flow itself, as before.
+   */
+  synRepeats: number;
+  /** Times arming on the SYN paused for 130 s: a packet went by that the binding could not read or remember. */
+  synArmPauses: number;
   /** First ClientHellos the binding let on itself (expectHello); included in `verdicts`. */
   helloAllows: number;
   /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyGiven); 0 normally. */
@@ -206,6 +221,7 @@ interface NativeQueue {
   expectAfterHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, allowMark: number, mask: number,
     checks: Uint32Array): boolean;
   expectHello(keyUnits: Uint16Array, keyLength: number, clientLow: boolean, seq: number, checks: Uint32Array, arm: Uint32Array): boolean;
+  armHellosOnSyn(arm: Uint32Array | null, checks: Uint32Array): void;
   forget(keyUnits: Uint16Array, keyLength: number, hello: boolean): void;
   allowHelloName(name: string, port: number): boolean;
   clearHelloNames(): void;
@@ -585,17 +601,47 @@ export class NfQueue {
    */
   expectHello(key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm): void {
     if (this.#native.closed) throw closedError(this.queue);
+    if (!isUint32(seq)) throw new FlowgateError('ERR_ARG', 'expectHello: seq must be a uint32');
+    this.#takeHelloArm('expectHello', arm);
+    this.#arms.push({ key, clientLow, seq, checks, hello: arm, serverNext: -1 });
+    this.#scheduleFlush();
+  }
+
+  /**
+   * With `arm`, the binding arms connections whose bare SYN it reads from the log group
+   * (logGroup) itself, as expectHello would with `arm` and `checks` (of which it takes
+   * verifyChecksum and maxPayload; the TTL and, with `arm.strict`, the timestamp come from the
+   * SYN), and flags the SYN SYN_ARMED_BY_BINDING; JavaScript is then no longer woken early for
+   * handshake copies: it reads them with the next wake-up or within 5 ms, as the packets the
+   * binding allowed. Only a connection's first SYN is armed: the binding remembers the
+   * connection and sequence number of every SYN it reads for at least 130 s (renewed by the
+   * SYN-ACK), and does not arm a SYN it remembers (synRepeats), nor any for 130 s after a packet
+   * it could not read or lost may have been one (synArmPauses); see native/README.md, "Arming on
+   * the SYN". The caller's own expectHello calls still replace an entry. Without `arm`
+   * (undefined), the binding stops. For a caller that would arm every new flow it sees with
+   * these values (the engine with bindingHellos, while its limits leave room), and takes back
+   * (forgetHello) an arm on a flow it would not arm, or whose floors are below its own.
+   */
+  armHellosOnSyn(arm: HelloArm | undefined, checks: NextSegmentChecks): void {
+    if (this.#native.closed) throw closedError(this.queue);
+    if (arm !== undefined) this.#takeHelloArm('armHellosOnSyn', arm);
+    try {
+      this.#native.armHellosOnSyn(arm === undefined ? null : packHelloArm(arm, -1), packChecks(checks));
+    } catch (e) {
+      throw toFlowgateError(e);
+    }
+  }
+
+  /** Checks a HelloArm and keeps its marks for alreadyGiven. */
+  #takeHelloArm(what: string, arm: HelloArm): void {
     const { mark, allowMark, mask, maxHelloBytes } = arm;
-    if (!isUint32(seq) || !isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0
-      || !isUint32(maxHelloBytes)) {
-      throw new FlowgateError('ERR_ARG', 'expectHello: seq, marks, mask and maxHelloBytes must be uint32s, marks within mask');
+    if (!isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0 || !isUint32(maxHelloBytes)) {
+      throw new FlowgateError('ERR_ARG', `${what}: marks, mask and maxHelloBytes must be uint32s, marks within mask`);
     }
     this.#helloMark = mark;
     this.#helloMask = mask;
     this.#allowMark = allowMark;
     this.#mask = mask;
-    this.#arms.push({ key, clientLow, seq, checks, hello: arm, serverNext: -1 });
-    this.#scheduleFlush();
   }
 
   /**
@@ -797,7 +843,7 @@ export function skbInfoOf(flags: number): number {
 
 /** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */
 export function hookOf(flags: number): number {
-  return (flags >>> 8) & 0x7f; // bit 15 is LOGGED_BY_KERNEL
+  return (flags >>> 8) & 0x3f; // bits 14 and 15 are SYN_ARMED_BY_BINDING and LOGGED_BY_KERNEL
 }
 
 /** The hardware protocol (0x0800 IPv4, 0x86dd IPv6) of a packet's M_FLAGS slot. */

@@ -34,6 +34,8 @@ export interface RawPacket {
   data: Uint8Array;
   /** NFQA_SKB_INFO bits (1 = checksum not ready yet: do not verify). */
   skbInfo: number;
+  /** The sink armed the flow's hello on this SYN itself (VerdictSink.armHellosOnSyn). */
+  synArmed?: boolean;
 }
 
 /** Callbacks for embedders; every one receives the flow handle, completion included. */
@@ -193,6 +195,10 @@ export class Engine {
   private readonly bindingHellos: boolean;
   /** What armHello hands the sink with every flow (made on first use). */
   private helloArm: HelloArm | undefined = undefined;
+  /** The sink arms new flows on their SYN itself (VerdictSink.armHellosOnSyn); see syncSynArming. */
+  private synArming = false;
+  /** The key of the packet being handled, if the sink armed its flow on it and armHello has not taken that arm yet. */
+  private sinkArmedKey: string | undefined = undefined;
   /** Events to build and hand over on the next microtask (deferEvents), in order. */
   private deferred: Array<() => FlowgateEvent> = [];
   private readonly scheduler: Scheduler;
@@ -270,6 +276,7 @@ export class Engine {
     this.current = pkt.id;
     this.currentTaken = false;
     try {
+      if (this.bindingHellos) this.syncSynArming();
       this.route(pkt);
     } catch (err) {
       // A bug must not leave a packet without a verdict: count it and settle the packet per
@@ -277,6 +284,13 @@ export class Engine {
       this.stats.count('internal_error');
       this.stats.lastInternalError = err instanceof Error ? err.stack ?? err.message : String(err);
       if (!this.currentTaken) this.verdict(pkt, this.options.onError === 'allow' ? NF_ACCEPT : NF_DROP);
+    } finally {
+      // A SYN the sink armed that armHello did not take (a flow decided at once, a SYN from the
+      // server's side, a flow past its handshake...): take the sink's arm back.
+      if (this.sinkArmedKey !== undefined) {
+        this.sink.forgetHello?.(this.sinkArmedKey);
+        this.sinkArmedKey = undefined;
+      }
     }
   }
 
@@ -292,6 +306,7 @@ export class Engine {
     const now = this.now();
     const low = srcIsLow(tcp);
     const key = this.table.keyOf(tcp, low);
+    if (pkt.synArmed === true) this.sinkArmedKey = key;
     let flow = this.table.get(key);
     let carry: { ttl: number | undefined; tsVal: number | undefined } | undefined;
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
@@ -574,7 +589,7 @@ export class Engine {
       if (len === 0 || !fastOpen) {
         if (len > 0) this.stats.count('evasion_syn_data');
         this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
-        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp);
+        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp, pkt.synArmed === true);
         return;
       }
       if (flow.stream !== undefined) {
@@ -894,22 +909,56 @@ export class Engine {
    * clientPacket would (discardReason with the server observed: right after the SYN, exactly
    * acknowledging the SYN-ACK, the SYN's TTL and timestamp) and lets it on at once.
    * Not for a flow that is not plainly new, whose SYN carried data or MD5, or while the
-   * inspecting-flows limit is reached (the hello would get on_limit).
+   * inspecting-flows limit is reached (the hello would get on_limit). A SYN the sink armed itself
+   * as it read it (`armedBySink`, while syncSynArming lets it) leaves only the books to keep here;
+   * the sink's arm on a flow the engine does not arm here, whatever the path the SYN took, is
+   * taken back once the packet is handled (sinkArmedKey).
    */
-  private armHello(flow: Flow, tcp: TcpPacket): void {
+  private armHello(flow: Flow, tcp: TcpPacket, armedBySink: boolean): void {
     const sink = this.sink;
     const c = flow.c2s;
-    if (sink.expectHello === undefined || flow.helloArmed || (tcp.flags & (SYN | ACK | FIN | RST | URG)) !== SYN) return;
-    if (tcp.seq !== c.isn || c.md5 || flow.s2c.isn !== undefined || flow.midstream || flow.stream !== undefined) return;
-    const l = this.options.limits;
-    if (flow.phase !== 'handshake' || this.busyFlows >= l.maxInspectingFlows) return;
-    const checks = this.bindingChecks(flow);
-    if (checks === undefined) return;
+    const plainlyNew = sink.expectHello !== undefined && !flow.helloArmed && (tcp.flags & (SYN | ACK | FIN | RST | URG)) === SYN
+      && tcp.seq === c.isn && !c.md5 && flow.s2c.isn === undefined && !flow.midstream && flow.stream === undefined
+      && flow.phase === 'handshake' && this.busyFlows < this.options.limits.maxInspectingFlows;
+    const checks = plainlyNew ? this.bindingChecks(flow) : undefined;
+    if (checks === undefined) return; // a sink's arm is taken back once the packet is handled (handle)
     flow.helloArmed = true;
+    if (armedBySink) {
+      this.sinkArmedKey = undefined;
+      // The sink's arm takes its floors from this SYN; below the flow's (the highest of its SYNs')
+      // it is taken back and replaced with the engine's (or, if the sink refuses that, gone).
+      const ts = tcp.options.tsVal;
+      if (tcp.ttl >= checks.minTtl && (checks.tsMin === undefined || (ts !== undefined && seqDiff(ts, checks.tsMin) >= 0))) return;
+      sink.forgetHello?.(flow.key);
+    }
+    sink.expectHello!(flow.key, flow.isClientSide(true), seqAdd(tcp.seq, 1), checks, this.theHelloArm());
+  }
+
+  /** What armHello and armHellosOnSyn hand the sink (made on first use). */
+  private theHelloArm(): HelloArm {
     const m = this.options.marks;
-    this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask, maxHelloBytes: l.maxHelloBytes,
-      strict: this.options.strictTcp });
-    sink.expectHello(flow.key, flow.isClientSide(true), seqAdd(tcp.seq, 1), checks, this.helloArm);
+    return this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask,
+      maxHelloBytes: this.options.limits.maxHelloBytes, strict: this.options.strictTcp });
+  }
+
+  /**
+   * Lets the sink arm every new flow on its SYN itself (VerdictSink.armHellosOnSyn), before the
+   * engine reads that SYN, while the limits armHello heeds leave room for the flows the sink is
+   * ahead by: fewer than half of max_inspecting_flows busy, at most half of max_held_bytes_total
+   * held (the template's payload limit is then the engine's, or stricter). Past either half it
+   * stops, and flows are armed by armHello alone, as their SYNs are read.
+   */
+  private syncSynArming(): void {
+    const sink = this.sink;
+    if (sink.armHellosOnSyn === undefined) return;
+    const l = this.options.limits;
+    const maxPayload = Math.min(AFTER_HELLO_MAX_PAYLOAD, l.maxHeldBytesPerFlow, Math.floor(l.maxHeldBytesTotal / 2),
+      this.streamLimits.maxRetainedBytes);
+    const want = this.busyFlows < l.maxInspectingFlows / 2 && this.heldBytesTotal <= l.maxHeldBytesTotal / 2 && maxPayload > 0;
+    if (want === this.synArming) return;
+    this.synArming = want;
+    sink.armHellosOnSyn(want ? this.theHelloArm() : undefined,
+      { verifyChecksum: this.options.verifyChecksums, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload });
   }
 
   /**

@@ -54,6 +54,12 @@ export interface VerdictSink {
    * still sees those packets; its verdicts for them are not sent again.
    */
   expectHello?(key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm): void;
+  /**
+   * With `arm`, the kernel-queue side arms every new flow on its SYN as expectHello would with
+   * `arm` and `checks` (the TTL and timestamp from the SYN), before the engine sees the SYN; without
+   * (undefined), it stops. The engine calls it while its limits leave room (see NfQueue.armHellosOnSyn).
+   */
+  armHellosOnSyn?(arm: HelloArm | undefined, checks: NextSegmentChecks): void;
   /** The engine saw the server's SYN-ACK for a flow armed with expectHello: its sequence number + 1. */
   helloAnswered?(key: string, serverNext: number): void;
   /** Takes back expectHello for the connection; `afterPacket` as for forgetAfterHello. */

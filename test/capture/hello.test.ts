@@ -11,10 +11,13 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { bindingReaders, packChecks } from '../../src/capture/queue.js';
 import { Engine } from '../../src/filter/engine.js';
+import type { DecideFn } from '../../src/filter/types.js';
+import type { EngineLimits } from '../../src/filter/options.js';
 import { srcIsLow } from '../../src/flow/key.js';
 import { discardReason, type NextSegmentChecks } from '../../src/flow/tcp.js';
 import { decodeIp } from '../../src/packet/decode.js';
-import type { TcpPacket } from '../../src/packet/types.js';
+import { buildTcpPacket } from '../../src/packet/build.js';
+import { SYN, type TcpPacket } from '../../src/packet/types.js';
 import { createAnalyzer } from '../../src/protocols/dispatch.js';
 import { NF_REPEAT, type HelloArm } from '../../src/verdict/sink.js';
 import { Conversation, RecordingSink, clientHello } from '../helpers/tcp.js';
@@ -158,25 +161,101 @@ t.test('random corruptions: the binding never names what the engine would not', 
   t.ok(named > 1000, `corruptions that stay plain are checked too (${named})`);
 });
 
-/** An engine that arms hellos, with a sink recording what it asks the binding. */
-function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean } = {}) {
+/**
+ * An engine that arms hellos, with a sink recording what it asks the binding; with `synArming` the
+ * sink also arms flows on their SYN itself (armHellosOnSyn), as the kernel queue's binding does.
+ */
+function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synArming?: boolean; decide?: DecideFn;
+  maxInspectingFlows?: number } = {}) {
   const calls: Array<[string, ...unknown[]]> = [];
   const sink = Object.assign(new RecordingSink(), {
     expectHello: (key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm) =>
       void calls.push(['expect', key, clientLow, seq, checks, arm]),
     helloAnswered: (key: string, next: number) => void calls.push(['answered', key, next]),
     forgetHello: (key: string, afterPacket = false) => void calls.push(['forget', key, afterPacket]),
+    ...(opts.synArming === true
+      ? { armHellosOnSyn: (arm: HelloArm | undefined, checks: NextSegmentChecks) => void calls.push(['onSyn', arm, checks]) }
+      : {}),
   });
-  const engine = new Engine({ decide: () => 'allow', sink, bindingHellos: opts.bindingHellos ?? true,
-    options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true } });
+  const engine = new Engine({ decide: opts.decide ?? (() => 'allow'), sink, bindingHellos: opts.bindingHellos ?? true,
+    options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true,
+      ...(opts.maxInspectingFlows === undefined ? {} : { limits: { maxInspectingFlows: opts.maxInspectingFlows } as EngineLimits }) } });
   let id = 1;
-  const feed = (data: Uint8Array) => {
-    const n = id++;
-    engine.handle({ id: n, mark: 0, data, skbInfo: 0 });
+  /**
+   * Hands the engine a packet; `logged`: as a copy from the log group, which has no packet id;
+   * `synArmed`: flagged as a SYN the sink armed itself (SYN_ARMED_BY_BINDING).
+   */
+  const feed = (data: Uint8Array, logged = false, synArmed = false) => {
+    const n = logged ? 0 : id++;
+    engine.handle({ id: n, mark: 0, data, skbInfo: 0, synArmed });
     return n;
   };
   return { engine, sink, calls, feed };
 }
+
+t.test('while the limits leave room, the binding arms flows on their SYN; the engine keeps the books of a SYN it armed', async (t) => {
+  const pending: Array<() => void> = [];
+  const decide: DecideFn = () => new Promise((resolve) => pending.push(() => resolve('allow')));
+  const { engine, calls, feed } = armingEngine({ synArming: true, decide, maxInspectingFlows: 4 });
+  const a = new Conversation();
+  const [syn, synAck] = a.handshake();
+  feed(syn!, true, true);
+  const key = [...engine.table.all()][0]!.key;
+  t.equal(calls.length, 1, 'one call on the first packet');
+  const [what, arm, checks] = calls[0]!;
+  t.equal(what, 'onSyn', 'the binding is asked to arm flows on their SYN');
+  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true }, 'with the arm expectHello gets');
+  t.match(checks, { verifyChecksum: true, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload: 16384 });
+  feed(synAck!, true);
+  t.same(calls.slice(1), [['answered', key, 5001]], 'no expectHello for the SYN the binding armed; the flow counts as armed');
+  feed(a.send(clientHello({ sni: 'one.test' })));
+  t.same(calls[2], ['forget', key, true], 'its hello takes the arm back as usual');
+  const b = new Conversation({ sport: 40001 });
+  feed(b.handshake()[0]!);
+  t.equal(calls[3]?.[0], 'expect', 'a queued SYN (with a packet id) is still armed by the engine');
+  // Two decisions pending: half of max_inspecting_flows (4) busy.
+  b.handshake().slice(1).forEach((p) => feed(p, true));
+  feed(b.send(clientHello({ sni: 'two.test' })));
+  const c = new Conversation({ sport: 40002 });
+  const beforeC = calls.length;
+  feed(c.handshake()[0]!, true, true); // read by the binding before the engine told it to stop
+  t.same(calls.slice(beforeC).map((x) => x[0]), ['onSyn'],
+    'an arm the binding made before it stopped stands: the engine would arm the flow too');
+  const off = calls.findIndex((x) => x[0] === 'onSyn' && x[1] === undefined);
+  t.ok(off > 0, 'half the inspecting flows busy: the binding stops arming on SYNs');
+  const d = new Conversation({ sport: 40004 });
+  feed(d.handshake()[0]!, true);
+  t.equal(calls.filter((x) => x[0] === 'expect').length, 2, 'and arms a logged SYN itself again');
+  for (const settle of pending.splice(0)) settle();
+  await new Promise((r) => setImmediate(r));
+  const expects = calls.filter((x) => x[0] === 'expect').length;
+  feed(new Conversation({ sport: 40003 }).handshake()[0]!, true, true);
+  const on = calls.slice(off + 1).find((x) => x[0] === 'onSyn');
+  t.ok(on !== undefined && on[1] !== undefined, 'room again: arming on SYNs resumes at the next packet');
+  t.equal(calls.filter((x) => x[0] === 'expect').length, expects, 'and the engine leaves a SYN the binding armed to it');
+  feed(new Conversation({ sport: 40005 }).handshake()[0]!, true);
+  t.equal(calls.filter((x) => x[0] === 'expect').length, expects + 1,
+    'a logged SYN the binding did not arm (a repeat, or while it pauses) the engine arms itself');
+  // The binding arms no SYN it remembers; were it to, on a repeated SYN with a lower TTL, the
+  // engine replaces that arm with one holding the first SYN's TTL.
+  const e = new Conversation({ sport: 40006 });
+  const [eSyn] = e.handshake();
+  feed(eSyn!, true);
+  const eKey = [...engine.table.all()].at(-1)!.key;
+  const lowTtl = buildTcpPacket({ src: e.client, dst: e.server, sport: e.sport, dport: e.dport, seq: 1000, flags: SYN, window: 64240,
+    ttl: 3, options: { mss: 1460, wscale: 7, sackPermitted: true } });
+  let before = calls.length;
+  feed(lowTtl, true, true);
+  const again = calls.slice(before);
+  t.same(again.map((x) => x[0]), ['forget', 'forget', 'expect'], 'a binding\'s arm with a lower TTL than the first SYN\'s is taken back and replaced');
+  t.equal((again[2]![4] as NextSegmentChecks).minTtl, 64, 'by the engine\'s, with the first SYN\'s TTL');
+  // A SYN of a flow the engine would not arm (it is past its handshake): the binding's arm is taken back.
+  feed(e.handshake()[1]!, true);
+  before = calls.length;
+  feed(eSyn!, true, true);
+  t.same(calls.slice(before).filter((x) => x[1] === eKey).at(-1), ['forget', eKey, false],
+    'a binding\'s arm on a flow the engine would not arm is taken back');
+});
 
 t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the arm back at the hello', async (t) => {
   const { engine, sink, calls, feed } = armingEngine();
@@ -205,7 +284,7 @@ t.test('what the engine does not arm, and what disarms', async (t) => {
   {
     const { calls, feed } = armingEngine({ bindingHellos: false });
     const c = new Conversation();
-    c.handshake().forEach(feed);
+    c.handshake().forEach((p) => feed(p));
     feed(c.send(clientHello({ sni: 'allowed.test' })));
     t.equal(calls.length, 0, 'not without bindingHellos');
   }

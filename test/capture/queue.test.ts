@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { buildTcpPacket } from '../../src/packet/build.js';
+import { clientHello } from '../helpers/tcp.js';
 import { HANDSHAKE_LOG_PREFIX } from '../../src/cli/rules.js';
 import { ACK, FIN, RST, SYN } from '../../src/packet/types.js';
 import {
@@ -25,7 +26,7 @@ const QH = Q + 4; // the queue whose binding accepts bare handshakes itself (acc
 const QB = Q + 5; // the queue whose large batches are handed to JavaScript without a copy
 const QL = Q + 6; // the queue read with the NFLOG group of its handshakes (logGroup)
 const GL = QL; // that group
-const P = { accept: 40101, drop: 40102, repeat: 40103, hold: 40104, thrower: 40105, raw: 40106, gso: 40107, big: 40133, v6: 40108, trunc: 40130, enobufs: 40131, hs: 40132, log: 40134 };
+const P = { accept: 40101, drop: 40102, repeat: 40103, hold: 40104, thrower: 40105, raw: 40106, gso: 40107, big: 40133, v6: 40108, trunc: 40130, enobufs: 40131, hs: 40132, log: 40134, syn: 40136 };
 const MARK = 0x100;
 const NF_INET_LOCAL_OUT = 3;
 
@@ -44,7 +45,8 @@ type Reply = { id: number; ok: boolean; result?: unknown; error?: { code: string
 type Rec = {
   queue: string; batch: number; id: number; mark: number; indev: number; outdev: number; skb: number; hook: number;
   hw: number; len: number; origLen: number; family: number; proto: number; sport: number; dport: number;
-  tcpFlags: number; hex?: string; accepted: boolean; logged: boolean; afterHello: boolean; dataBytes: number; uniform: boolean;
+  tcpFlags: number; hex?: string; accepted: boolean; logged: boolean; afterHello: boolean; helloAllowed: boolean; synArmed: boolean;
+  dataBytes: number; uniform: boolean;
 };
 
 /** A fixture child in the namespace, driven by JSON lines. */
@@ -215,6 +217,23 @@ t.test('the real kernel queue', async (t) => {
   for (const dir of ['--dport', '--sport']) {
     inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.log), '-j', 'NFQUEUE', '--queue-num', String(QL));
   }
+  // P.syn, for arming on the SYN: flowgate's rules as for P.log (bare handshakes logged with the
+  // prefix and accepted, both ways), packets carrying MARK accepted, the rest queued to QL, IPv6
+  // too, and a SYN carrying data is queued, not logged, as flowgate's rules do. The test's raw
+  // packets reach no socket: the RSTs the kernel answers them with are dropped before they reach
+  // the queue, where they would disarm the connections.
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.syn), '-m', 'mark', '--mark', `${MARK}/${MARK}`, '-j', 'ACCEPT');
+  inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', '--dport', String(P.syn), '--tcp-flags', 'SYN,ACK', 'SYN', '-m', 'length',
+    '--length', '41:65535', '-j', 'NFQUEUE', '--queue-num', String(QL));
+  for (const dir of ['--dport', '--sport']) {
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.syn), '--tcp-flags', 'RST', 'RST', '-j', 'DROP');
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.syn), ...bareSyn, ...ours);
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.syn), ...bareSyn, '-j', 'ACCEPT');
+    inNs(IPTABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '127.0.0.1', dir, String(P.syn), '-j', 'NFQUEUE', '--queue-num', String(QL));
+  }
+  inNs(IP6TABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '::1', '--dport', String(P.syn), ...bareSyn, ...ours);
+  inNs(IP6TABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '::1', '--dport', String(P.syn), ...bareSyn, '-j', 'ACCEPT');
+  inNs(IP6TABLES, '-A', 'OUTPUT', '-p', 'tcp', '-d', '::1', '--dport', String(P.syn), '-j', 'NFQUEUE', '--queue-num', String(QL));
   const markCounter = (port: number): number => {
     const line = inNs(IPTABLES, '-L', 'OUTPUT', '-nvx').split('\n').find((l) => l.includes(`dpt:${port} `) && l.includes('ACCEPT'));
     return Number(line?.trim().split(/\s+/)[0]);
@@ -509,6 +528,83 @@ t.test('the real kernel queue', async (t) => {
       return data > 0 && rs.slice(0, data).filter((r) => r.logged).length === 2;
     }), 'each connection\'s SYN and SYN-ACK copies came before its first data');
     await child.call('close', { name: 'log2' });
+  });
+
+  await t.test('arming on the SYN: only a connection\'s first SYN is armed; a repeated one, with a lower TTL, is not', async (t) => {
+    t.same(await child.call('open', { name: 'syn', opts: { queue: QL, logGroup: GL, acceptHandshake: true } }), { queue: QL });
+    await child.call('armOnSyn', { name: 'syn', sni: 'allowed.test', port: P.syn, mark: MARK });
+    const hex = (spec: Parameters<typeof buildTcpPacket>[0]) => Buffer.from(buildTcpPacket(spec)).toString('hex');
+    // One at a time: the reader drains the log group before it walks a queued packet, so copies
+    // of packets sent right after a queued one could be read before it.
+    const send = async (spec: Parameters<typeof buildTcpPacket>[0]) => {
+      await child.call('sendRaw', { name: 'syn', hex: hex(spec) });
+      await new Promise((r) => setTimeout(r, 20));
+    };
+    const hello = clientHello({ sni: 'allowed.test' });
+    const client = { src: '127.0.0.1', dst: '127.0.0.1', dport: P.syn, ttl: 64 };
+    const server = (sport: number) => ({ src: '127.0.0.1', dst: '127.0.0.1', sport: P.syn, dport: sport, ttl: 64 });
+    const marked = markCounter(P.syn);
+    // A: SYN, SYN-ACK, the hello: the binding armed A on its SYN and lets the hello on.
+    const a = { ...client, sport: 45720 };
+    await send({ ...a, seq: 1000, flags: SYN });
+    await send({ ...server(a.sport), seq: 5000, ack: 1001, flags: SYN | ACK });
+    await send({ ...a, seq: 1001, ack: 5001, flags: ACK, payload: hello });
+    // B: armed on its SYN; a packet that is no hello disarms it. The client sends its SYN again,
+    // with a TTL that would die before a server, the server sends its SYN-ACK again, and a fake
+    // hello with that TTL follows: the engine keeps the first SYN's TTL and would drop it, so the
+    // binding must not arm B again on the repeated SYN and let the fake on.
+    const b = { ...client, sport: 45721 };
+    await send({ ...b, seq: 2000, flags: SYN });
+    await send({ ...server(b.sport), seq: 6000, ack: 2001, flags: SYN | ACK });
+    await send({ ...b, seq: 2001, ack: 6001, flags: ACK, payload: 'x' });
+    await send({ ...b, seq: 2000, flags: SYN, ttl: 3 });
+    await send({ ...server(b.sport), seq: 6000, ack: 2001, flags: SYN | ACK });
+    await send({ ...b, seq: 2001, ack: 6001, flags: ACK, payload: hello, ttl: 3 });
+    // A SYN with another sequence number on B's ports is a new connection: armed.
+    await send({ ...b, seq: 9000, flags: SYN });
+    // C: a queued packet the binding cannot read (TCP behind an IPv6 hop-by-hop header) may have
+    // been a SYN it should remember: it arms no connection for a while, C included.
+    await send({ src: '::1', dst: '::1', sport: 45730, dport: P.syn, seq: 1, ack: 1, flags: ACK, payload: 'x', hopByHop: 1 });
+    const c = { ...client, sport: 45722 };
+    await send({ ...c, seq: 3000, flags: SYN });
+    await send({ ...server(c.sport), seq: 7000, ack: 3001, flags: SYN | ACK });
+    await send({ ...c, seq: 3001, ack: 7001, flags: ACK, payload: hello });
+    await new Promise((r) => setTimeout(r, 100));
+    const recs = (await take()).filter((r) => r.queue === 'syn');
+    const of2 = (rs: Rec[], sport: number) => rs.filter((r) => r.family === 4 && (r.sport === sport || r.dport === sport));
+    const of = (sport: number) => of2(recs, sport);
+    const view = (r: Rec) => `${r.logged ? 'copy' : 'queued'} ${r.tcpFlags.toString(16)}${r.synArmed ? ' armed' : ''}${r.helloAllowed ? ' allowed' : ''}`;
+    t.same(of(a.sport).map(view), ['copy 2 armed', 'copy 12', 'queued 10 allowed'], 'A: armed on its SYN, its hello let on');
+    t.same(of(b.sport).map(view), ['copy 2 armed', 'copy 12', 'queued 10', 'copy 2', 'copy 12', 'queued 10', 'copy 2 armed'],
+      'B: armed on its first SYN only; the fake hello behind the repeated SYN left to JavaScript; a new ISN armed');
+    t.ok(recs.some((r) => r.family === 6 && r.proto === 0), 'the packet behind a hop-by-hop header was queued');
+    t.same(of(c.sport).map(view), ['copy 2', 'copy 12', 'queued 10'], 'C: not armed after the unreadable packet');
+    const s = await child.call<Record<string, number>>('stats', { name: 'syn' });
+    t.match(s, { synArms: 3, synRepeats: 1, synArmPauses: 1, helloAllows: 1, helloOverrides: 0, kernelErrors: 0, logEnobufs: 0 });
+    t.equal(s.verdicts, s.received, 'one verdict per queued packet');
+    t.equal(markCounter(P.syn), marked + 1, 'the hello the binding let on was repeated with the mark');
+    await child.call('close', { name: 'syn' });
+
+    // A new queue, arming again. D: a SYN with data is queued, not logged, and the engine may take
+    // it for the connection's first SYN: the same SYN without data and with TTL 3 is a repeat.
+    t.same(await child.call('open', { name: 'syn', opts: { queue: QL, logGroup: GL, acceptHandshake: true } }), { queue: QL });
+    await child.call('armOnSyn', { name: 'syn', sni: 'allowed.test', port: P.syn, mark: MARK });
+    const d = { ...client, sport: 45723 };
+    await send({ ...d, seq: 4000, flags: SYN, payload: 'x' });
+    await send({ ...d, seq: 4000, flags: SYN, ttl: 3 });
+    // E: one of flowgate's copies the binding cannot read (a SYN behind a hop-by-hop header) may
+    // be a SYN it should remember: F, after it, is not armed.
+    await send({ src: '::1', dst: '::1', sport: 45731, dport: P.syn, seq: 1, flags: SYN, hopByHop: 1 });
+    const f = { ...client, sport: 45724 };
+    await send({ ...f, seq: 5000, flags: SYN });
+    await new Promise((r) => setTimeout(r, 100));
+    const recs2 = (await take()).filter((r) => r.queue === 'syn');
+    t.same(of2(recs2, d.sport).map(view), ['queued 2', 'copy 2'], 'D: the SYN with data queued, the bare one after it not armed');
+    t.same(of2(recs2, f.sport).map(view), ['copy 2'], 'F: not armed after the unreadable copy');
+    const s2 = await child.call<Record<string, number>>('stats', { name: 'syn' });
+    t.match(s2, { synArms: 0, synRepeats: 1, synArmPauses: 1, logIgnored: 1, kernelErrors: 0 });
+    t.equal(s2.verdicts, s2.received, 'one verdict per queued packet');
+    await child.call('close', { name: 'syn' });
   });
 
   await t.test('a full socket buffer (ENOBUFS) is counted and reading goes on', async (t) => {

@@ -56,6 +56,12 @@ bool AnswersSyn(const TcpView& v, const HelloExpectation& e) {
   return v.srcLow != e.clientLow && (v.flags & kControl) == (kSyn | kAck) && v.ack == e.seq && v.payloadLen == 0;
 }
 
+// An expectHello entry for a hello at `seq` from the `arm` words (kHelloArmWords: mark, allowMark,
+// mask, maxHelloBytes, strict, serverKnown, serverNext), as expectHello and armHellosOnSyn get them.
+HelloExpectation HelloFromArm(const uint32_t* w, uint32_t seq, bool clientLow, const FakeChecks& checks, int64_t since) {
+  return HelloExpectation{seq, w[0], w[1], w[2], clientLow, w[4] != 0, w[5] != 0, w[6], w[3], checks, since};
+}
+
 // The reader's own verdict giving a packet the mark value `value` (within `mask`), as the
 // engine's repeat(): a packet already carrying it came back through a rule without the mark
 // guard, and is accepted rather than repeated forever.
@@ -766,8 +772,7 @@ Napi::Value Queue::ExpectHello(const Napi::CallbackInfo& info) {
                    "checks: Uint32Array(7), arm: Uint32Array(7), marks within the mask)");
     return env.Undefined();
   }
-  HelloExpectation e{seq, w[0], w[1], w[2], info[2].As<Napi::Boolean>().Value(), w[4] != 0, w[5] != 0, w[6], w[3],
-                     UnpackFakeChecks(checks), NowMs()};
+  HelloExpectation e = HelloFromArm(w, seq, info[2].As<Napi::Boolean>().Value(), UnpackFakeChecks(checks), NowMs());
   std::lock_guard<std::mutex> lock(rmu_);
   if (pending_.count > kMaxPendingScan || !PendingAllowsHello(key, &e) || !RoomIn(&hello_, &helloSweptMs_)) {
     return Napi::Boolean::New(env, false);
@@ -799,7 +804,7 @@ Napi::Value Queue::ArmHellosOnSyn(const Napi::CallbackInfo& info) {
   c.minTtl = 0;
   c.hasTsMin = false;
   c.hasAckMin = false;
-  autoArm_ = HelloExpectation{0, w[0], w[1], w[2], false, w[4] != 0, false, 0, w[3], c, 0};
+  autoArm_ = HelloFromArm(w, 0, false, c, 0);  // ArmOnSyn fills in the connection's
   return env.Undefined();
 }
 

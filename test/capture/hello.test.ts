@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { bindingReaders, packChecks } from '../../src/capture/queue.js';
-import { Engine } from '../../src/filter/engine.js';
+import { Engine, type EngineHooks } from '../../src/filter/engine.js';
 import type { DecideFn } from '../../src/filter/types.js';
 import type { EngineLimits } from '../../src/filter/options.js';
 import { srcIsLow } from '../../src/flow/key.js';
@@ -166,7 +166,7 @@ t.test('random corruptions: the binding never names what the engine would not', 
  * sink also arms flows on their SYN itself (armHellosOnSyn), as the kernel queue's binding does.
  */
 function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synArming?: boolean; decide?: DecideFn;
-  maxInspectingFlows?: number } = {}) {
+  maxInspectingFlows?: number; hooks?: EngineHooks } = {}) {
   const calls: Array<[string, ...unknown[]]> = [];
   const sink = Object.assign(new RecordingSink(), {
     expectHello: (key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm) =>
@@ -177,7 +177,7 @@ function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synA
       ? { armHellosOnSyn: (arm: HelloArm | undefined, checks: NextSegmentChecks) => void calls.push(['onSyn', arm, checks]) }
       : {}),
   });
-  const engine = new Engine({ decide: opts.decide ?? (() => 'allow'), sink, bindingHellos: opts.bindingHellos ?? true,
+  const engine = new Engine({ decide: opts.decide ?? (() => 'allow'), sink, bindingHellos: opts.bindingHellos ?? true, hooks: opts.hooks,
     options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true,
       ...(opts.maxInspectingFlows === undefined ? {} : { limits: { maxInspectingFlows: opts.maxInspectingFlows } as EngineLimits }) } });
   let id = 1;
@@ -255,6 +255,15 @@ t.test('while the limits leave room, the binding arms flows on their SYN; the en
   feed(eSyn!, true, true);
   t.same(calls.slice(before).filter((x) => x[1] === eKey).at(-1), ['forget', eKey, false],
     'a binding\'s arm on a flow the engine would not arm is taken back');
+});
+
+t.test('a SYN the binding armed on a flow a newFlow hook decides at once: the arm is taken back', async (t) => {
+  const { engine, calls, feed } = armingEngine({ synArming: true, hooks: { newFlow: () => 'allow' } });
+  const syn = new Conversation().handshake()[0]!;
+  feed(syn, true, true);
+  const tcp = decodeTcp(syn);
+  t.same(calls.filter((x) => x[0] !== 'onSyn'), [['forget', engine.table.keyOf(tcp, srcIsLow(tcp)), false]],
+    'taken back once the packet is handled');
 });
 
 t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the arm back at the hello', async (t) => {

@@ -7,7 +7,6 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -160,7 +159,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   bool CheckAfterHello(const PacketInfo& pkt);
   bool CheckTail(const PacketInfo& pkt);
   bool AnyArmedLocked() const;
-  bool ArmOnSyn(bool first, bool* armed);
+  bool ArmOnSyn();
   bool RememberSyn();
   void PauseSynArmingLocked();
   void ForgetAllArmedLocked();

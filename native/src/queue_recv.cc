@@ -268,9 +268,10 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
       continue;
     }
     if (AnyArmedLocked()) CheckReadArmed(pkt);  // never gives a bare handshake a verdict
-    bool first = RememberSyn();
-    bool armed = false;
-    if (!ArmOnSyn(first, &armed)) prompt = true;
+    bool armed = RememberSyn() && ArmOnSyn();
+    // JavaScript arms the connection itself unless the reader did; a SYN-ACK it needs soon only
+    // when arming on the SYN is off.
+    if (!autoArmOn_ || (!armed && (tcp_.flags & kAck) == 0)) prompt = true;
     AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (armed ? kFlagSynArmed : 0) |
                                  (static_cast<uint32_t>(pkt.hook) << 8) | (static_cast<uint32_t>(pkt.hwProtocol) << 16));
     counters_.logged++;
@@ -293,16 +294,12 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
 // expectHello would on its SYN (seq the SYN's + 1; with strict, the SYN's TTL as the lowest and
 // its timestamp as the oldest: the engine's floors for a first SYN; it replaces the arm if a
 // repeated SYN raised them), if it is a client's SYN whose connection and sequence number the
-// reader did not read a SYN with lately (`first`, RememberSyn) and arming is not paused. Answers whether
-// JavaScript may read the copy lazily: arming is on, and the copy is a SYN-ACK (the client's
-// entry notes it, CheckHello) or a SYN the reader armed (`armed`). A SYN whose options are
-// malformed or carry MD5 is not armed: the engine does not arm those either. rmu_ held.
-bool Queue::ArmOnSyn(bool first, bool* armed) {
-  if (!autoArmOn_) return false;
-  if ((tcp_.flags & (kSyn | kAck)) != kSyn) return true;
-  if (!first) return false;
+// reader did not read a SYN with lately (the caller asks RememberSyn first) and arming is not
+// paused. Answers whether it armed the connection. A SYN whose options are malformed or carry MD5
+// is not armed: the engine does not arm those either. rmu_ held.
+bool Queue::ArmOnSyn() {
   int64_t now = NowMs();
-  if (now < synArmPausedUntil_) return false;
+  if (!autoArmOn_ || (tcp_.flags & (kSyn | kAck)) != kSyn || now < synArmPausedUntil_) return false;
   TcpOptionsSeen o = ReadTcpOptions(tcp_);
   if (o.malformed || o.md5 || !RoomIn(&hello_, &helloSweptMs_)) return false;
   HelloExpectation e = autoArm_;
@@ -316,7 +313,6 @@ bool Queue::ArmOnSyn(bool first, bool* armed) {
   e.since = now;
   hello_[tcp_.key] = e;
   counters_.synArms++;
-  *armed = true;
   return true;
 }
 
@@ -332,7 +328,7 @@ bool Queue::ArmOnSyn(bool first, bool* armed) {
 // renews the memory of the SYN it answers: a server retransmits them at most TCP_RTO_MAX apart,
 // less than kSynMemoryMs. rmu_ held.
 bool Queue::RememberSyn() {
-  if ((tcp_.flags & kSyn) == 0) return false;
+  if ((tcp_.flags & kSyn) == 0 || logFd_ < 0) return false;  // the memory serves only the log group's arming
   int64_t now = NowMs();
   bool seen = synMemory_.Remember(tcp_.key, tcp_.seq, now);
   if ((tcp_.flags & kAck) != 0) {

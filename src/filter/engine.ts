@@ -589,7 +589,7 @@ export class Engine {
       if (len === 0 || !fastOpen) {
         if (len > 0) this.stats.count('evasion_syn_data');
         this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
-        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp, pkt.synArmed === true);
+        if (len === 0 && this.bindingHellos) this.armHello(flow, tcp);
         return;
       }
       if (flow.stream !== undefined) {
@@ -910,11 +910,11 @@ export class Engine {
    * acknowledging the SYN-ACK, the SYN's TTL and timestamp) and lets it on at once.
    * Not for a flow that is not plainly new, whose SYN carried data or MD5, or while the
    * inspecting-flows limit is reached (the hello would get on_limit). A SYN the sink armed itself
-   * as it read it (`armedBySink`, while syncSynArming lets it) leaves only the books to keep here;
+   * as it read it (sinkArmedKey set, while syncSynArming lets it) leaves only the books to keep here;
    * the sink's arm on a flow the engine does not arm here, whatever the path the SYN took, is
    * taken back once the packet is handled (sinkArmedKey).
    */
-  private armHello(flow: Flow, tcp: TcpPacket, armedBySink: boolean): void {
+  private armHello(flow: Flow, tcp: TcpPacket): void {
     const sink = this.sink;
     const c = flow.c2s;
     const plainlyNew = sink.expectHello !== undefined && !flow.helloArmed && (tcp.flags & (SYN | ACK | FIN | RST | URG)) === SYN
@@ -923,7 +923,7 @@ export class Engine {
     const checks = plainlyNew ? this.bindingChecks(flow) : undefined;
     if (checks === undefined) return; // a sink's arm is taken back once the packet is handled (handle)
     flow.helloArmed = true;
-    if (armedBySink) {
+    if (this.sinkArmedKey !== undefined) {
       this.sinkArmedKey = undefined;
       // The sink's arm takes its floors from this SYN; below the flow's (the highest of its SYNs')
       // it is taken back and replaced with the engine's (or, if the sink refuses that, gone).

@@ -14,7 +14,7 @@ constexpr size_t kMaxExtensions = 64;        // more is not plain (browsers send
 
 // Extension code points the analyzer reads (src/protocols/tls/types.ts Ext).
 constexpr uint16_t kServerName = 0, kGroups = 10, kPointFormats = 11, kSigAlgs = 13, kAlpn = 16,
-                   kVersions = 43, kKeyShare = 51, kEch = 0xfe0d;
+                   kEarlyData = 42, kVersions = 43, kKeyShare = 51, kEch = 0xfe0d;
 
 uint32_t U16(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) << 8) | p[1]; }
 
@@ -113,7 +113,7 @@ bool SimpleHelloName(const uint8_t* p, size_t n, uint32_t maxHelloBytes, std::st
   at += 2;
   if (at + extLen != len) return false;
   // The extensions: each type once (the analyzer reads a repeat's first copy only; here a repeat
-  // is simply not plain), the ones the analyzer checks well formed, no ECH, one name.
+  // is simply not plain), the ones the analyzer checks well formed, no ECH, no early data, one name.
   uint16_t seen[kMaxExtensions];
   size_t count = 0;
   const uint8_t* host = nullptr;
@@ -141,6 +141,8 @@ bool SimpleHelloName(const uint8_t* p, size_t n, uint32_t maxHelloBytes, std::st
       case kPointFormats: ok = dlen >= 1 && d[0] == dlen - 1; break;
       case kKeyShare: ok = KeyShareOk(d, dlen); break;
       case kEch: ok = false; break;
+      // Early data (0-RTT) keeps the connection's records under the analyzer's reading (src/protocols/dispatch.ts).
+      case kEarlyData: ok = false; break;
       default: break;
     }
     if (!ok) return false;

@@ -433,6 +433,9 @@ void Queue::ArmAfterPlainHello(const HelloExpectation& e) {
     next.checks.hasAckMin = true;
     next.checks.ackMin = tcp_.ack;
   }
+  // The record after the hello ends inspection only once the server has answered the hello.
+  next.checks.hasAckAbove = true;
+  next.checks.ackAbove = e.serverNext;
   if (RoomIn(&afterHello_, &afterHelloSweptMs_)) afterHello_[tcp_.key] = next;
 }
 

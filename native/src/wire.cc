@@ -391,7 +391,8 @@ bool TcpChecksumOk(const TcpView& v) {
 }
 
 FakeChecks UnpackFakeChecks(const uint32_t* w) {
-  return FakeChecks{w[0] != 0, static_cast<uint8_t>(w[1] > 255 ? 255 : w[1]), w[2] != 0, w[3], w[4] != 0, w[5], w[6]};
+  return FakeChecks{w[0] != 0, static_cast<uint8_t>(w[1] > 255 ? 255 : w[1]), w[2] != 0, w[3], w[4] != 0, w[5], w[6],
+                    w[7] != 0, w[8]};
 }
 
 bool PassesFakeChecks(const TcpView& v, uint32_t skbInfo, const FakeChecks& c) {
@@ -401,6 +402,8 @@ bool PassesFakeChecks(const TcpView& v, uint32_t skbInfo, const FakeChecks& c) {
   if (o.malformed || o.md5) return false;
   if (c.hasTsMin && o.hasTs && static_cast<int32_t>(o.tsVal - c.tsMin) < 0) return false;
   if (c.hasAckMin && static_cast<int32_t>(v.ack - c.ackMin) < 0) return false;
+  if (c.hasAckAbove && ((v.flags & 0x10) == 0 ||  // no ACK flag
+                         static_cast<int32_t>(v.ack - c.ackAbove) <= 0)) return false;
   return true;
 }
 

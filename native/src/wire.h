@@ -134,8 +134,10 @@ struct FakeChecks {
   bool hasAckMin;        // the ACK may not be older than ackMin
   uint32_t ackMin;
   uint32_t maxPayload;   // longer packets take the engine's path (its held and retained limits)
+  bool hasAckAbove;      // the ACK must be past ackAbove: the segment acknowledges server data
+  uint32_t ackAbove;     // (after a hello: the server answered it, see acksServerData in src/flow/tcp.ts)
 };
-constexpr size_t kFakeCheckWords = 7;
+constexpr size_t kFakeCheckWords = 9;
 
 /** FakeChecks from its packed words (at least kFakeCheckWords). */
 FakeChecks UnpackFakeChecks(const uint32_t* w);

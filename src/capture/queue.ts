@@ -415,7 +415,7 @@ function packHelloArm(h: HelloArm, serverNext: number): Uint32Array {
 export const MAX_HELLO_NAMES = 65536;
 
 /** Scratch for packChecks: the binding's FakeChecks words (native/src/wire.h). */
-const CHECKS = new Uint32Array(7);
+const CHECKS = new Uint32Array(9);
 
 /**
  * The engine's checks for the packet expectAfterHello lets through, as the binding takes them (in
@@ -429,6 +429,8 @@ export function packChecks(c: NextSegmentChecks): Uint32Array {
   CHECKS[4] = c.ackMin !== undefined ? 1 : 0;
   CHECKS[5] = c.ackMin ?? 0;
   CHECKS[6] = Math.min(0xffffffff, Math.max(0, c.maxPayload));
+  CHECKS[7] = c.ackAbove !== undefined ? 1 : 0;
+  CHECKS[8] = c.ackAbove ?? 0;
   return CHECKS;
 }
 

@@ -4,7 +4,7 @@
  * now or when its flow's decision settles. `run` and `replay` differ only in the source and sink.
  */
 import { decodeIp } from '../packet/decode.js';
-import { discardReason, nextSegmentChecks, noteClose, trackClient, trackServer, type NextSegmentChecks } from '../flow/tcp.js';
+import { discardReason, nextSegmentChecks, serverPosition, noteClose, trackClient, trackServer, type NextSegmentChecks } from '../flow/tcp.js';
 import { decisionEvent, flowEndEvent } from './events.js';
 import { ACK, FIN, RST, SYN, URG, type TcpPacket } from '../packet/types.js';
 import { Flow, HeldEntry, type HeldPacket } from '../flow/flow.js';
@@ -109,6 +109,12 @@ interface Inspection {
    */
   released?: { bytes: Uint8Array; from: number; len: number };
   /**
+   * After a ClientHello: the server's position when it was read (serverPosition), which a client
+   * segment must acknowledge past to show the server answered it (answersHello); NO_HELLO before
+   * any, ANSWER_UNKNOWN when flowgate knew no position then.
+   */
+  answerAbove: number;
+  /**
    * The busy flows in the order they became busy, linked through their inspections (a Set of
    * them cost 33 bytes a flow): the previous and next busy flow.
    */
@@ -122,6 +128,10 @@ interface Inspection {
  * much headroom before arming.
  */
 const AFTER_HELLO_MAX_PAYLOAD = 16384;
+
+/** Inspection.answerAbove before any ClientHello, and after one read with no server position known. */
+const NO_HELLO = -1;
+const ANSWER_UNKNOWN = -2;
 
 /** Bits of Inspection.bits; the token from TOKEN_SHIFT up. */
 const INSP_ADVANCING = 1, INSP_BUSY = 2, INSP_ARMED = 4, TOKEN_SHIFT = 3;
@@ -533,26 +543,53 @@ export class Engine {
   /**
    * Lets the stream forget bytes before `offset`, except data from a SYN the server has not
    * confirmed yet. With `keep`, the bytes let go after a decision are first copied into it
-   * (their last max(max_hello_bytes, max_request_head_bytes)), so a later copy of the unit just
-   * decided can still be compared; a request body streaming through is not copied.
+   * (their last max(max_hello_bytes, max_request_head_bytes), the cap), so a later copy of the
+   * unit just decided can still be compared; a request body streaming through is not copied.
+   * Between a ClientHello and the end of its inspection the copy is not replaced but grows from
+   * the hello on: a copy of any of it the server discarded must not shift where flowgate reads
+   * next. A hello is kept whole (its packets were all held: at most max_held_bytes_per_flow), the
+   * records skipped after it while the copy is within the cap. False when a hello released now
+   * could not be kept (the caller applies on_limit).
    */
-  private releaseTo(flow: Flow, offset: number, keep?: Inspection): void {
-    if (flow.tfo !== undefined && !flow.tfo.confirmed) return;
+  private releaseTo(flow: Flow, offset: number, keep?: Inspection): boolean {
+    if (flow.tfo !== undefined && !flow.tfo.confirmed) return true;
     const stream = flow.stream;
-    if (stream === undefined) return;
+    if (stream === undefined) return true;
     const from = stream.retainedFrom;
     const to = Math.min(offset, stream.offset);
-    if (keep !== undefined && to > from) {
-      const cap = Math.max(this.options.limits.maxHelloBytes, this.options.limits.maxRequestHeadBytes);
-      const start = Math.max(from, to - cap);
-      const n = to - start;
-      const r = (keep.released ??= { bytes: EMPTY_BYTES, from: 0, len: 0 });
-      if (r.bytes.length < n) r.bytes = new Uint8Array(Math.max(n, 2048));
-      r.bytes.set(stream.view(start).subarray(0, n));
-      r.from = start;
-      r.len = n;
-    }
+    const kept = keep === undefined || to <= from || this.keepReleased(stream, keep, from, to);
     stream.release(offset);
+    return kept;
+  }
+
+  /** releaseTo's copy of stream bytes [from, to) into `keep.released`; false when a hello among them could not be kept. */
+  private keepReleased(stream: StreamReassembler, keep: Inspection, from: number, to: number): boolean {
+    const l = this.options.limits;
+    const cap = Math.max(l.maxHelloBytes, l.maxRequestHeadBytes);
+    const helloCap = Math.max(cap, l.maxHeldBytesPerFlow);
+    const r = (keep.released ??= { bytes: EMPTY_BYTES, from: 0, len: 0 });
+    const handshaking = keep.analyzer.handshaking?.() === true;
+    if (r.len > 0 && handshaking) {
+      const n = to - r.from;
+      const hello = keep.units.some((u) => u.state === 'allowed' && !u.opaque && u.info.app === 'tls');
+      const bound = hello ? 2 * helloCap : cap;
+      if (r.from + r.len !== from || n > bound) return !hello;
+      if (r.bytes.length < n) {
+        const grown = new Uint8Array(Math.min(bound, Math.max(n, 2 * r.bytes.length)));
+        grown.set(r.bytes.subarray(0, r.len));
+        r.bytes = grown;
+      }
+      r.bytes.set(stream.view(from).subarray(0, to - from), r.len);
+      r.len = n;
+      return true;
+    }
+    const start = Math.max(from, to - (handshaking ? helloCap : cap));
+    const n = to - start;
+    if (r.bytes.length < n) r.bytes = new Uint8Array(Math.max(n, 2048));
+    r.bytes.set(stream.view(start).subarray(0, n));
+    r.from = start;
+    r.len = n;
+    return true;
   }
 
   /** Stream offset of the first byte of `data` (at `start`) that differs from the copy kept by releaseTo, or -1. */
@@ -697,6 +734,7 @@ export class Engine {
       case 'ok':
         break;
     }
+    if (len > 0 && this.answersHello(flow, inspection, tcp)) inspection.analyzer.serverAnswered?.();
     if (res.added > 0) {
       // The stream keeps what the analyzer has not consumed: it reads a partial hello there, uncopied.
       for (const ev of inspection.analyzer.feed(stream.view(before), before, stream.view())) this.addUnit(flow, inspection, ev);
@@ -711,8 +749,10 @@ export class Engine {
     const cleared = this.clearedUntil(flow, inspection);
     if (endOffset <= cleared && flow.heldCount === 0 && res.buffered === 0) {
       this.verdict(pkt, NF_ACCEPT);
-      // A request body streams through: keep only what the analyzer still needs.
-      this.releaseTo(flow, Math.min(cleared, inspection.analyzer.consumed()));
+      // A request body streams through: keep only what the analyzer still needs. Records skipped
+      // after a ClientHello are kept (appended to the hello's copy) until inspection ends.
+      this.releaseTo(flow, Math.min(cleared, inspection.analyzer.consumed()),
+        inspection.analyzer.handshaking?.() === true ? inspection : undefined);
     } else if (!this.hold(flow, pkt, tcp, now, endOffset, dataSeq)) {
       return;
     }
@@ -746,7 +786,7 @@ export class Engine {
   private newInspection(flow: Flow): Inspection {
     return {
       analyzer: this.makeAnalyzer(flow), units: NO_UNITS, timer: undefined, decidingSince: 0, bits: 0,
-      released: undefined, busyPrev: undefined, busyNext: undefined,
+      released: undefined, answerAbove: NO_HELLO, busyPrev: undefined, busyNext: undefined,
     };
   }
 
@@ -790,6 +830,16 @@ export class Engine {
       return;
     }
     if (ev.kind === 'unit') {
+      // A hello that leaves the flow inspected: only a client segment acknowledging past where the
+      // server stands now shows the server answered it (answersHello).
+      if (ev.info.app === 'tls' && !ev.opaque) {
+        let at = serverPosition(flow);
+        // Behind a prefix the server answers first (PostgreSQL's SSLRequest, answered with one
+        // byte): past that answer too, which may not have reached flowgate before the hello.
+        const isn = flow.s2c.isn;
+        if (ev.start > 0 && isn !== undefined && at !== undefined && seqDiff(seqAdd(isn, 2), at) > 0) at = seqAdd(isn, 2);
+        insp.answerAbove = at ?? ANSWER_UNKNOWN;
+      }
       pushUnit(insp, { start: ev.start, info: ev.info, opaque: ev.opaque, state: 'waiting' });
       return;
     }
@@ -1013,10 +1063,28 @@ export class Engine {
     if (at < 0 || stream === undefined || stream.offset !== at || stream.outOfOrderBytes > 0) return;
     // As clientPacket runs discardReason for it once a decision was counted: the server no longer observed.
     const checks = this.bindingChecks(flow);
-    if (checks === undefined) return;
+    // The record ends inspection only in a packet that shows the server answered (answersHello).
+    if (checks === undefined || insp.answerAbove < 0) return;
+    checks.ackAbove = insp.answerAbove;
     insp.bits |= INSP_ARMED;
     const m = this.options.marks;
     sink.expectAfterHello(flow.key, flow.isClientSide(true), stream.seqAt(at), m.allow, m.mask, checks);
+  }
+
+  /**
+   * Whether `tcp`, a client segment the server keeps, shows the server answered the flow's last
+   * ClientHello: it acknowledges past the server's position when the hello was read. With no
+   * position known then (a hello in a SYN: Fast Open), the SYN-ACK's counts once seen; with none
+   * at all (no ACK ever seen, the server's ISN unknown) there is nothing to wait for.
+   */
+  private answersHello(flow: Flow, insp: Inspection, tcp: TcpPacket): boolean {
+    let ref = insp.answerAbove;
+    if (ref === NO_HELLO) return false;
+    if (ref === ANSWER_UNKNOWN) {
+      if (flow.s2c.isn === undefined) return true;
+      ref = insp.answerAbove = seqAdd(flow.s2c.isn, 1);
+    }
+    return (tcp.flags & ACK) !== 0 && seqDiff(tcp.ack, ref) > 0;
   }
 
   /** Stream offset up to which every byte is covered by an allow. */
@@ -1040,7 +1108,9 @@ export class Engine {
         // The first release of a flow inspected request by request marks it so replies bypass the
         // queue (not while data from a SYN is unconfirmed: the SYN-ACK must reach us).
         this.unhold(flow, h, now);
-        if (flow.tfo !== undefined && !flow.tfo.confirmed) this.send(h.id, NF_ACCEPT);
+        // Nor before the first unit the policy sees (a STARTTLS prefix): the server's answer to it
+        // is the position a hello behind it must be answered past (answersHello).
+        if ((flow.tfo !== undefined && !flow.tfo.confirmed) || flow.app === undefined) this.send(h.id, NF_ACCEPT);
         else this.repeat(h.id, h.mark, m.inspect);
       }
     }
@@ -1049,10 +1119,15 @@ export class Engine {
       this.sink.released?.();
     }
     // Units before the frontier are done; forget their bytes.
-    this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
+    const kept = this.releaseTo(flow, Math.min(cleared, insp.analyzer.consumed()), insp);
     if (insp.units.some((u) => u.state === 'allowed')) {
       const left = insp.units.filter((u) => u.state !== 'allowed');
       insp.units = left.length > 0 ? left : NO_UNITS;
+    }
+    if (!kept) {
+      // A second hello too far from the first to keep both: a later copy of it could not be compared (G3).
+      this.stats.count('limit_kept_hello');
+      this.force(flow, { verdict: this.options.onLimit, reason: 'limit' }, { app: 'tls' });
     }
   }
 

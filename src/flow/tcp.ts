@@ -49,6 +49,22 @@ export function trackClient(flow: Flow, tcp: TcpPacket): void {
   if (c.sndNxt === undefined || seqDiff(end, c.sndNxt) > 0) c.sndNxt = end;
 }
 
+/**
+ * The furthest point of the server's stream flowgate knows the client may acknowledge now: the
+ * SYN-ACK's, the server data it saw (the server's packets reach it until a first decision) and
+ * the client's highest ACK; undefined when it knows none. A later client segment the server keeps
+ * that acknowledges past it shows the server sent more: conntrack's INVALID drop ahead of the
+ * queue refuses an ACK of data the server never sent.
+ */
+export function serverPosition(flow: Flow): number | undefined {
+  const s = flow.s2c;
+  const c = flow.c2s;
+  let p = s.isn !== undefined ? seqAdd(s.isn, 1) : undefined;
+  if (s.sndNxt !== undefined && (p === undefined || seqDiff(s.sndNxt, p) > 0)) p = s.sndNxt;
+  if (c.lastAck !== undefined && (p === undefined || seqDiff(c.lastAck, p) > 0)) p = c.lastAck;
+  return p;
+}
+
 /** Marks a direction's FIN and the connection as closing on FIN or RST. */
 export function noteClose(flow: Flow, tcp: TcpPacket): void {
   if (tcp.flags & (FIN | RST)) {
@@ -101,6 +117,12 @@ export interface NextSegmentChecks {
   ackMin: number | undefined;
   /** Longest payload the engine's limits leave room for (beyond them it applies on_limit). */
   maxPayload: number;
+  /**
+   * When set, the segment must carry an ACK past it: after a ClientHello, the server's position
+   * when the hello was read (serverPosition), so that only a segment acknowledging the server's
+   * answer ends the hello's inspection.
+   */
+  ackAbove?: number;
 }
 
 /** NextSegmentChecks for `flow` under `checks` (its serverObserved must be false), and the engine's `maxPayload`. */

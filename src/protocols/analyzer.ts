@@ -77,4 +77,16 @@ export interface StreamAnalyzer {
    * none of it; -1 otherwise. The engine then lets the kernel queue's binding read that record.
    */
   recordBoundary?(): number;
+  /**
+   * The server has answered the client: a client packet acknowledged server data beyond the
+   * SYN-ACK. Until then, after a ClientHello, nothing but a ChangeCipherSpec (or early data) may
+   * end its inspection or follow it (see the TLS analyzer).
+   */
+  serverAnswered?(): void;
+  /**
+   * Between a first ClientHello and the end of its inspection: bytes read and released meanwhile
+   * must be kept, so that a different copy of them is a conflict (a skipped record the server
+   * discarded must not shift where flowgate reads the next one).
+   */
+  handshaking?(): boolean;
 }

@@ -5,6 +5,7 @@
  */
 import { ClientHelloReader } from './tls/clienthello.js';
 import { HttpRequestReader, looksLikeHttp } from './http/request.js';
+import { SNIFF_MAX_LINE_BYTES } from './http/sniff.js';
 import type { ClientHello } from './tls/types.js';
 import type { HttpRequest } from './http/types.js';
 import {
@@ -15,11 +16,13 @@ import {
 const TLS_HANDSHAKE = 0x16;
 /** TLS record content type of ChangeCipherSpec. */
 const TLS_CHANGE_CIPHER_SPEC = 0x14;
+/** TLS record content type of application data. */
+const TLS_APPLICATION_DATA = 0x17;
 /** PostgreSQL SSLRequest and GSSENCRequest: length 8, code 80877103 / 80877104. */
 const PG_SSL_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f);
 const PG_GSSENC_REQUEST = Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30);
-/** Bytes of an unrecognised start gathered before calling the stream `unknown`. */
-const SNIFF_BYTES = 16;
+/** The HTTP/2 connection preface: after an h2c Upgrade the server took, the client's first bytes. */
+const H2_PREFACE = new TextEncoder().encode('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 /** The sniff buffer of every analyzer that has gathered nothing (never written to). */
 const EMPTY = new Uint8Array(0);
 
@@ -98,7 +101,8 @@ const MODES: readonly Mode[] = ['detect', 'tls', 'afterHello', 'http', 'done'];
 
 /** Layout of FlowAnalyzer.packed: the fields below in one integer, hellos from HELLOS_SHIFT up. */
 const TUNNELLED = 1, FILL_SHIFT = 1, FILL_MASK = 7 << FILL_SHIFT, MODE_SHIFT = 4, MODE_MASK = 7 << MODE_SHIFT;
-const LAST_CONNECT = 1 << 7, HELLOS_SHIFT = 8;
+const LAST_CONNECT = 1 << 7, ANSWERED = 1 << 8, STAYS = 1 << 9, UPGRADED = 1 << 10, H2C = 1 << 11,
+  LAST_H2C = 1 << 12, HELLOS_SHIFT = 13;
 
 class FlowAnalyzer implements StreamAnalyzer {
   /**
@@ -121,7 +125,11 @@ class FlowAnalyzer implements StreamAnalyzer {
    * inspection: each field is 8 bytes); layout in TUNNELLED .. HELLOS_SHIFT.
    */
   private packed = 0;
-  /** After the first hello: record bytes left to skip. */
+  /**
+   * After the first hello: record bytes left to skip. In `http` mode: the stream offset where the
+   * request reader started (0, or where the stream went on after an Upgrade), which its offsets
+   * count from. One field for both, as for `scratch`.
+   */
   private skip = 0;
 
   private get mode(): Mode {
@@ -169,6 +177,19 @@ class FlowAnalyzer implements StreamAnalyzer {
     this.packed = v ? this.packed | LAST_CONNECT : this.packed & ~LAST_CONNECT;
   }
 
+  /** See serverAnswered. */
+  private get answered(): boolean {
+    return (this.packed & ANSWERED) !== 0;
+  }
+
+  /**
+   * Application data records after the hello never end inspection: the first hello offered early
+   * data (0-RTT), or a second hello was read (after a HelloRetryRequest). See feedAfterHello.
+   */
+  private get stays(): boolean {
+    return (this.packed & STAYS) !== 0;
+  }
+
   /** ClientHellos read so far. */
   private get hellos(): number {
     return this.packed >>> HELLOS_SHIFT;
@@ -189,8 +210,17 @@ class FlowAnalyzer implements StreamAnalyzer {
   }
 
   recordBoundary(): number {
-    return this.mode === 'afterHello' && this.headerFill === 0 && this.skip === 0 && this.end === this.unitStart
+    return this.mode === 'afterHello' && !this.stays && this.headerFill === 0 && this.skip === 0 && this.end === this.unitStart
       ? this.unitStart : -1;
+  }
+
+  serverAnswered(): void {
+    this.packed |= ANSWERED;
+  }
+
+  handshaking(): boolean {
+    const mode = this.mode;
+    return mode === 'afterHello' || (mode === 'tls' && this.hellos > 0 && !this.tunnelled);
   }
 
   feed(bytes: Uint8Array, offset: number, retained?: Uint8Array): AnalyzerEvent[] {
@@ -199,7 +229,8 @@ class FlowAnalyzer implements StreamAnalyzer {
     if (this.mode === 'detect') {
       const all = this.scratch.length > 0 ? concat(this.scratch, bytes) : bytes;
       const start = offset - this.scratch.length;
-      if (startsWith(all, PG_SSL_REQUEST) || startsWith(all, PG_GSSENC_REQUEST)) {
+      const upgraded = (this.packed & UPGRADED) !== 0;
+      if (!upgraded && (startsWith(all, PG_SSL_REQUEST) || startsWith(all, PG_GSSENC_REQUEST))) {
         // PostgreSQL asks for TLS in plain text first; the ClientHello follows the server's answer.
         // Let the request through and keep looking.
         out.push({ kind: 'pass', start });
@@ -209,22 +240,45 @@ class FlowAnalyzer implements StreamAnalyzer {
         if (rest.length > 0) out.push(...this.feed(rest, this.unitStart, retained));
         return out;
       }
-      if (all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
+      if (!upgraded && all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
         this.scratch = Uint8Array.from(all);
         return out;
       }
-      const kind = all[0] === TLS_HANDSHAKE ? 'tls' : looksLikeHttp(all);
-      if (kind === 'maybe' && all.length < SNIFF_BYTES) {
+      if (upgraded && (this.packed & H2C) !== 0 && H2_PREFACE.subarray(0, all.length).every((b, i) => b === all[i])) {
+        if (all.length < H2_PREFACE.length) {
+          this.scratch = Uint8Array.from(all);
+          return out;
+        }
+        // The h2c upgrade took: HTTP/2 from here on, which flowgate does not read.
+        this.scratch = EMPTY;
+        this.mode = 'done';
+        out.push({ kind: 'end', start });
+        return out;
+      }
+      const kind = all[0] === TLS_HANDSHAKE && !upgraded ? 'tls' : looksLikeHttp(all);
+      // A start that may still become a request line waits for it (a server reads an extension
+      // method or a long target split over segments as one request): the flow is not `unknown`
+      // before its first line says so. Past SNIFF_MAX_LINE_BYTES it is read as HTTP, under the
+      // request reader's limits.
+      if (kind === 'maybe' && all.length < SNIFF_MAX_LINE_BYTES) {
         this.scratch = Uint8Array.from(all);
         return out;
       }
       this.scratch = EMPTY;
+      this.packed &= ~(UPGRADED | H2C);
       if (kind === 'tls') {
         this.mode = 'tls';
         this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
-      } else if (kind === 'yes') {
+      } else if (kind !== 'no') {
         this.mode = 'http';
         this.reader = new HttpRequestReader({ maxHeadBytes: this.limits.maxRequestHeadBytes });
+        this.skip = start;
+      } else if (upgraded) {
+        // Bytes no server reads as a request (a WebSocket frame, another protocol's): the upgrade
+        // took, and its request's decision covers them.
+        this.mode = 'done';
+        out.push({ kind: 'end', start });
+        return out;
       } else {
         this.mode = 'done';
         out.push({ kind: 'unit', start, info: { app: 'unknown' }, opaque: true });
@@ -237,7 +291,7 @@ class FlowAnalyzer implements StreamAnalyzer {
     if (this.mode === 'afterHello') {
       this.feedAfterHello(bytes, out);
     } else if (this.mode === 'tls' && this.hellos > 0 && !this.tunnelled) {
-      this.feedSecondHello(bytes, out);
+      this.feedSecondHello(bytes, offset, out);
     } else if (this.mode === 'tls') this.feedTls(bytes, offset, out, retained);
     else if (this.mode === 'http') this.feedHttp(bytes, offset, out, retained);
     return out;
@@ -266,11 +320,8 @@ class FlowAnalyzer implements StreamAnalyzer {
           // A HelloRetryRequest makes the client send a second ClientHello, which must be read
           // too: the flow stays under inspection until the client's next record shows which.
           out.push({ kind: 'unit', start, info, opaque: false });
-          this.mode = 'afterHello';
-          // The reader's offsets count from where it started reading (the unit start).
-          this.unitStart = start + res.consumed;
-          const rest = bytes.subarray(Math.max(0, this.unitStart - offset));
-          if (rest.length > 0) this.feedAfterHello(rest, out);
+          if (res.hello.earlyData) this.packed |= STAYS;
+          this.afterHelloRecord(start + res.consumed, bytes, offset, out);
         }
         return;
       }
@@ -287,8 +338,17 @@ class FlowAnalyzer implements StreamAnalyzer {
 
   /**
    * The client's records after its first hello. A ChangeCipherSpec (sent for middlebox
-   * compatibility) is skipped; then another ClientHello (after a HelloRetryRequest) is read and
-   * decided, and anything else (Finished, application data, TLS 1.2 key exchange) ends inspection.
+   * compatibility) is skipped, and so is application data after a hello that offered early data
+   * (0-RTT). Until the server has answered the hello (serverAnswered) nothing else may come: a
+   * client sends its next flight, or a second hello after a HelloRetryRequest, only once it has
+   * the server's, so anything else is a copy the server may have discarded (an old timestamp
+   * behind an ACK flowgate never saw, EVASION.md 6) and gets `ambiguous`. Once the server has
+   * answered, another ClientHello is read and decided, and anything else (Finished, application
+   * data, TLS 1.2 key exchange) ends inspection, but for `stays`: after an early-data hello,
+   * records written before a HelloRetryRequest arrived may still come ahead of the second hello,
+   * and after a second hello flowgate cannot tell the server's answer to it from its answer to
+   * the first (its packets bypass the queue), so application data is skipped for good there and
+   * the hellos stay compared with any later copy of their bytes (the engine keeps them).
    */
   private feedAfterHello(bytes: Uint8Array, out: AnalyzerEvent[]): void {
     let i = 0;
@@ -303,14 +363,23 @@ class FlowAnalyzer implements StreamAnalyzer {
       // `scratch` was let go of (EMPTY) when detection ended: the first header byte gets it its 5 bytes.
       const header = this.scratch.length === 5 ? this.scratch : (this.scratch = new Uint8Array(5));
       header[this.headerFill++] = bytes[i++]!;
-      if (this.headerFill === 1 && header[0] !== TLS_CHANGE_CIPHER_SPEC && header[0] !== TLS_HANDSHAKE) {
-        this.mode = 'done';
-        out.push({ kind: 'end', start: this.unitStart });
-        return;
+      if (this.headerFill === 1) {
+        const type = header[0]!;
+        const skipped = type === TLS_CHANGE_CIPHER_SPEC || (type === TLS_APPLICATION_DATA && this.stays);
+        if (!skipped && !this.answered) {
+          this.mode = 'done';
+          out.push({ kind: 'ambiguous', start: this.unitStart, reason: 'before-server-answer', info: { app: 'tls' } });
+          return;
+        }
+        if (!skipped && type !== TLS_HANDSHAKE) {
+          this.mode = 'done';
+          out.push({ kind: 'end', start: this.unitStart });
+          return;
+        }
       }
       if (this.headerFill < 5) continue;
       this.headerFill = 0;
-      if (header[0] === TLS_CHANGE_CIPHER_SPEC) {
+      if (header[0] !== TLS_HANDSHAKE) {
         this.unitStart += 5;
         this.skip = (header[3]! << 8) | header[4]!;
         continue;
@@ -320,63 +389,111 @@ class FlowAnalyzer implements StreamAnalyzer {
       this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
       this.tls.feed(header.subarray(0, 5));
     }
-    if (this.mode === 'tls' && i < bytes.length) this.feedSecondHello(bytes.subarray(i), out);
+    // The chunk goes on right after the handshake record's 5-byte header, which began at unitStart.
+    if (this.mode === 'tls' && i < bytes.length) this.feedSecondHello(bytes.subarray(i), this.unitStart + 5, out);
   }
 
-  /** The rest of a second ClientHello; its decision is the flow's last. */
-  private feedSecondHello(bytes: Uint8Array, out: AnalyzerEvent[]): void {
+  /**
+   * The rest of a second ClientHello (after a HelloRetryRequest). It is decided, and the flow
+   * stays under inspection (`stays`) with the records after it read as after the first.
+   */
+  private feedSecondHello(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
+    const start = this.unitStart;
     const res = this.tls.feed(bytes);
     if (res.kind === 'needMore') return;
-    this.mode = 'done';
-    if (res.kind === 'done') {
-      const info = tlsInfo(res.hello);
-      out.push(res.hello.sniError === undefined && res.hello.sniAmbiguous === undefined
-        ? { kind: 'unit', start: this.unitStart, info, opaque: true }
-        : { kind: 'ambiguous', start: this.unitStart, reason: res.hello.sniError ? 'bad-sni' : 'sni-ambiguous', info });
-    } else out.push({ kind: 'end', start: this.unitStart });
+    if (res.kind !== 'done') {
+      this.mode = 'done';
+      out.push({ kind: 'end', start });
+      return;
+    }
+    this.hellos++;
+    const info = tlsInfo(res.hello);
+    if (res.hello.sniError !== undefined || res.hello.sniAmbiguous !== undefined) {
+      this.mode = 'done';
+      out.push({ kind: 'ambiguous', start, reason: res.hello.sniError ? 'bad-sni' : 'sni-ambiguous', info });
+      return;
+    }
+    out.push({ kind: 'unit', start, info, opaque: false });
+    this.packed |= STAYS;
+    this.afterHelloRecord(start + res.consumed, bytes, offset, out);
+  }
+
+  /**
+   * After a hello read from `bytes` (at stream offset `offset`): the records after it are read
+   * from `recordEnd` (the end of the record holding the hello's last byte; the reader's offsets
+   * count from the unit start), skipping what of that record the chunk does not hold yet.
+   */
+  private afterHelloRecord(recordEnd: number, bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
+    this.mode = 'afterHello';
+    const chunkEnd = offset + bytes.length;
+    if (recordEnd > chunkEnd) {
+      this.unitStart = chunkEnd;
+      this.skip = recordEnd - chunkEnd;
+      return;
+    }
+    this.unitStart = recordEnd;
+    const rest = bytes.subarray(Math.max(0, recordEnd - offset));
+    if (rest.length > 0) this.feedAfterHello(rest, out);
   }
 
   private feedHttp(bytes: Uint8Array, offset: number, out: AnalyzerEvent[], retained?: Uint8Array): void {
+    const base = this.skip;
     for (const ev of this.http.feed(bytes)) {
       switch (ev.kind) {
         case 'request':
           this.lastConnect = ev.request.method === 'CONNECT';
-          out.push({ kind: 'unit', start: ev.headStart, info: httpInfo(ev.request), opaque: false });
+          this.packed = /\bh2c\b/i.test(ev.request.upgrade ?? '') ? this.packed | LAST_H2C : this.packed & ~LAST_H2C;
+          out.push({ kind: 'unit', start: base + ev.headStart, info: httpInfo(ev.request), opaque: false });
           this.unitStart = Infinity;
           break;
         case 'bodyEnd':
-          this.unitStart = ev.end;
+          this.unitStart = base + ev.end;
           break;
         case 'ambiguous': {
           const info: UnitInfo = ev.request ? httpInfo(ev.request) : { app: 'http' };
-          out.push({ kind: 'ambiguous', start: ev.headStart ?? ev.offset, reason: ev.reason, info });
+          out.push({ kind: 'ambiguous', start: base + (ev.headStart ?? ev.offset), reason: ev.reason, info });
           if (ev.stop) this.mode = 'done';
           else this.unitStart = Infinity;
           break;
         }
         case 'invalid':
           this.mode = 'done';
-          out.push({ kind: 'invalid', start: Number.isFinite(this.unitStart) ? this.unitStart : ev.offset,
+          out.push({ kind: 'invalid', start: Number.isFinite(this.unitStart) ? this.unitStart : base + ev.offset,
             reason: `http:${slug(ev.reason)}`, info: { app: 'http' } });
           return;
         case 'tunnel':
-          if (this.tunnelled || !this.lastConnect) {
-            // An Upgrade (WebSocket): the request was decided; what follows is not inspected.
+          if (this.tunnelled) {
             this.mode = 'done';
+            return;
+          }
+          if (!this.lastConnect) {
+            // An Upgrade (WebSocket, h2c): the reader cannot see whether the server agreed (101).
+            // If it did not and kept the connection, the client's next request goes to it like
+            // any other: what the client sends next is sniffed as a stream's first bytes are. A
+            // request is read and decided; the HTTP/2 preface after an h2c upgrade, or bytes no
+            // server reads as a request, end inspection (the preface after another upgrade is h2c
+            // with prior knowledge, as at a stream's start).
+            this.packed |= UPGRADED | ((this.packed & LAST_H2C) !== 0 ? H2C : 0);
+            this.mode = 'detect';
+            this.unitStart = base + ev.offset;
+            this.skip = 0;
+            const rest = bytes.subarray(Math.max(0, base + ev.offset - offset));
+            if (rest.length > 0) out.push(...this.feed(rest, base + ev.offset, retained));
             return;
           }
           // Bytes after a CONNECT head are the tunnelled stream: read its ClientHello too.
           this.tunnelled = true;
           this.mode = 'tls';
-          this.unitStart = ev.offset;
+          this.unitStart = base + ev.offset;
+          this.skip = 0;
           this.reader = new ClientHelloReader({ maxHelloBytes: this.limits.maxHelloBytes });
           {
-            const rest = bytes.subarray(Math.max(0, ev.offset - offset));
+            const rest = bytes.subarray(Math.max(0, base + ev.offset - offset));
             if (rest.length > 0) {
               if (rest[0] !== TLS_HANDSHAKE) {
                 this.mode = 'done';
-                out.push({ kind: 'unit', start: ev.offset, info: { app: 'unknown' }, opaque: true });
-              } else this.feedTls(rest, ev.offset, out, retained);
+                out.push({ kind: 'unit', start: base + ev.offset, info: { app: 'unknown' }, opaque: true });
+              } else this.feedTls(rest, base + ev.offset, out, retained);
             }
           }
           return;

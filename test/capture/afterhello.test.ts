@@ -19,13 +19,17 @@ import { ACK, PSH } from '../../src/packet/types.js';
 
 const { endsAfterHello, readTcp, passesFakeChecks } = bindingReaders();
 
-/** Whether the analyzer ends inspection on `next`, fed after a complete first ClientHello. */
-function analyzerEnds(next: Uint8Array): boolean {
+/**
+ * Whether the analyzer ends inspection on `next`, fed after a complete first ClientHello, the
+ * server having answered it (the binding checks that of the packet: ackAbove).
+ */
+function analyzerEnds(next: Uint8Array, answered = true): boolean {
   const a = createAnalyzer();
   const hello = clientHello({ sni: 'allowed.test' });
   const first = a.feed(hello, 0);
   if (!first.some((e) => e.kind === 'unit')) throw new Error('the hello was not read');
   if (a.recordBoundary?.() !== hello.length) throw new Error('the analyzer does not wait at the record boundary');
+  if (answered) a.serverAnswered?.();
   return a.feed(next, hello.length).some((e) => e.kind === 'end');
 }
 
@@ -52,6 +56,7 @@ t.test('the records that end inspection, as the engine reads them', async (t) =>
     const b = Uint8Array.from(bytes);
     t.equal(endsAfterHello(b), ends, `binding: ${what}`);
     if (ends) t.ok(analyzerEnds(b), `engine agrees: ${what}`);
+    t.notOk(analyzerEnds(b, false), `before the server's answer the engine ends nothing: ${what}`);
   }
 });
 
@@ -152,28 +157,32 @@ t.test("the binding refuses every fake the engine drops, with the checks the eng
   feed(c.send(clientHello({ sni: 'allowed.test' }), { extra: { options: { tsVal: 1000 } } }));
   const flow = [...engine.table.all()][0]!;
   if (checks === undefined) throw new Error('not armed');
-  t.match(checks, { verifyChecksum: true, minTtl: 64, tsMin: 1000 });
+  t.match(checks, { verifyChecksum: true, minTtl: 64, tsMin: 1000, ackAbove: c.sseq });
   const packed = Uint32Array.from(packChecks(checks));
+  const synAckNext = c.sseq;
+  c.serverFlight();
   const record = Uint8Array.of(0x17, 3, 3, 0, 3, 9, 9, 9);
   let seed = 0x9e3779b9;
   const rand = (n: number) => {
     seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
     return (seed >>> 0) % n;
   };
-  const refused = { checksum: 0, ttl: 0, ack: 0, paws: 0 };
+  const refused = { checksum: 0, ttl: 0, ack: 0, paws: 0, unanswered: 0 };
   let passed = 0;
   for (let i = 0; i < 2000; i++) {
-    const bad = { checksum: rand(4) === 0, ttl: rand(4) === 0, ack: rand(4) === 0, paws: rand(4) === 0 };
+    const bad = { checksum: rand(4) === 0, ttl: rand(4) === 0, ack: rand(4) === 0, paws: rand(4) === 0, unanswered: rand(4) === 0 };
     const extra = {
       badChecksum: bad.checksum,
       ttl: bad.ttl ? 1 + rand(63) : 64 + rand(192),
-      ack: bad.ack ? (c.sseq - 1 - rand(100000)) >>> 0 : c.sseq,
+      // An old ACK; the SYN-ACK's, acknowledging no answer; or one of the server's flight.
+      ack: bad.ack ? (synAckNext - 1 - rand(100000)) >>> 0 : bad.unanswered ? synAckNext : (synAckNext + 1 + rand(1200)) >>> 0,
       options: { tsVal: bad.paws ? 1000 - 1 - rand(1000) : 1000 + rand(100000), md5: rand(20) === 0 },
     };
     const pkt = c.send(record, { advance: false, extra });
     const d = decodeIp(pkt);
     if (d.kind !== 'tcp') throw new Error('not tcp');
-    const engineKeeps = discardReason(flow, d.packet, { verifyChecksum: true, strict: true, serverObserved: false }) === undefined;
+    const engineKeeps = discardReason(flow, d.packet, { verifyChecksum: true, strict: true, serverObserved: false }) === undefined
+      && ((d.packet.ack - synAckNext) | 0) > 0; // the server answered the hello (the engine's answersHello)
     const bindingPasses = passesFakeChecks(pkt, 0, packed);
     if (bindingPasses && !engineKeeps) t.fail(`packet ${i}: the binding passes what the engine drops (${JSON.stringify(extra)})`);
     if (bindingPasses) passed++;

@@ -120,6 +120,8 @@ t.test('hellos the binding leaves to the engine', async (t) => {
     ['odd supported_groups', helloWith([sniExt('a.test'), [10, [0, 3, 0, 0x1d, 0]]])],
     ['malformed key_share', helloWith([sniExt('a.test'), [51, [0, 6, 0, 0x1d, 0, 9, 1, 1]]])],
     ['a body beyond maxHelloBytes', hello, 100],
+    // 0-RTT: the records after it are the analyzer's to read (src/protocols/dispatch.ts).
+    ['early_data offered', clientHello({ sni: 'allowed.test', earlyData: true })],
   ];
   for (const [what, b, max] of cases) {
     t.equal(simpleHelloName(b, max ?? MAX), null, `binding: ${what}`);

@@ -420,6 +420,14 @@ t.test('the real kernel queue', async (t) => {
     await send({ ...c, payload: record });
     await send({ ...conn, src: '::1', dst: '::1', sport: 45713, seq: 1, flags: SYN, ack: 0, hopByHop: 1 });
     await send({ ...c, seq: 8000 + record.length, payload: request });
+    // D and E: armed to end inspection only on an ACK past the SYN-ACK's (the server answered the
+    // hello): D's record acknowledges nothing more and is left to JS, E's acknowledges the answer.
+    const d = { ...conn, sport: 45714, seq: 8500 };
+    await child.call('expectAfterHello', { hex: hex({ ...d, payload: record }), allowMark: MARK, mask: MARK, ackAbove: 1000 });
+    await send({ ...d, payload: record });
+    const e = { ...conn, sport: 45715, seq: 8600, ack: 2200 };
+    await child.call('expectAfterHello', { hex: hex({ ...e, payload: record }), allowMark: MARK, mask: MARK, ackAbove: 1000 });
+    await send({ ...e, payload: record });
     await new Promise((r) => setTimeout(r, 100));
     const recs = (await take()).filter((r) => r.dport === P.raw || r.proto === 0);
     const ofA = recs.filter((r) => r.sport === a.sport);
@@ -429,11 +437,13 @@ t.test('the real kernel queue', async (t) => {
     t.ok(recs.some((r) => r.family === 6 && r.proto === 0), 'the packet behind a hop-by-hop header was queued');
     t.same(recs.filter((r) => r.family === 4 && r.sport === c.sport).map((r) => r.afterHello), [true, false],
       'after a packet the reader could not attribute, the straggler is left to JS');
+    t.same(recs.filter((r) => r.sport === d.sport).map((r) => r.afterHello), [false], 'a record acknowledging no answer is left to JS');
+    t.same(recs.filter((r) => r.sport === e.sport).map((r) => r.afterHello), [true], 'one acknowledging the answer is allowed');
     const s = await child.call<Record<string, number>>('stats');
-    t.equal(s.afterHelloAllows - before.afterHelloAllows, 3, 'three records allowed after a hello');
+    t.equal(s.afterHelloAllows - before.afterHelloAllows, 4, 'four records allowed after a hello');
     t.equal(s.tailAllows - before.tailAllows, 2, 'two packets allowed behind one');
     t.equal(s.afterHelloOverrides - before.afterHelloOverrides, 0, 'none overridden');
-    t.equal(markCounter(P.raw), marked + 5, 'each was repeated with the allow mark and passed the mark rule');
+    t.equal(markCounter(P.raw), marked + 6, 'each was repeated with the allow mark and passed the mark rule');
     t.equal(s.kernelErrors, 0, 'no packet got a second verdict');
     t.equal(s.verdicts - before.verdicts, recs.length, 'one verdict per packet');
   });
@@ -549,6 +559,15 @@ t.test('the real kernel queue', async (t) => {
     await send({ ...a, seq: 1000, flags: SYN });
     await send({ ...server(a.sport), seq: 5000, ack: 1001, flags: SYN | ACK });
     await send({ ...a, seq: 1001, ack: 5001, flags: ACK, payload: hello });
+    // The record after A's hello acknowledges nothing past the SYN-ACK: the server has not
+    // answered, so the binding leaves it to JavaScript. A2's acknowledges the answer: allowed.
+    const flight = new Uint8Array([0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 4, 9, 9, 9, 9]);
+    await send({ ...a, seq: 1001 + hello.length, ack: 5001, flags: ACK, payload: flight });
+    const a2 = { ...client, sport: 45725 };
+    await send({ ...a2, seq: 1500, flags: SYN });
+    await send({ ...server(a2.sport), seq: 5500, ack: 1501, flags: SYN | ACK });
+    await send({ ...a2, seq: 1501, ack: 5501, flags: ACK, payload: hello });
+    await send({ ...a2, seq: 1501 + hello.length, ack: 6700, flags: ACK, payload: flight });
     // B: armed on its SYN; a packet that is no hello disarms it. The client sends its SYN again,
     // with a TTL that would die before a server, the server sends its SYN-ACK again, and a fake
     // hello with that TTL follows: the engine keeps the first SYN's TTL and would drop it, so the
@@ -573,16 +592,19 @@ t.test('the real kernel queue', async (t) => {
     const recs = (await take()).filter((r) => r.queue === 'syn');
     const of2 = (rs: Rec[], sport: number) => rs.filter((r) => r.family === 4 && (r.sport === sport || r.dport === sport));
     const of = (sport: number) => of2(recs, sport);
-    const view = (r: Rec) => `${r.logged ? 'copy' : 'queued'} ${r.tcpFlags.toString(16)}${r.synArmed ? ' armed' : ''}${r.helloAllowed ? ' allowed' : ''}`;
-    t.same(of(a.sport).map(view), ['copy 2 armed', 'copy 12', 'queued 10 allowed'], 'A: armed on its SYN, its hello let on');
+    const view = (r: Rec) => `${r.logged ? 'copy' : 'queued'} ${r.tcpFlags.toString(16)}${r.synArmed ? ' armed' : ''}${r.helloAllowed ? ' allowed' : ''}${r.afterHello ? ' ended' : ''}`;
+    t.same(of(a.sport).map(view), ['copy 2 armed', 'copy 12', 'queued 10 allowed', 'queued 10'],
+      'A: armed on its SYN, its hello let on; the record after it, acknowledging no answer, left to JavaScript');
+    t.same(of(a2.sport).map(view), ['copy 2 armed', 'copy 12', 'queued 10 allowed', 'queued 10 ended'],
+      'A2: the record after the hello, acknowledging the answer, allowed by the binding');
     t.same(of(b.sport).map(view), ['copy 2 armed', 'copy 12', 'queued 10', 'copy 2', 'copy 12', 'queued 10', 'copy 2 armed'],
       'B: armed on its first SYN only; the fake hello behind the repeated SYN left to JavaScript; a new ISN armed');
     t.ok(recs.some((r) => r.family === 6 && r.proto === 0), 'the packet behind a hop-by-hop header was queued');
     t.same(of(c.sport).map(view), ['copy 2', 'copy 12', 'queued 10'], 'C: not armed after the unreadable packet');
     const s = await child.call<Record<string, number>>('stats', { name: 'syn' });
-    t.match(s, { synArms: 3, synRepeats: 1, synArmPauses: 1, helloAllows: 1, helloOverrides: 0, kernelErrors: 0, logEnobufs: 0 });
+    t.match(s, { synArms: 4, synRepeats: 1, synArmPauses: 1, helloAllows: 2, afterHelloAllows: 1, helloOverrides: 0, kernelErrors: 0, logEnobufs: 0 });
     t.equal(s.verdicts, s.received, 'one verdict per queued packet');
-    t.equal(markCounter(P.syn), marked + 1, 'the hello the binding let on was repeated with the mark');
+    t.equal(markCounter(P.syn), marked + 3, 'the hellos and the record the binding let on were repeated with the mark');
     await child.call('close', { name: 'syn' });
 
     // A new queue, arming again. D: a SYN with data is queued, not logged, and the engine may take

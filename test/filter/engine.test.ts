@@ -37,6 +37,7 @@ t.test('handshake passes at once; an allowed ClientHello is released, the flow b
   t.equal(d.length, 1);
   t.match(d[0], { app: 'tls', sni: 'allowed.test', alpn: ['h2', 'http/1.1'], verdict: 'allow', reason: 'default',
     held_packets: 1, dport: 443 });
+  c.serverFlight();
   const [fin] = s.feeder.feed(c.send(SECOND_FLIGHT));
   t.same(s.sink.verdicts.get(fin!)?.mark, 0x100, 'not a hello: the flow is marked to bypass the queue');
   t.equal(s.decisions().length, 1, 'the end of inspection is not a decision of its own');
@@ -63,6 +64,7 @@ t.test('a packet queued again after our repeat (rules without the mark guard) is
   const [ch] = s.feeder.feed(hello);
   t.same(s.sink.verdicts.get(ch!), { verdict: NF_REPEAT, mark: 0x300, order: 3 });
   t.same(again(hello, 0x300), { verdict: NF_ACCEPT, mark: undefined, order: 4 }, 'the hello, back with the inspect mark: accepted');
+  c.serverFlight();
   const flight = c.send(SECOND_FLIGHT);
   const [f] = s.feeder.feed(flight);
   t.equal(s.sink.verdicts.get(f!)?.mark, 0x100);
@@ -242,6 +244,7 @@ t.test('a second ClientHello after HelloRetryRequest is decided too', async (t) 
   const c = new Conversation();
   s.feeder.feed(...c.handshake());
   s.feeder.feed(c.send(clientHello({ sni: 'allowed.test' })));
+  c.serverFlight(100); // the HelloRetryRequest
   const [again] = s.feeder.feed(c.send(Uint8Array.of(0x14, 3, 3, 0, 1, 1)), c.send(clientHello({ sni: 'blocked.test' })));
   t.same(s.decisions().map((d) => [d.sni, d.verdict]), [['allowed.test', 'allow'], ['blocked.test', 'block']]);
   t.ok(again !== undefined);
@@ -253,7 +256,8 @@ t.test('PostgreSQL SSLRequest passes, then the ClientHello behind it is decided'
   const c = new Conversation({ dport: 5432 });
   s.feeder.feed(...c.handshake());
   const [req] = s.feeder.feed(c.send(Uint8Array.of(0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f)));
-  t.equal(s.sink.verdicts.get(req!)?.mark, 0x300, 'the SSLRequest is released');
+  t.same(s.sink.verdicts.get(req!), { verdict: NF_ACCEPT, mark: undefined, order: 3 },
+    'the SSLRequest is released unmarked: the server\'s answer to it still comes to flowgate');
   s.feeder.feed(c.send(clientHello({ sni: 'blocked.test' })));
   t.match(s.decisions(), [{ app: 'tls', sni: 'blocked.test', verdict: 'block' }]);
 });
@@ -332,6 +336,7 @@ t.test('TCP Fast Open: allowed data accepted by the server; the flow is marked a
   c.cseq = (c.cseq + hello.length) >>> 0;
   const [ack] = s.feeder.feed(c.clientAck());
   t.equal(s.sink.verdicts.get(ack!)?.verdict, NF_ACCEPT);
+  c.serverFlight();
   const [fin] = s.feeder.feed(c.send(SECOND_FLIGHT));
   t.equal(s.sink.verdicts.get(fin!)?.mark, 0x100, 'confirmed, no second hello: now the flow bypasses');
   t.equal(s.engine.table.size, 0);
@@ -364,7 +369,9 @@ t.test('a new SYN on the same ports starts a new flow (port reuse), also after a
   t.equal(s.sink.verdicts.get(req!)?.mark, 0x200, 'the new connection is inspected from its own start');
   t.equal(s.engine.stats.events.get('port_reuse'), 1);
   const tls = new Conversation({ sport: 40002 });
-  s.feeder.feed(...tls.handshake(), tls.send(clientHello({ sni: 'allowed.test' })), tls.send(SECOND_FLIGHT));
+  s.feeder.feed(...tls.handshake(), tls.send(clientHello({ sni: 'allowed.test' })));
+  tls.serverFlight();
+  s.feeder.feed(tls.send(SECOND_FLIGHT));
   const tls2 = new Conversation({ sport: 40002, cisn: 700000 });
   s.feeder.feed(...tls2.handshake());
   const [ch] = s.feeder.feed(tls2.send(clientHello({ sni: 'blocked.test' })));
@@ -443,6 +450,7 @@ t.test('after an allowed ClientHello the sink is armed for the next record, wher
   t.match(s.sink.arms, [{ key: flow.key, clientLow: flow.isClientSide(true), seq: c.cseq, allowMark: 0x100, mask: 0x300 }],
     'armed once: the flow, its client side, the seq after the hello, the allow mark');
   t.equal(s.sink.arms.length, 1);
+  c.serverFlight();
   const [next] = s.feeder.feed(c.send(SECOND_FLIGHT));
   t.equal(s.sink.verdicts.get(next!)?.mark, 0x100, 'a packet that did not pass the binding: the engine marks the flow itself');
   t.same(s.sink.forgets, [[flow.key, true]],
@@ -459,13 +467,15 @@ t.test("the arm carries what discardReason checks of the next packet, so the bin
   const arm = s.sink.arms[0] as unknown as { checks: { verifyChecksum: boolean; minTtl: number; tsMin?: number; ackMin?: number } };
   t.match(arm.checks, { verifyChecksum: true, minTtl: flow.c2s.ttl, tsMin: flow.c2s.tsVal }, 'checksum, the handshake TTL, the last timestamp');
   t.equal(arm.checks.ackMin, (flow.c2s.lastAck! - 0) >>> 0, 'ACKs older than the last one the client sent are refused (nothing acked yet)');
+  t.equal((arm.checks as { ackAbove?: number }).ackAbove, (flow.s2c.isn! + 1) >>> 0,
+    'only a packet acknowledging server data past the SYN-ACK (the server answered the hello) ends inspection');
   const loose = armingSetup(() => 'allow', { verifyChecksums: false, strictTcp: false });
   const d = new Conversation();
   loose.feeder.feed(...d.handshake());
   loose.feeder.feed(d.send(clientHello({ sni: 'allowed.test' })));
   t.same((loose.sink.arms[0] as unknown as { checks: unknown }).checks,
-    { verifyChecksum: false, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload: 16384 },
-    'an engine that checks nothing asks nothing but the length its limits leave room for');
+    { verifyChecksum: false, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload: 16384, ackAbove: (d.sseq) >>> 0 },
+    'an engine that checks nothing asks nothing but the length its limits leave room for, and the server\'s answer');
   const small = armingSetup(() => 'allow', { limits: { maxHeldBytesPerFlow: 1000 } });
   const e = new Conversation();
   small.feeder.feed(...e.handshake());

@@ -62,10 +62,10 @@ export interface Msg {
   fieldAt: number;
 }
 
-/** A ClientHello (SNI + ALPN, one record) or an HTTP/1.1 GET head naming `name`. */
-export function message(kind: Kind, name: string, o: { pad?: number } = {}): Msg {
+/** A ClientHello (SNI + ALPN, one record; early_data if asked) or an HTTP/1.1 GET head naming `name`. */
+export function message(kind: Kind, name: string, o: { pad?: number; earlyData?: boolean } = {}): Msg {
   if (kind === 'tls') {
-    const bytes = clientHello({ sni: name, alpn: ['h2', 'http/1.1'], pad: o.pad });
+    const bytes = clientHello({ sni: name, alpn: ['h2', 'http/1.1'], pad: o.pad, earlyData: o.earlyData });
     const nameAt = indexOf(bytes, name);
     // type(2) length(2) list length(2) name type(1) name length(2), then the name.
     return { kind, name, bytes, nameAt, fieldAt: nameAt - 9 };
@@ -259,6 +259,14 @@ export class Conn {
   /** A client FIN at cseq. */
   fin(): Uint8Array {
     return this.client_(undefined, this.cseq, { flags: FIN | ACK });
+  }
+
+  /** A server data segment at sseq acknowledging everything the client sent; advances sseq. */
+  reply(payload: Uint8Array): Uint8Array {
+    const p = buildTcpPacket({ src: this.server, dst: this.client, sport: this.dport, dport: this.sport,
+      seq: this.sseq, ack: this.cseq, flags: ACK | PSH, window: 502, payload, options: this.tsOpts(false) });
+    this.sseq = (this.sseq + payload.length) >>> 0;
+    return p;
   }
 
   /** A pure ACK from the server acknowledging everything the client sent. */

@@ -100,6 +100,14 @@ export class Conversation {
     return pkt;
   }
 
+  /**
+   * The server's answer to what the client sent, not fed to the engine (once a hello is allowed
+   * the server's packets bypass the queue): the client's next packets acknowledge it.
+   */
+  serverFlight(bytes = 1200): void {
+    this.sseq = (this.sseq + bytes) >>> 0;
+  }
+
   /** A pure ACK from the server (acknowledging everything the client sent). */
   serverAck(): Uint8Array {
     return this.s(ACK, undefined, this.sseq);
@@ -149,8 +157,8 @@ export class Feeder {
   }
 }
 
-/** A minimal but valid TLS 1.3-style ClientHello record carrying `sni` and `alpn`. */
-export function clientHello(o: { sni?: string; alpn?: string[]; pad?: number; recordSize?: number } = {}): Uint8Array {
+/** A minimal but valid TLS 1.3-style ClientHello record carrying `sni` and `alpn` (and early_data, offering 0-RTT). */
+export function clientHello(o: { sni?: string; alpn?: string[]; pad?: number; recordSize?: number; earlyData?: boolean } = {}): Uint8Array {
   const exts: number[][] = [];
   const u16 = (n: number) => [(n >> 8) & 0xff, n & 0xff];
   const ext = (type: number, body: number[]) => exts.push([...u16(type), ...u16(body.length), ...body]);
@@ -166,6 +174,7 @@ export function clientHello(o: { sni?: string; alpn?: string[]; pad?: number; re
     ext(16, [...u16(list.length), ...list]);
   }
   ext(51, [...u16(36), 0x00, 0x1d, ...u16(32), ...new Array(32).fill(7)]);
+  if (o.earlyData) ext(42, []);
   if (o.pad) ext(21, new Array(o.pad).fill(0));
   const extBytes = exts.flat();
   const body = [0x03, 0x03, ...new Array(32).fill(1), 32, ...new Array(32).fill(2), ...u16(4), 0x13, 0x01, 0x13, 0x02,

@@ -10,18 +10,24 @@ const KNOWN_METHODS = [
   'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'REPORT', 'SEARCH',
 ].map((m) => Buffer.from(`${m} `, 'latin1'));
 
-/** Longest first line the sniff waits for when the method is not a known one, in bytes. */
+/**
+ * How many bytes a stream analyzer gathers while the sniff says 'maybe' before it reads the
+ * stream as HTTP anyway (the request reader's limits then apply).
+ */
 export const SNIFF_MAX_LINE_BYTES = 4096;
-/** Longest unknown method the sniff waits on before its space arrives, in bytes. */
-export const SNIFF_MAX_METHOD_BYTES = 32;
 
-const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+[^ \t]+[ \t]+HTTP\/1\.[01][ \t]*\r?$/;
+// Any target and any HTTP version number: nginx reads `HTTP/1.2` or `HTTP/1.0001` as HTTP/1.1, and
+// older releases take spaces and control bytes in the target, so a line ending so is read as
+// HTTP (whose reader refuses what it must), never `unknown`.
+const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+.*[ \t]HTTP\/[0-9]+\.[0-9]+[ \t]*\r?$/;
 
 /**
  * 'yes' when `firstBytes` (the start of a client stream) begin like an HTTP/1.x request: a known
- * method and a space, or a whole first line `token SP target SP HTTP/1.x`; 'maybe' when too few
+ * method and a space, or a whole first line `token SP target SP HTTP/d.d`; 'maybe' when too few
  * bytes arrived to tell (empty, only leading empty lines, a prefix of a known method, or an
- * unfinished first line made of a token and a space); 'no' otherwise.
+ * unfinished first line made of a token and maybe a space and more), however long: a server
+ * reads an extension method or a long target split over segments as one request line, so the
+ * caller bounds its wait (SNIFF_MAX_LINE_BYTES) and does not call such a stream `no`; 'no' otherwise.
  */
 export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
   let s = 0;
@@ -42,9 +48,11 @@ export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
   let i = 0;
   while (i < rest.length && TCHAR[rest[i]!] === 1) i++;
   if (i === 0) return 'no';
-  if (i === rest.length) return i < SNIFF_MAX_METHOD_BYTES ? 'maybe' : 'no';
+  if (i === rest.length) return 'maybe';
   if (rest[i] !== SP && rest[i] !== HTAB) return 'no';
   const lf = rest.indexOf(LF);
-  if (lf < 0) return rest.length < SNIFF_MAX_LINE_BYTES ? 'maybe' : 'no';
+  // No server takes a NUL in a request line: one before its end makes the stream no request (a
+  // git:// request sends one and waits for the server).
+  if (lf < 0) return rest.indexOf(0) >= 0 ? 'no' : 'maybe';
   return VERSION_TAIL.test(Buffer.from(rest.buffer, rest.byteOffset, lf).toString('latin1')) ? 'yes' : 'no';
 }

@@ -188,6 +188,9 @@ t.test('the real kernel queue', async (t) => {
   });
   const inNs = (cmd: string, ...args: string[]): string => execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8' });
   inNs('ip', 'link', 'set', 'lo', 'up');
+  // Clients' source ports stay clear of the servers' fixed ports (P): a client socket still
+  // closing on one would make a later listen there fail.
+  inNs('sysctl', '-qw', 'net.ipv4.ip_local_port_range=50000 60999');
   inNs('ip', 'link', 'set', 'lo', 'mtu', '1500'); // so GSO packets are visibly larger than the MTU
   const range = `${P.accept}:${P.v6}`;
   const queueRule = ['-p', 'tcp', '--dport', range, '-m', 'mark', '--mark', `0/${MARK}`, '-j', 'NFQUEUE', '--queue-num', String(Q)];
@@ -306,7 +309,8 @@ t.test('the real kernel queue', async (t) => {
   await t.test('many held packets: one flush, one send, all connections complete', async (t) => {
     const n = 40;
     await child.call('policy', { port: P.hold, action: 'hold' });
-    await child.call('startEcho', { host: '127.0.0.1', port: P.hold, n });
+    // The clients' timeout runs from their start, through the wait for all of them to be held.
+    await child.call('startEcho', { host: '127.0.0.1', port: P.hold, n, timeoutMs: 15000 });
     t.match(await child.call('waitHeld', { n }), { reached: true });
     const [row] = await child.call<Array<{ waiting: number }>>('proc', { queue: Q });
     t.ok(row!.waiting >= n, `the kernel holds them (waiting ${row!.waiting})`);

@@ -135,7 +135,7 @@ struct FakeChecks {
   uint32_t ackMin;
   uint32_t maxPayload;   // longer packets take the engine's path (its held and retained limits)
   bool hasAckAbove;      // the ACK must be past ackAbove: the segment acknowledges server data
-  uint32_t ackAbove;     // (after a hello: the server answered it, see acksServerData in src/flow/tcp.ts)
+  uint32_t ackAbove;     // (after a hello: past where the server stood, see serverPosition in src/flow/tcp.ts)
 };
 constexpr size_t kFakeCheckWords = 9;
 

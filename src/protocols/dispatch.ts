@@ -240,11 +240,11 @@ class FlowAnalyzer implements StreamAnalyzer {
         if (rest.length > 0) out.push(...this.feed(rest, this.unitStart, retained));
         return out;
       }
-      if (!upgraded && all.length < PG_SSL_REQUEST.length && PG_SSL_REQUEST.subarray(0, all.length).every((b, i) => b === all[i])) {
+      if (!upgraded && all.length < PG_SSL_REQUEST.length && startsWith(PG_SSL_REQUEST, all)) {
         this.scratch = Uint8Array.from(all);
         return out;
       }
-      if (upgraded && (this.packed & H2C) !== 0 && H2_PREFACE.subarray(0, all.length).every((b, i) => b === all[i])) {
+      if (upgraded && (this.packed & H2C) !== 0 && (startsWith(all, H2_PREFACE) || startsWith(H2_PREFACE, all))) {
         if (all.length < H2_PREFACE.length) {
           this.scratch = Uint8Array.from(all);
           return out;
@@ -304,27 +304,9 @@ class FlowAnalyzer implements StreamAnalyzer {
     switch (res.kind) {
       case 'needMore':
         return;
-      case 'done': {
-        const info = tlsInfo(res.hello);
-        const second = this.hellos++ > 0;
-        if (res.hello.sniError !== undefined) {
-          this.mode = 'done';
-          out.push({ kind: 'ambiguous', start, reason: 'bad-sni', info });
-        } else if (res.hello.sniAmbiguous !== undefined) {
-          this.mode = 'done';
-          out.push({ kind: 'ambiguous', start, reason: 'sni-ambiguous', info });
-        } else if (second || this.tunnelled) {
-          this.mode = 'done';
-          out.push({ kind: 'unit', start, info, opaque: true });
-        } else {
-          // A HelloRetryRequest makes the client send a second ClientHello, which must be read
-          // too: the flow stays under inspection until the client's next record shows which.
-          out.push({ kind: 'unit', start, info, opaque: false });
-          if (res.hello.earlyData) this.packed |= STAYS;
-          this.afterHelloRecord(start + res.consumed, bytes, offset, out);
-        }
+      case 'done':
+        this.helloRead(res.hello, res.consumed, start, bytes, offset, out);
         return;
-      }
       case 'notTls':
         this.mode = 'done';
         out.push({ kind: 'unit', start, info: { app: 'unknown' }, opaque: true });
@@ -393,29 +375,42 @@ class FlowAnalyzer implements StreamAnalyzer {
     if (this.mode === 'tls' && i < bytes.length) this.feedSecondHello(bytes.subarray(i), this.unitStart + 5, out);
   }
 
-  /**
-   * The rest of a second ClientHello (after a HelloRetryRequest). It is decided, and the flow
-   * stays under inspection (`stays`) with the records after it read as after the first.
-   */
+  /** The rest of a second ClientHello (after a HelloRetryRequest); see helloRead. */
   private feedSecondHello(bytes: Uint8Array, offset: number, out: AnalyzerEvent[]): void {
     const start = this.unitStart;
     const res = this.tls.feed(bytes);
     if (res.kind === 'needMore') return;
-    if (res.kind !== 'done') {
+    if (res.kind === 'done') {
+      this.helloRead(res.hello, res.consumed, start, bytes, offset, out);
+    } else {
       this.mode = 'done';
       out.push({ kind: 'end', start });
-      return;
     }
+  }
+
+  /**
+   * A ClientHello read, first or second (the reader started at unit start `start`; `consumed`
+   * counts from there; `bytes` at stream offset `offset` ended it). A malformed or ambiguous name
+   * is the flow's last unit, and so is a hello tunnelled by a CONNECT. Otherwise the flow stays
+   * under inspection for the records after it (afterHelloRecord): a HelloRetryRequest makes the
+   * client send a second hello, which must be read too; after an early-data hello or a second
+   * hello, for good (`stays`).
+   */
+  private helloRead(hello: ClientHello, consumed: number, start: number, bytes: Uint8Array, offset: number,
+    out: AnalyzerEvent[]): void {
     this.hellos++;
-    const info = tlsInfo(res.hello);
-    if (res.hello.sniError !== undefined || res.hello.sniAmbiguous !== undefined) {
+    const info = tlsInfo(hello);
+    if (hello.sniError !== undefined || hello.sniAmbiguous !== undefined) {
       this.mode = 'done';
-      out.push({ kind: 'ambiguous', start, reason: res.hello.sniError ? 'bad-sni' : 'sni-ambiguous', info });
-      return;
+      out.push({ kind: 'ambiguous', start, reason: hello.sniError !== undefined ? 'bad-sni' : 'sni-ambiguous', info });
+    } else if (this.tunnelled) {
+      this.mode = 'done';
+      out.push({ kind: 'unit', start, info, opaque: true });
+    } else {
+      out.push({ kind: 'unit', start, info, opaque: false });
+      if (hello.earlyData || this.hellos > 1) this.packed |= STAYS;
+      this.afterHelloRecord(start + consumed, bytes, offset, out);
     }
-    out.push({ kind: 'unit', start, info, opaque: false });
-    this.packed |= STAYS;
-    this.afterHelloRecord(start + res.consumed, bytes, offset, out);
   }
 
   /**

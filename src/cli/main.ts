@@ -110,7 +110,11 @@ async function dispatch(argv: string[]): Promise<number> {
       }
       const ro = { ...rules.DEFAULT_RULES, mode: o.mode, queues, family: o.family, marks, rejectQuic: o.rejectQuic === true, handshakeLog };
       if (action === 'print') process.stdout.write(rules.printRules(ro));
-      else if (action === 'apply') await rules.applyRules(ro);
+      else if (action === 'apply') {
+        await rules.applyRules(ro);
+        const { kernelWarnings } = await import('./preflight.js');
+        for (const w of kernelWarnings()) process.stderr.write(`flowgate: warning: ${w}\n`);
+      }
       else await rules.removeRules(ro);
     });
 

@@ -19,6 +19,7 @@ import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { QueueFilter } from './filter.js';
 import { serveMetrics } from './metrics.js';
 import { watchLists } from '../policy/watch.js';
+import { kernelWarnings } from './preflight.js';
 
 /** What `run` is started with. */
 export interface RunOptions {
@@ -72,6 +73,17 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
 
 /** Control socket, readiness, watchdog, SIGHUP reload and SIGTERM/SIGINT stop around a daemon. */
 export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions, log: Logger): Promise<number> {
+  // Kernel settings the guarantees lean on, judged at start and again on each reload (conntrack
+  // may have been loaded, or a setting changed, since): each warning is given once.
+  const warned = new Set<string>();
+  const checkKernel = () => {
+    for (const w of kernelWarnings()) {
+      if (warned.has(w)) continue;
+      warned.add(w);
+      log.warn(w);
+    }
+  };
+  checkKernel();
   // `control: false` in the config (null here) turns the control socket off.
   const control = config.control === null ? undefined
     : await serveControl(config.control, (req) => daemon.answer(req)).catch((err: Error) => {
@@ -94,6 +106,7 @@ export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions
   let reloading = false;
   const reload = async () => {
     if (reloading) return;
+    checkKernel();
     if (opts.config === undefined) {
       log.info('SIGHUP: no config file to reload (built-in policy)');
       return;

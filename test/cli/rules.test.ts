@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,20 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
   t.equal(save(), before, 'remove restores the tables exactly');
   inNs(process.execPath, cli, 'rules', 'remove');
   t.equal(save(), before, 'removing again is harmless');
+});
+
+t.test('apply warns when conntrack is set to let out-of-window packets through (in a private namespace)', async (t) => {
+  const ns = `fgliberal-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => execFileSync('ip', ['netns', 'del', ns]));
+  const apply = () => spawnSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'apply'], { encoding: 'utf8' });
+  const first = apply(); // loads conntrack in the namespace, where be_liberal starts at 0
+  t.equal(first.status, 0);
+  t.equal(first.stderr, '', 'the namespace default (0): nothing to say');
+  execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_be_liberal=1']);
+  const liberal = apply();
+  t.equal(liberal.status, 0, 'a warning, not a failure');
+  t.match(liberal.stderr, /^flowgate: warning: nf_conntrack_tcp_be_liberal is 1 .*sysctl -w net\.netfilter\.nf_conntrack_tcp_be_liberal=0\)\n$/);
 });
 
 t.test('bad usage: one clear line, exit 2', async (t) => {

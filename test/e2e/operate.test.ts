@@ -40,6 +40,28 @@ t.test('metrics on 127.0.0.1 and a control socket of mode 0600', async (t) => {
   await fg.stop();
 });
 
+t.test('run warns once, at start and on a reload that finds it, when conntrack lets out-of-window packets through', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo);
+  const liberal = (v: 0 | 1) => topo.exec('gw', ['sysctl', '-qw', `net.netfilter.nf_conntrack_tcp_be_liberal=${v}`], { check: true });
+  const warnings = (p: { stderr: string }) => p.stderr.split('\n').filter((l) => l.includes('nf_conntrack_tcp_be_liberal is 1')).length;
+  const fg = await startFlowgate(topo, 'default: allow');
+  t.equal(warnings(fg.process), 0, 'the default (0): no warning');
+  await liberal(1);
+  const reloads = () => fg.process.stderr.split('\n').filter((l) => l.includes('reloaded config')).length;
+  for (let i = 1; i <= 2; i++) {
+    fg.process.signalGroup('SIGHUP');
+    await waitUntil(() => reloads() === i, { timeoutMs: 5000, what: `reload ${i}` });
+  }
+  t.equal(warnings(fg.process), 1, 'found on reload, said once');
+  t.equal(await fg.stop(), 0);
+  const again = await startFlowgate(topo, 'default: allow', 'again');
+  t.match(again.process.stderr, /"level":"warn","msg":"nf_conntrack_tcp_be_liberal is 1 in this network namespace/, 'said at start, as a warning');
+  t.equal((await curl(topo, { url: 'https://allowed.test/' })).httpCode, 200, 'and filtering goes on');
+  t.equal(await again.stop(), 0);
+  await liberal(0);
+});
+
 t.test('two queues on two worker threads: flows balanced, counters merged', async (t) => {
   const topo = await fixture(t);
   await applyRules(topo, ['--queues', '0:1']);

@@ -89,14 +89,18 @@ async function dispatch(argv: string[]): Promise<number> {
     .addOption(new Option('--family <f>', 'IP version').choices(['4', '6', 'both']).default('both'))
     .option('-c, --config <file>', 'take queue, marks and handshake_log from this config')
     .option('--reject-quic', 'reject UDP 443 so browsers fall back to TCP')
+    .option('--rpfilter', 'gateway: drop packets of undecided flows that arrive with a source address routed out another interface (spoofed)')
     .option('--no-handshake-log', 'queue bare SYN/SYN-ACKs instead of logging them to NFLOG group N (for `handshake_log: false`)')
     .action(async (action: string, o: {
       mode: 'gateway' | 'host'; queue?: string; queues?: string; family: '4' | '6' | 'both'; config?: string;
-      rejectQuic?: boolean; handshakeLog: boolean;
+      rejectQuic?: boolean; handshakeLog: boolean; rpfilter?: boolean;
     }) => {
       const rules = await import('./rules.js');
       if (!['print', 'apply', 'remove'].includes(action)) {
         throw new UsageError(`unknown rules action "${action}": use print, apply or remove`);
+      }
+      if (o.rpfilter === true && o.mode !== 'gateway') {
+        throw new UsageError('--rpfilter is for --mode gateway: a host\'s own connections have no other side to spoof from');
       }
       let queues = rules.parseQueues(o.queue, o.queues);
       let marks = rules.DEFAULT_RULES.marks;
@@ -108,7 +112,8 @@ async function dispatch(argv: string[]): Promise<number> {
         handshakeLog &&= cfg.handshakeLog;
         if (o.queue === undefined && o.queues === undefined) queues = [cfg.queues.first, cfg.queues.last];
       }
-      const ro = { ...rules.DEFAULT_RULES, mode: o.mode, queues, family: o.family, marks, rejectQuic: o.rejectQuic === true, handshakeLog };
+      const ro = { ...rules.DEFAULT_RULES, mode: o.mode, queues, family: o.family, marks, rejectQuic: o.rejectQuic === true, handshakeLog,
+        rpfilter: o.rpfilter === true };
       if (action === 'print') process.stdout.write(rules.printRules(ro));
       else if (action === 'apply') {
         await rules.applyRules(ro);

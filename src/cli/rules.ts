@@ -29,6 +29,13 @@ export interface RulesOptions {
    * daemon (config `handshake_log`, on by default) and they are accepted at once. See handshakeLogRules.
    */
   handshakeLog: boolean;
+  /**
+   * Gateway mode: drop TCP packets of flows not yet allowed whose source address would not be
+   * routed back out of the interface they came in on (strict reverse-path filtering, `-m
+   * rpfilter` in the mangle table's PREROUTING; see rpfilterRules). Off by default: a gateway
+   * with asymmetric routes would lose those flows.
+   */
+  rpfilter?: boolean;
 }
 
 /** Defaults for {@link RulesOptions}. */
@@ -49,6 +56,36 @@ export function handshakeChainName(o: RulesOptions): string {
 /** Whether the rules log bare handshakes rather than queue them: asked for, and one queue (NFLOG cannot balance). */
 export function logsHandshakes(o: RulesOptions): boolean {
   return o.handshakeLog && o.queues[0] === o.queues[1];
+}
+
+/** The mangle table's chain for reverse-path filtering (rpfilter). */
+export function rpfilterChainName(o: RulesOptions): string {
+  return `${chainName(o)}_RPF`;
+}
+
+/**
+ * The rules of the rpfilter chain. flowgate ends a TLS flow's inspection once the client
+ * acknowledges data the server sent, which conntrack vouches for (docs/evasion.md 6) as long as
+ * what it counts as the server's packets are the server's: a client that sends a packet with the
+ * server's address back through the gateway could make it believe otherwise. Such a packet comes
+ * in on the client's side, and the route back to its source leaves on the server's. Flows already
+ * allowed bypass the check (they are inspected no more, and their packets pay no route lookup).
+ * The mangle table, since `rpfilter` is valid only there and in raw, and raw comes before
+ * conntrack, so before the connmark is known.
+ */
+export function rpfilterRules(o: RulesOptions): string[][] {
+  const m = o.marks;
+  // Two rules, not one negated connmark match: a packet conntrack gave no entry matches no
+  // connmark, negated or not, and must still be checked.
+  return [
+    ['-m', 'connmark', '--mark', `${hex(m.allow)}/${hex(m.mask)}`, '-j', 'RETURN'],
+    ['-m', 'rpfilter', '--invert', '-j', 'DROP'],
+  ];
+}
+
+/** The jump from mangle PREROUTING to the rpfilter chain. */
+function rpfilterJump(o: RulesOptions): string[] {
+  return ['-p', 'tcp', '-j', rpfilterChainName(o)];
 }
 
 /** Our chains, the one the built-in chains jump to first (it refers to the others). */
@@ -164,6 +201,7 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
     ...chainLines(o, family),
     ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
     'COMMIT',
+    ...(o.rpfilter === true ? ['*mangle', ...rpfilterLines(o), `-I PREROUTING 1 ${rpfilterJump(o).join(' ')}`, 'COMMIT'] : []),
     '',
   ];
   return lines.join('\n');
@@ -177,6 +215,11 @@ function chainLines(o: RulesOptions, family: 4 | 6): string[] {
     ...hs,
     ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
   ];
+}
+
+/** iptables-restore lines that create (or flush) the rpfilter chain and fill it. */
+function rpfilterLines(o: RulesOptions): string[] {
+  return [`:${rpfilterChainName(o)} - [0:0]`, ...rpfilterRules(o).map((r) => `-A ${rpfilterChainName(o)} ${r.join(' ')}`)];
 }
 
 /** Families selected by `--family`. */
@@ -223,7 +266,8 @@ async function iptables(family: 4 | 6, args: string[]): Promise<{ code: number; 
 export async function applyRules(o: RulesOptions): Promise<void> {
   for (const family of families(o)) {
     // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
-    const body = ['*filter', ...chainLines(o, family), 'COMMIT', ''].join('\n');
+    const body = ['*filter', ...chainLines(o, family), 'COMMIT',
+      ...(o.rpfilter === true ? ['*mangle', ...rpfilterLines(o), 'COMMIT'] : []), ''].join('\n');
     const res = await runCommand(binary(family, true), ['-w', '--noflush'], body);
     if (res.code !== 0) {
       throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
@@ -238,7 +282,27 @@ export async function applyRules(o: RulesOptions): Promise<void> {
       // Applied before with the handshake log: its chain, no longer jumped to, goes (absent: no error).
       if ((await iptables(family, ['-F', handshakeChainName(o)])).code === 0) await iptables(family, ['-X', handshakeChainName(o)]);
     }
+    if (o.rpfilter === true) {
+      const check = await iptables(family, ['-t', 'mangle', '-C', 'PREROUTING', ...rpfilterJump(o)]);
+      if (check.code !== 0) {
+        const ins = await iptables(family, ['-t', 'mangle', '-I', 'PREROUTING', '1', ...rpfilterJump(o)]);
+        if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t mangle -I PREROUTING failed: ${ins.stderr.trim()}`);
+      }
+    } else {
+      // Applied before with --rpfilter: applying without it takes the check out.
+      await removeRpfilter(o, family);
+    }
   }
+}
+
+/** Removes the jump to the rpfilter chain and the chain; absent, nothing happens. */
+async function removeRpfilter(o: RulesOptions, family: 4 | 6): Promise<void> {
+  for (let i = 0; i < 16; i++) {
+    if ((await iptables(family, ['-t', 'mangle', '-D', 'PREROUTING', ...rpfilterJump(o)])).code !== 0) break;
+  }
+  if ((await iptables(family, ['-t', 'mangle', '-F', rpfilterChainName(o)])).code !== 0) return;
+  const del = await iptables(family, ['-t', 'mangle', '-X', rpfilterChainName(o)]);
+  if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t mangle -X ${rpfilterChainName(o)} failed: ${del.stderr.trim()}`);
 }
 
 /** Removes every jump to our chain and the chain itself; absent rules are not an error. */
@@ -259,6 +323,7 @@ export async function removeRules(o: RulesOptions): Promise<void> {
       const del = await iptables(family, ['-X', chain]);
       if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -X ${chain} failed: ${del.stderr.trim()}`);
     }
+    await removeRpfilter(o, family);
   }
 }
 

@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkPrerequisites, createTopology, curl, iptables, readQueueStats, repoRoot, startServers, waitUntil,
-  type Topology,
+  checkPrerequisites, createTopology, curl, iptables, iptablesCounters, readQueueStats, repoRoot, startServers, waitUntil,
+  type Family, type Topology,
 } from './harness/index.js';
 import { applyRules, cliArgv, startFlowgate } from './flowgate.js';
 
@@ -60,6 +60,59 @@ t.test('run warns once, at start and on a reload that finds it, when conntrack l
   t.equal((await curl(topo, { url: 'https://allowed.test/' })).httpCode, 200, 'and filtering goes on');
   t.equal(await again.stop(), 0);
   await liberal(0);
+});
+
+/**
+ * Sends, from the client's side, one TCP ACK that claims to come from the server: an Ethernet frame
+ * written to the client's veth (AF_PACKET) for gw to forward, as a client with its own stack could.
+ */
+async function spoofFromServer(topo: Topology, family: Family): Promise<void> {
+  const gwMac = JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
+  const a = family === 4 ? topo.ip4 : topo.ip6;
+  const script = `
+import socket, struct, sys
+fam, iface, mac, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+def csum(b):
+    if len(b) % 2: b += b'\\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+af = socket.AF_INET if fam == 4 else socket.AF_INET6
+s4, d4 = socket.inet_pton(af, src), socket.inet_pton(af, dst)
+tcp = struct.pack('!HHIIBBHHH', 443, 40999, 1000, 1000, 5 << 4, 0x10, 65535, 0, 0)
+pseudo = s4 + d4 + (struct.pack('!BBH', 0, 6, len(tcp)) if fam == 4 else struct.pack('!I3xB', len(tcp), 6))
+tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
+if fam == 4:
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, s4, d4)
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    etype = 0x0800
+else:
+    ip = struct.pack('!IHBB16s16s', 6 << 28, len(tcp), 6, 64, s4, d4)
+    etype = 0x86dd
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind((iface, 0))
+sock.send(bytes.fromhex(mac.replace(':', '')) + b'\\x02\\0\\0\\0\\0\\x01' + struct.pack('!H', etype) + ip + tcp)
+`;
+  await topo.exec('client', ['python3', '-c', script, String(family), topo.ifaces.client, gwMac, a.server, a.client], { check: true });
+}
+
+t.test('rules apply --rpfilter: a packet with the server\'s address from the client\'s side is dropped; real traffic is not', async (t) => {
+  const topo = await fixture(t);
+  await applyRules(topo, ['--rpfilter']);
+  const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
+  const drops = async (family: Family) => (await iptablesCounters(topo, 'mangle', 'FLOWGATE_RPF', { family })).rules
+    .find((r) => r.target === 'DROP')!.packets;
+  for (const family of [4, 6] as const) {
+    const ok = await curl(topo, { url: 'https://allowed.test/', ipv6: family === 6 });
+    t.equal(ok.httpCode, 200, `IPv${family}: allowed.test still answers`);
+    const blocked = await curl(topo, { url: 'https://blocked.test/', ipv6: family === 6 });
+    t.equal(blocked.errorKind, 'reset', `IPv${family}: blocked.test still reset`);
+    t.equal(await drops(family), 0, `IPv${family}: real traffic, in both directions, is not dropped`);
+    await spoofFromServer(topo, family);
+    await waitUntil(async () => (await drops(family)) === 1, { timeoutMs: 3000, what: `IPv${family}: the spoofed packet dropped` });
+    t.pass(`IPv${family}: the spoofed packet is dropped in mangle PREROUTING`);
+  }
+  await fg.stop();
 });
 
 t.test('two queues on two worker threads: flows balanced, counters merged', async (t) => {

@@ -921,6 +921,15 @@ t.test('18: an Upgrade the server may have refused, and a request line split bef
       t.notOk(passed(fresh.h.fate(first)), `${label}: so is it as a stream's first request (${name})`);
     }
     {
+      // An interactive session after `Upgrade: tcp` (docker attach): a terminal sends CR for Enter
+      // and waits for the echo; the line is judged at its CR, not held for an LF that never comes.
+      const { h, id } = afterUpgrade(enc('ls -la\r'), 'tcp');
+      t.equal(h.fate(id), 'allow', `${label}: a typed command ending in a bare CR ends inspection at once`);
+      t.same(decided(h), [`${ALLOWED} allow`], `${label}: under the upgrade request's decision`);
+      const line = afterUpgrade(enc('FOO / HTTP/1.1\r'), 'tcp');
+      t.equal(line.h.fate(line.id), 'none', `${label}: a request line up to its CR is read as HTTP: held, its head awaited`);
+    }
+    {
       const { h, id } = afterUpgrade(Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8));
       t.equal(h.fate(id), 'allow', `${label}: other bytes no server reads as a request end inspection too (the upgrade took)`);
       t.same(decided(h), [`${ALLOWED} allow`], `${label}: under the upgrade request's decision`);

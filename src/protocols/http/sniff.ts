@@ -19,13 +19,13 @@ export const SNIFF_MAX_LINE_BYTES = 4096;
 // Any target and any HTTP version number: nginx reads `HTTP/1.2` or `HTTP/1.0001` as HTTP/1.1, and
 // older releases take spaces and control bytes in the target, so a line ending so is read as
 // HTTP (whose reader refuses what it must), never `unknown`.
-const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+.*[ \t]HTTP\/[0-9]+\.[0-9]+[ \t]*\r?$/;
+const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+.*[ \t]HTTP\/[0-9]+\.[0-9]+[ \t]*$/;
 
 /**
  * 'yes' when `firstBytes` (the start of a client stream) begin like an HTTP/1.x request: a known
  * method and a space, or a whole first line `token SP target SP HTTP/d.d`; 'maybe' when too few
  * bytes arrived to tell (empty, only leading empty lines, a prefix of a known method, or an
- * unfinished first line made of a token and maybe a space and more), however long: a server
+ * unfinished first line made of a token and maybe a space and more, up to its first CR or LF), however long: a server
  * reads an extension method or a long target split over segments as one request line, so the
  * caller bounds its wait (SNIFF_MAX_LINE_BYTES) and does not call such a stream `no`; 'no' otherwise.
  */
@@ -50,9 +50,14 @@ export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
   if (i === 0) return 'no';
   if (i === rest.length) return 'maybe';
   if (rest[i] !== SP && rest[i] !== HTAB) return 'no';
-  const lf = rest.indexOf(LF);
+  // The line is judged at its first CR, not only at its LF: a server reading a request line takes
+  // a CR as its end (and then wants an LF, or refuses the line), so what follows a CR changes
+  // nothing, and an interactive session after an upgrade (a terminal sends CR for Enter) is not
+  // held waiting for an LF that never comes.
+  let end = i;
+  while (end < rest.length && rest[end] !== CR && rest[end] !== LF) end++;
   // No server takes a NUL in a request line: one before its end makes the stream no request (a
   // git:// request sends one and waits for the server).
-  if (lf < 0) return rest.indexOf(0) >= 0 ? 'no' : 'maybe';
-  return VERSION_TAIL.test(Buffer.from(rest.buffer, rest.byteOffset, lf).toString('latin1')) ? 'yes' : 'no';
+  if (end === rest.length) return rest.indexOf(0) >= 0 ? 'no' : 'maybe';
+  return VERSION_TAIL.test(Buffer.from(rest.buffer, rest.byteOffset, end).toString('latin1')) ? 'yes' : 'no';
 }

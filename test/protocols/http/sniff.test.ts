@@ -25,6 +25,11 @@ t.test('extension methods: decided on the whole first line', async (t) => {
   t.equal(looksLikeHttp(bytes('BREW /pot HT')), 'maybe');
   t.equal(looksLikeHttp(bytes('BREW')), 'maybe');
   t.equal(looksLikeHttp(bytes('BREW /pot HTCPCP/1.0\r\n')), 'no');
+  // Judged at the first CR: a server ends the line there (and wants an LF next or refuses it).
+  t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\r')), 'yes', 'a request line up to a CR, its LF not here yet');
+  t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\rX')), 'yes', 'a bare CR after the version: HTTP, for the reader to refuse');
+  t.equal(looksLikeHttp(bytes('ls -la\r')), 'no', 'a typed command and Enter (CR): no request, without waiting for an LF');
+  t.equal(looksLikeHttp(bytes('FOO /a\rb HTTP/1.1\r\n')), 'no', 'a CR inside the target ends the line before any version');
 });
 
 t.test('other protocols are no', async (t) => {

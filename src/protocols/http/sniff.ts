@@ -2,13 +2,20 @@
  * A cheap look at the first bytes of a client stream to tell whether the HTTP/1.x reader
  * should take it.
  */
-import { CR, HTAB, LF, SP, TCHAR } from './syntax.js';
+import { CR, LF, TCHAR } from './syntax.js';
 
-/** Methods that make a stream HTTP as soon as they are followed by a space (RFC 9110, WebDAV, h2 preface). */
+/**
+ * Bytes a server may take between the parts of a request line: SP, and, leniently (RFC 9112
+ * section 3, Squid's default relaxed parser), HTAB, VT, FF and a bare CR.
+ */
+const SEPARATOR = new Uint8Array(256);
+for (const b of [0x20, 0x09, 0x0b, 0x0c, 0x0d]) SEPARATOR[b] = 1;
+
+/** Methods that make a stream HTTP as soon as a separator follows them (RFC 9110, WebDAV, h2 preface). */
 const KNOWN_METHODS = [
   'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'PRI',
   'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'REPORT', 'SEARCH',
-].map((m) => Buffer.from(`${m} `, 'latin1'));
+].map((m) => Buffer.from(m, 'latin1'));
 
 /**
  * How many bytes a stream analyzer gathers while the sniff says 'maybe' before it reads the
@@ -18,14 +25,16 @@ export const SNIFF_MAX_LINE_BYTES = 4096;
 
 // Any target and any HTTP version number: nginx reads `HTTP/1.2` or `HTTP/1.0001` as HTTP/1.1, and
 // older releases take spaces and control bytes in the target, so a line ending so is read as
-// HTTP (whose reader refuses what it must), never `unknown`.
-const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+.*[ \t]HTTP\/[0-9]+\.[0-9]+[ \t]*$/;
+// HTTP (whose reader refuses what it must), never `unknown`. The separators are a lenient
+// server's (SEPARATOR): `GET\r/ HTTP/1.1` is a request to Squid.
+const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t\v\f\r]+[^\n]*[ \t\v\f\r]HTTP\/[0-9]+\.[0-9]+[ \t\v\f\r]*$/;
 
 /**
  * 'yes' when `firstBytes` (the start of a client stream) begin like an HTTP/1.x request: a known
- * method and a space, or a whole first line `token SP target SP HTTP/d.d`; 'maybe' when too few
- * bytes arrived to tell (empty, only leading empty lines, a prefix of a known method, or an
- * unfinished first line made of a token and maybe a space and more, up to its first CR or LF), however long: a server
+ * method and a separator, or a whole first line `token SEP target SEP HTTP/d.d`; 'maybe' when too
+ * few bytes arrived to tell (empty, only leading empty lines, a prefix of a known method, or an
+ * unfinished first line made of a token and maybe a separator and more, up to its LF: a bare CR
+ * does not end it, since a lenient server reads one as a separator), however long: a server
  * reads an extension method or a long target split over segments as one request line, so the
  * caller bounds its wait (SNIFF_MAX_LINE_BYTES) and does not call such a stream `no`; 'no' otherwise.
  */
@@ -40,8 +49,9 @@ export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
     let same = true;
     for (let i = 0; i < n && same; i++) same = rest[i] === m[i];
     if (!same) continue;
-    if (n === m.length) return 'yes';
-    prefixOfKnown = true;
+    if (rest.length === m.length) prefixOfKnown = true;
+    else if (n === m.length && SEPARATOR[rest[n]!] === 1) return 'yes';
+    else if (n < m.length) prefixOfKnown = true;
   }
   if (prefixOfKnown) return 'maybe';
   // An extension method: decide on the whole first line.
@@ -49,15 +59,10 @@ export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
   while (i < rest.length && TCHAR[rest[i]!] === 1) i++;
   if (i === 0) return 'no';
   if (i === rest.length) return 'maybe';
-  if (rest[i] !== SP && rest[i] !== HTAB) return 'no';
-  // The line is judged at its first CR, not only at its LF: a server reading a request line takes
-  // a CR as its end (and then wants an LF, or refuses the line), so what follows a CR changes
-  // nothing, and an interactive session after an upgrade (a terminal sends CR for Enter) is not
-  // held waiting for an LF that never comes.
-  let end = i;
-  while (end < rest.length && rest[end] !== CR && rest[end] !== LF) end++;
+  if (SEPARATOR[rest[i]!] !== 1) return 'no';
+  const lf = rest.indexOf(LF);
   // No server takes a NUL in a request line: one before its end makes the stream no request (a
   // git:// request sends one and waits for the server).
-  if (end === rest.length) return rest.indexOf(0) >= 0 ? 'no' : 'maybe';
-  return VERSION_TAIL.test(Buffer.from(rest.buffer, rest.byteOffset, end).toString('latin1')) ? 'yes' : 'no';
+  if (lf < 0) return rest.indexOf(0) >= 0 ? 'no' : 'maybe';
+  return VERSION_TAIL.test(Buffer.from(rest.buffer, rest.byteOffset, lf).toString('latin1')) ? 'yes' : 'no';
 }

@@ -25,11 +25,18 @@ t.test('extension methods: decided on the whole first line', async (t) => {
   t.equal(looksLikeHttp(bytes('BREW /pot HT')), 'maybe');
   t.equal(looksLikeHttp(bytes('BREW')), 'maybe');
   t.equal(looksLikeHttp(bytes('BREW /pot HTCPCP/1.0\r\n')), 'no');
-  // Judged at the first CR: a server ends the line there (and wants an LF next or refuses it).
-  t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\r')), 'yes', 'a request line up to a CR, its LF not here yet');
-  t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\rX')), 'yes', 'a bare CR after the version: HTTP, for the reader to refuse');
-  t.equal(looksLikeHttp(bytes('ls -la\r')), 'no', 'a typed command and Enter (CR): no request, without waiting for an LF');
-  t.equal(looksLikeHttp(bytes('FOO /a\rb HTTP/1.1\r\n')), 'no', 'a CR inside the target ends the line before any version');
+  // A bare CR does not end the line: a lenient server (RFC 9112 section 3; Squid by default) reads it as a separator.
+  t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\r')), 'maybe', 'a request line up to a CR: its LF awaited');
+  t.equal(looksLikeHttp(bytes('ls -la\r')), 'maybe', 'so is a typed command and Enter (CR): `ls\\r-la HTTP/1.1` may follow');
+  t.equal(looksLikeHttp(bytes('FOO /a\rb HTTP/1.1\r\n')), 'yes', 'a CR inside the line is a separator to some server: the reader judges');
+});
+
+t.test('lenient separators (HTAB, VT, FF, bare CR) make a request line too', async (t) => {
+  for (const text of ['GET\r/ HTTP/1.1\r\n', 'GET\x0b/ HTTP/1.1\r\n', 'GET\x0c/', 'GET\t/', 'FOO /\rHTTP/1.1\r\n',
+    'FOO\x0b/ HTTP/1.1\r\n', 'FOO / HTTP/1.1\r\r\n', 'FOO\t/\tHTTP/1.1\x0c\n']) {
+    t.equal(looksLikeHttp(bytes(text)), 'yes', JSON.stringify(text));
+  }
+  t.equal(looksLikeHttp(bytes('GET\x01/ HTTP/1.1\r\n')), 'no', 'another control byte after the method is no separator');
 });
 
 t.test('other protocols are no', async (t) => {

@@ -32,7 +32,7 @@ export interface RulesOptions {
   /**
    * Gateway mode: drop TCP packets of flows not yet allowed whose source address would not be
    * routed back out of the interface they came in on (strict reverse-path filtering, `-m
-   * rpfilter` in the mangle table's PREROUTING; see rpfilterRules). Off by default: a gateway
+   * rpfilter` in the raw table's PREROUTING; see rpfilterRules). Off by default: a gateway
    * with asymmetric routes would lose those flows.
    */
   rpfilter?: boolean;
@@ -58,32 +58,28 @@ export function logsHandshakes(o: RulesOptions): boolean {
   return o.handshakeLog && o.queues[0] === o.queues[1];
 }
 
-/** The mangle table's chain for reverse-path filtering (rpfilter). */
+/** The raw table's chain for reverse-path filtering (rpfilter). */
 export function rpfilterChainName(o: RulesOptions): string {
   return `${chainName(o)}_RPF`;
 }
 
 /**
- * The rules of the rpfilter chain. flowgate ends a TLS flow's inspection once the client
+ * The rule of the rpfilter chain. flowgate ends a TLS flow's inspection once the client
  * acknowledges data the server sent, which conntrack vouches for (docs/evasion.md 6) as long as
  * what it counts as the server's packets are the server's: a client that sends a packet with the
  * server's address back through the gateway could make it believe otherwise. Such a packet comes
- * in on the client's side, and the route back to its source leaves on the server's. Flows already
- * allowed bypass the check (they are inspected no more, and their packets pay no route lookup).
- * The mangle table, since `rpfilter` is valid only there and in raw, and raw comes before
- * conntrack, so before the connmark is known.
+ * in on the client's side, and the route back to its source leaves on the server's. The check
+ * must come before conntrack reads the packet, which it does first thing in PREROUTING (what it
+ * learns from a packet stays learnt if the packet is dropped later): so the raw table, the one
+ * place before it where `rpfilter` is valid. There no connmark is known yet, so every TCP packet
+ * pays one route lookup, decided flows' too. (The rp_filter sysctl checks only when the packet is
+ * routed, after conntrack: too late for this.)
  */
-export function rpfilterRules(o: RulesOptions): string[][] {
-  const m = o.marks;
-  // Two rules, not one negated connmark match: a packet conntrack gave no entry matches no
-  // connmark, negated or not, and must still be checked.
-  return [
-    ['-m', 'connmark', '--mark', `${hex(m.allow)}/${hex(m.mask)}`, '-j', 'RETURN'],
-    ['-m', 'rpfilter', '--invert', '-j', 'DROP'],
-  ];
+export function rpfilterRules(): string[][] {
+  return [['-m', 'rpfilter', '--invert', '-j', 'DROP']];
 }
 
-/** The jump from mangle PREROUTING to the rpfilter chain. */
+/** The jump from raw PREROUTING to the rpfilter chain. */
 function rpfilterJump(o: RulesOptions): string[] {
   return ['-p', 'tcp', '-j', rpfilterChainName(o)];
 }
@@ -201,7 +197,7 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
     ...chainLines(o, family),
     ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
     'COMMIT',
-    ...(o.rpfilter === true ? ['*mangle', ...rpfilterLines(o), `-I PREROUTING 1 ${rpfilterJump(o).join(' ')}`, 'COMMIT'] : []),
+    ...(o.rpfilter === true ? ['*raw', ...rpfilterLines(o), `-I PREROUTING 1 ${rpfilterJump(o).join(' ')}`, 'COMMIT'] : []),
     '',
   ];
   return lines.join('\n');
@@ -219,7 +215,7 @@ function chainLines(o: RulesOptions, family: 4 | 6): string[] {
 
 /** iptables-restore lines that create (or flush) the rpfilter chain and fill it. */
 function rpfilterLines(o: RulesOptions): string[] {
-  return [`:${rpfilterChainName(o)} - [0:0]`, ...rpfilterRules(o).map((r) => `-A ${rpfilterChainName(o)} ${r.join(' ')}`)];
+  return [`:${rpfilterChainName(o)} - [0:0]`, ...rpfilterRules().map((r) => `-A ${rpfilterChainName(o)} ${r.join(' ')}`)];
 }
 
 /** Families selected by `--family`. */
@@ -267,7 +263,7 @@ export async function applyRules(o: RulesOptions): Promise<void> {
   for (const family of families(o)) {
     // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
     const body = ['*filter', ...chainLines(o, family), 'COMMIT',
-      ...(o.rpfilter === true ? ['*mangle', ...rpfilterLines(o), 'COMMIT'] : []), ''].join('\n');
+      ...(o.rpfilter === true ? ['*raw', ...rpfilterLines(o), 'COMMIT'] : []), ''].join('\n');
     const res = await runCommand(binary(family, true), ['-w', '--noflush'], body);
     if (res.code !== 0) {
       throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
@@ -283,10 +279,10 @@ export async function applyRules(o: RulesOptions): Promise<void> {
       if ((await iptables(family, ['-F', handshakeChainName(o)])).code === 0) await iptables(family, ['-X', handshakeChainName(o)]);
     }
     if (o.rpfilter === true) {
-      const check = await iptables(family, ['-t', 'mangle', '-C', 'PREROUTING', ...rpfilterJump(o)]);
+      const check = await iptables(family, ['-t', 'raw', '-C', 'PREROUTING', ...rpfilterJump(o)]);
       if (check.code !== 0) {
-        const ins = await iptables(family, ['-t', 'mangle', '-I', 'PREROUTING', '1', ...rpfilterJump(o)]);
-        if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t mangle -I PREROUTING failed: ${ins.stderr.trim()}`);
+        const ins = await iptables(family, ['-t', 'raw', '-I', 'PREROUTING', '1', ...rpfilterJump(o)]);
+        if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t raw -I PREROUTING failed: ${ins.stderr.trim()}`);
       }
     } else {
       // Applied before with --rpfilter: applying without it takes the check out.
@@ -298,11 +294,11 @@ export async function applyRules(o: RulesOptions): Promise<void> {
 /** Removes the jump to the rpfilter chain and the chain; absent, nothing happens. */
 async function removeRpfilter(o: RulesOptions, family: 4 | 6): Promise<void> {
   for (let i = 0; i < 16; i++) {
-    if ((await iptables(family, ['-t', 'mangle', '-D', 'PREROUTING', ...rpfilterJump(o)])).code !== 0) break;
+    if ((await iptables(family, ['-t', 'raw', '-D', 'PREROUTING', ...rpfilterJump(o)])).code !== 0) break;
   }
-  if ((await iptables(family, ['-t', 'mangle', '-F', rpfilterChainName(o)])).code !== 0) return;
-  const del = await iptables(family, ['-t', 'mangle', '-X', rpfilterChainName(o)]);
-  if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t mangle -X ${rpfilterChainName(o)} failed: ${del.stderr.trim()}`);
+  if ((await iptables(family, ['-t', 'raw', '-F', rpfilterChainName(o)])).code !== 0) return;
+  const del = await iptables(family, ['-t', 'raw', '-X', rpfilterChainName(o)]);
+  if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t raw -X ${rpfilterChainName(o)} failed: ${del.stderr.trim()}`);
 }
 
 /** Removes every jump to our chain and the chain itself; absent rules are not an error. */

@@ -55,7 +55,7 @@ t.test('the rules the README and iptables/ show are the ones `rules print` makes
   t.same(readme.filter((l) => !printed.has(l)), [], 'every rule line of the README is printed as it reads');
   const rpf = new Set(printRules({ ...DEFAULT_RULES, rpfilter: true }).split('\n'));
   const shown = readFileSync(join(root, 'iptables', 'README.md'), 'utf8').split('\n').filter((l) => /FLOWGATE_RPF/.test(l));
-  t.equal(shown.length, 4, 'iptables/README.md shows the --rpfilter chain');
+  t.equal(shown.length, 3, 'iptables/README.md shows the --rpfilter chain');
   t.same(shown.filter((l) => !rpf.has(l)), [], 'as `rules print --rpfilter` prints it');
   for (const mode of ['gateway', 'host'] as const) {
     for (const family of [4, 6] as const) {
@@ -82,7 +82,7 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
   // Some rules of the operator's own, which must survive untouched.
   inNs('iptables', '-A', 'FORWARD', '-s', '192.0.2.0/24', '-j', 'ACCEPT');
   inNs('ip6tables', '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT');
-  // A table with no rules left (iptables-nft keeps the mangle table --rpfilter created) is as none.
+  // A table with no rules left (iptables-nft keeps the raw table --rpfilter created; README) is as none.
   const tables = (text: string) => text.replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '')
     .split(/(?=^\*)/m).filter((table) => /^-A /m.test(table)).join('');
   const save = () => tables(inNs('iptables-save')) + tables(inNs('ip6tables-save'));
@@ -99,14 +99,14 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
   // Applied again without the handshake log: no jump to the handshake chain, and the chain is gone.
   inNs(process.execPath, cli, 'rules', 'apply', '--no-handshake-log');
   t.notMatch(save(), /FLOWGATE_SYN/, '--no-handshake-log: the handshake chain is gone');
-  // Reverse-path filtering in mangle PREROUTING, once however often applied; applying without it takes it out.
+  // Reverse-path filtering in raw PREROUTING, once however often applied; applying without it takes it out.
   inNs(process.execPath, cli, 'rules', 'apply', '--rpfilter');
   const rpf = save();
   inNs(process.execPath, cli, 'rules', 'apply', '--rpfilter');
   t.equal(save(), rpf, '--rpfilter: applying twice changes nothing');
   for (const family of ['iptables', 'ip6tables']) {
-    t.match(inNs(`${family}-save`, '-t', 'mangle'), /-A PREROUTING -p tcp -j FLOWGATE_RPF\n(?:.*\n)*-A FLOWGATE_RPF -m connmark --mark 0x100\/0x300 -j RETURN\n-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n/,
-      `${family}: allowed flows skip the check, the rest are dropped when their source is routed elsewhere`);
+    t.match(inNs(`${family}-save`, '-t', 'raw'), /-A PREROUTING -p tcp -j FLOWGATE_RPF\n(?:.*\n)*-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n/,
+      `${family}: TCP packets whose source is routed elsewhere are dropped before conntrack`);
   }
   inNs(process.execPath, cli, 'rules', 'apply');
   t.notMatch(save(), /FLOWGATE_RPF/, 'applied without --rpfilter: the check is gone');
@@ -132,12 +132,12 @@ t.test('apply warns when conntrack is set to let out-of-window packets through (
   t.match(liberal.stderr, /^flowgate: warning: nf_conntrack_tcp_be_liberal is 1 .*sysctl -w net\.netfilter\.nf_conntrack_tcp_be_liberal=0\)\n$/);
 });
 
-t.test('--rpfilter adds a mangle section to the gateway snippet, and nothing without it', async (t) => {
-  const withIt = restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, 4);
-  t.match(withIt, /\nCOMMIT\n\*mangle\n:FLOWGATE_RPF - \[0:0\]\n-A FLOWGATE_RPF -m connmark --mark 0x100\/0x300 -j RETURN\n-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n-I PREROUTING 1 -p tcp -j FLOWGATE_RPF\nCOMMIT\n$/);
-  t.notMatch(restoreSnippet(DEFAULT_RULES, 4), /mangle|rpfilter/);
-  const marks = { ...DEFAULT_RULES.marks, allow: 0x1000, mask: 0x3000 };
-  t.match(restoreSnippet({ ...DEFAULT_RULES, rpfilter: true, marks }, 6), /-A FLOWGATE_RPF -m connmark --mark 0x1000\/0x3000 -j RETURN/, 'the configured marks');
+t.test('--rpfilter adds a raw-table section to the gateway snippet, and nothing without it', async (t) => {
+  for (const family of [4, 6] as const) {
+    const withIt = restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, family);
+    t.match(withIt, /\nCOMMIT\n\*raw\n:FLOWGATE_RPF - \[0:0\]\n-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n-I PREROUTING 1 -p tcp -j FLOWGATE_RPF\nCOMMIT\n$/);
+    t.notMatch(restoreSnippet(DEFAULT_RULES, family), /\*raw|rpfilter/);
+  }
 });
 
 t.test('bad usage: one clear line, exit 2', async (t) => {

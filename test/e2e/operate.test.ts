@@ -63,54 +63,101 @@ t.test('run warns once, at start and on a reload that finds it, when conntrack l
 });
 
 /**
- * Sends, from the client's side, one TCP ACK that claims to come from the server: an Ethernet frame
- * written to the client's veth (AF_PACKET) for gw to forward, as a client with its own stack could.
+ * The attack --rpfilter is for, from the client namespace (python, AF_PACKET on the client's veth):
+ * a connection to a server that never answers, 5 bytes sent; then a frame written with the
+ * server's address, 1000 bytes of "server data" at the server's next sequence number, which gw
+ * forwards back to the client; then the client's acknowledgement of those 1000 bytes, with 5 more
+ * bytes of its own. Conntrack refuses that acknowledgement (INVALID, dropped by the chain's first
+ * rule) only if it never took the spoofed packet for the server's.
  */
-async function spoofFromServer(topo: Topology, family: Family): Promise<void> {
-  const gwMac = JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
-  const a = family === 4 ? topo.ip4 : topo.ip6;
-  const script = `
-import socket, struct, sys
-fam, iface, mac, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+const SPOOF_ACK_SCRIPT = `
+import socket, struct, sys, time
+fam, iface, gwmac, C, S, P = int(sys.argv[1]), sys.argv[2], bytes.fromhex(sys.argv[3].replace(':', '')), sys.argv[4], sys.argv[5], int(sys.argv[6])
+af = socket.AF_INET if fam == 4 else socket.AF_INET6
 def csum(b):
     if len(b) % 2: b += b'\\0'
     s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
     while s >> 16: s = (s & 0xffff) + (s >> 16)
     return ~s & 0xffff
-af = socket.AF_INET if fam == 4 else socket.AF_INET6
-s4, d4 = socket.inet_pton(af, src), socket.inet_pton(af, dst)
-tcp = struct.pack('!HHIIBBHHH', 443, 40999, 1000, 1000, 5 << 4, 0x10, 65535, 0, 0)
-pseudo = s4 + d4 + (struct.pack('!BBH', 0, 6, len(tcp)) if fam == 4 else struct.pack('!I3xB', len(tcp), 6))
-tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
-if fam == 4:
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, s4, d4)
-    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-    etype = 0x0800
-else:
-    ip = struct.pack('!IHBB16s16s', 6 << 28, len(tcp), 6, 64, s4, d4)
-    etype = 0x86dd
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-sock.bind((iface, 0))
-sock.send(bytes.fromhex(mac.replace(':', '')) + b'\\x02\\0\\0\\0\\0\\x01' + struct.pack('!H', etype) + ip + tcp)
+def frame(src, dst, sport, dport, seq, ack, payload):
+    s, d = socket.inet_pton(af, src), socket.inet_pton(af, dst)
+    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq & 0xffffffff, ack & 0xffffffff, 5 << 4, 0x18, 502, 0, 0) + payload
+    pseudo = s + d + (struct.pack('!BBH', 0, 6, len(tcp)) if fam == 4 else struct.pack('!I3xB', len(tcp), 6))
+    tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
+    if fam == 4:
+        ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 7, 0, 64, 6, 0, s, d)
+        ip, et = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:], b'\\x08\\x00'
+    else:
+        ip, et = struct.pack('!IHBB16s16s', 6 << 28, len(tcp), 6, 64, s, d), b'\\x86\\xdd'
+    return gwmac + b'\\x02\\0\\0\\0\\0\\x01' + et + ip + tcp
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+sniff.bind((iface, 0))
+sniff.settimeout(2)
+c = socket.create_connection((S, P))
+cport = c.getsockname()[1]
+c.send(b'hello')
+cisn = sisn = None
+t0 = time.time()
+while time.time() - t0 < 3 and (cisn is None or sisn is None):
+    f = sniff.recv(65535)
+    if fam == 4 and f[12:14] == b'\\x08\\x00' and f[23] == 6: t = f[14 + (f[14] & 15) * 4:]
+    elif fam == 6 and f[12:14] == b'\\x86\\xdd' and f[20] == 6: t = f[54:]
+    else: continue
+    sp, dp, seq, ack, off, fl = struct.unpack('!HHIIBB', t[:14])
+    if sp == cport and dp == P and fl & 0x12 == 0x02: cisn = seq
+    if sp == P and dp == cport and fl & 0x12 == 0x12: sisn = seq
+if cisn is None or sisn is None: sys.exit('the handshake was not seen')
+time.sleep(0.2)
+out = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+out.bind((iface, 0))
+out.send(frame(S, C, P, cport, sisn + 1, cisn + 6, b'S' * 1000))
+time.sleep(0.2)
+out.send(frame(C, S, cport, P, cisn + 6, sisn + 1001, b'XXXXX'))
+time.sleep(0.2)
 `;
-  await topo.exec('client', ['python3', '-c', script, String(family), topo.ifaces.client, gwMac, a.server, a.client], { check: true });
-}
 
-t.test('rules apply --rpfilter: a packet with the server\'s address from the client\'s side is dropped; real traffic is not', async (t) => {
+t.test('rules apply --rpfilter: a client cannot make conntrack take its own packet for its server\'s', async (t) => {
   const topo = await fixture(t);
-  await applyRules(topo, ['--rpfilter']);
-  const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
-  const drops = async (family: Family) => (await iptablesCounters(topo, 'mangle', 'FLOWGATE_RPF', { family })).rules
-    .find((r) => r.target === 'DROP')!.packets;
+  const port = 8444;
+  // A server that takes connections and never answers.
+  const silent = topo.spawn('server', ['python3', '-c', `
+import socket, time
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(('::', ${port}))
+s.listen()
+kept = []
+print('listening', flush=True)
+while True:
+    kept.append(s.accept()[0])
+`]);
+  await silent.waitForLine(/listening/, { timeoutMs: 5000 });
+  const gwMac = JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
+  const invalid = async (family: Family) => (await iptablesCounters(topo, 'filter', 'FLOWGATE', { family })).rules
+    .find((r) => /INVALID/.test(r.spec))!.packets;
+  const attack = async (family: Family) => {
+    const a = family === 4 ? topo.ip4 : topo.ip6;
+    const before = await invalid(family);
+    await topo.exec('client', ['python3', '-c', SPOOF_ACK_SCRIPT, String(family), topo.ifaces.client, gwMac, a.client, a.server, String(port)], { check: true });
+    return (await invalid(family)) - before;
+  };
+  await applyRules(topo);
   for (const family of [4, 6] as const) {
-    const ok = await curl(topo, { url: 'https://allowed.test/', ipv6: family === 6 });
-    t.equal(ok.httpCode, 200, `IPv${family}: allowed.test still answers`);
-    const blocked = await curl(topo, { url: 'https://blocked.test/', ipv6: family === 6 });
-    t.equal(blocked.errorKind, 'reset', `IPv${family}: blocked.test still reset`);
-    t.equal(await drops(family), 0, `IPv${family}: real traffic, in both directions, is not dropped`);
-    await spoofFromServer(topo, family);
-    await waitUntil(async () => (await drops(family)) === 1, { timeoutMs: 3000, what: `IPv${family}: the spoofed packet dropped` });
-    t.pass(`IPv${family}: the spoofed packet is dropped in mangle PREROUTING`);
+    t.equal(await attack(family), 0, `IPv${family}, without --rpfilter: the spoofed packet counts as the server's, so the ACK of data never sent passes conntrack`);
+  }
+  await applyRules(topo, ['--rpfilter']);
+  for (const family of [4, 6] as const) {
+    const rpf = async () => (await iptablesCounters(topo, 'raw', 'FLOWGATE_RPF', { family })).rules[0]!.packets;
+    const dropped = await rpf();
+    t.equal(await attack(family), 1, `IPv${family}, with --rpfilter: the same ACK is INVALID and dropped`);
+    t.equal((await rpf()) - dropped, 1, `IPv${family}: the spoofed packet was dropped in raw PREROUTING`);
+  }
+  // Real traffic through the filter is untouched by the check.
+  const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
+  for (const family of [4, 6] as const) {
+    t.equal((await curl(topo, { url: 'https://allowed.test/', ipv6: family === 6 })).httpCode, 200, `IPv${family}: allowed.test answers`);
+    t.equal((await curl(topo, { url: 'https://blocked.test/', ipv6: family === 6 })).errorKind, 'reset', `IPv${family}: blocked.test is reset`);
   }
   await fg.stop();
 });

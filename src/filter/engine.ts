@@ -645,6 +645,7 @@ export class Engine {
       flow.tfo = { end: seqAdd(tcp.seq, 1 + len), confirmed: false };
       this.stats.count('tfo_syn_data');
     }
+    if (tcp.flags & (RST | FIN)) flow.clientClosed = true;
     if (tcp.flags & RST) {
       // An RST carries no stream data the server keeps; a flow it really ends times out as closing.
       this.verdict(pkt, len === 0 ? NF_ACCEPT : NF_DROP);
@@ -1064,7 +1065,7 @@ export class Engine {
     // As clientPacket runs discardReason for it once a decision was counted: the server no longer observed.
     const checks = this.bindingChecks(flow);
     // The record ends inspection only in a packet that shows the server answered (answersHello).
-    if (checks === undefined || insp.answerAbove < 0) return;
+    if (checks === undefined || insp.answerAbove < 0 || flow.clientClosed) return;
     checks.ackAbove = insp.answerAbove;
     insp.bits |= INSP_ARMED;
     const m = this.options.marks;
@@ -1075,11 +1076,14 @@ export class Engine {
    * Whether `tcp`, a client segment the server keeps, shows the server answered the flow's last
    * ClientHello: it acknowledges past the server's position when the hello was read. With no
    * position known then (a hello in a SYN: Fast Open), the SYN-ACK's counts once seen; with none
-   * at all (no ACK ever seen, the server's ISN unknown) there is nothing to wait for.
+   * at all (no ACK ever seen, the server's ISN unknown) there is nothing to wait for. Never after
+   * the client's RST or FIN.
    */
   private answersHello(flow: Flow, insp: Inspection, tcp: TcpPacket): boolean {
     let ref = insp.answerAbove;
-    if (ref === NO_HELLO) return false;
+    // After the client's RST or FIN conntrack may have picked the connection up anew, liberally:
+    // its ACKs then prove nothing (Flow.clientClosed). No legitimate client sends more records.
+    if (ref === NO_HELLO || flow.clientClosed) return false;
     if (ref === ANSWER_UNKNOWN) {
       if (flow.s2c.isn === undefined) return true;
       ref = insp.answerAbove = seqAdd(flow.s2c.isn, 1);

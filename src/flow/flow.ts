@@ -125,8 +125,10 @@ const APPS: readonly (App | undefined)[] = [undefined, 'tls', 'http', 'unknown']
 const APP_OTHER = APPS.length;
 /** Flow.flags bit 11: the engine armed the flow's first hello with the kernel queue's binding (see helloArmed). */
 const FLAG_HELLO_ARMED = 1 << 11;
+/** Flow.flags bit 12: the client sent an RST or a FIN (see clientClosed). */
+const FLAG_CLIENT_CLOSED = 1 << 12;
 /** Flow.flags from this bit up: the index of the flow's id prefix in ID_PREFIXES. */
-const PREFIX_SHIFT = 12;
+const PREFIX_SHIFT = 13;
 /**
  * The id prefixes in use (one per engine, '' first), so a flow keeps a small index in its flags
  * rather than a field of its own (8 bytes a flow).
@@ -388,6 +390,20 @@ export class Flow {
 
   set helloArmed(v: boolean) {
     this.flags = v ? this.flags | FLAG_HELLO_ARMED : this.flags & ~FLAG_HELLO_ARMED;
+  }
+
+  /**
+   * The client sent an RST or a FIN. The server may never have had it (a TTL that expires past the
+   * gateway), but conntrack did: it closes its entry, and once that times out it picks the
+   * connection up again from the next packet, liberally (an ACK of anything passes). So conntrack no
+   * longer vouches for the client's ACKs, on which the end of a hello's inspection rests (answersHello).
+   */
+  get clientClosed(): boolean {
+    return (this.flags & FLAG_CLIENT_CLOSED) !== 0;
+  }
+
+  set clientClosed(v: boolean) {
+    this.flags = v ? this.flags | FLAG_CLIENT_CLOSED : this.flags & ~FLAG_CLIENT_CLOSED;
   }
 
   /** The endpoint that opened the connection (or the first data sender when the start was missed). */

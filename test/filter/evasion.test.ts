@@ -189,6 +189,20 @@ t.test('6 and 19: after a hello, only what follows the server\'s answer ends ins
       t.notOk(everAllowMark(h), `${label}: the flow never got the allow mark`);
       t.same(settledProblems(h), [], `${label}: settled`);
     }
+    for (const close of ['rst', 'fin'] as const) {
+      // The client's RST (or FIN) with a TTL that expires past the gateway: the server never has
+      // it, conntrack closes its entry and, once that times out, picks the connection up again from
+      // the next packet, liberally. An ACK of data the server never sent then passes conntrack.
+      const { h, c, synTs } = timed(family);
+      const fake = fakeOf(m);
+      h.feed(c.seg(fake, 0, { tsVal: synTs + 10 }), 'ctl');
+      h.feed(close === 'rst' ? c.rst({ seq: (c.cseq + fake.length) >>> 0, ttl: 1, tsVal: synTs + 11 }) : c.fin(), 'ctl');
+      const rec = h.feed(c.seg(cat(CCS, APP), fake.length, { ack: (c.sseq + 5000) >>> 0, tsVal: synTs + 12 }), 'ctl');
+      const real = h.feed(c.seg(m.bytes, 0, { tsVal: synTs + 100001 }), 'real');
+      t.notOk(passed(h.fate(rec)), `${label}: after the client's ${close}, a record acknowledging data the server never sent does not end inspection`);
+      t.notOk(passed(h.fate(real)), `${label}: nor does the real hello pass (${close})`);
+      t.notOk(everAllowMark(h), `${label}: the flow never got the allow mark (${close})`);
+    }
     {
       // Without the record: the real hello itself, a different copy of the same bytes, conflicts.
       const { h, c, synTs } = timed(family);

@@ -74,14 +74,13 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
 /** Control socket, readiness, watchdog, SIGHUP reload and SIGTERM/SIGINT stop around a daemon. */
 export async function lifecycle(daemon: Daemon, config: Config, opts: RunOptions, log: Logger): Promise<number> {
   // Kernel settings the guarantees lean on, judged at start and again on each reload (conntrack
-  // may have been loaded, or a setting changed, since): each warning is given once.
-  const warned = new Set<string>();
+  // may have been loaded, or a setting changed, since): a warning is given when its setting goes
+  // wrong, not again at each reload while it stays so.
+  let warned = new Set<string>();
   const checkKernel = () => {
-    for (const w of kernelWarnings()) {
-      if (warned.has(w)) continue;
-      warned.add(w);
-      log.warn(w);
-    }
+    const now = kernelWarnings();
+    for (const w of now) if (!warned.has(w)) log.warn(w);
+    warned = new Set(now);
   };
   checkKernel();
   // `control: false` in the config (null here) turns the control socket off.

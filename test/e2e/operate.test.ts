@@ -40,7 +40,7 @@ t.test('metrics on 127.0.0.1 and a control socket of mode 0600', async (t) => {
   await fg.stop();
 });
 
-t.test('run warns once, at start and on a reload that finds it, when conntrack lets out-of-window packets through', async (t) => {
+t.test('run warns, at start and on a reload that finds it, when conntrack lets out-of-window packets through', async (t) => {
   const topo = await fixture(t);
   await applyRules(topo);
   const liberal = (v: 0 | 1) => topo.exec('gw', ['sysctl', '-qw', `net.netfilter.nf_conntrack_tcp_be_liberal=${v}`], { check: true });
@@ -54,6 +54,14 @@ t.test('run warns once, at start and on a reload that finds it, when conntrack l
     await waitUntil(() => reloads() === i, { timeoutMs: 5000, what: `reload ${i}` });
   }
   t.equal(warnings(fg.process), 1, 'found on reload, said once');
+  // Set right, then wrong again: said again.
+  await liberal(0);
+  fg.process.signalGroup('SIGHUP');
+  await waitUntil(() => reloads() === 3, { timeoutMs: 5000, what: 'reload 3' });
+  await liberal(1);
+  fg.process.signalGroup('SIGHUP');
+  await waitUntil(() => reloads() === 4, { timeoutMs: 5000, what: 'reload 4' });
+  t.equal(warnings(fg.process), 2, 'set right and wrong again: said again');
   t.equal(await fg.stop(), 0);
   const again = await startFlowgate(topo, 'default: allow', 'again');
   t.match(again.process.stderr, /"level":"warn","msg":"nf_conntrack_tcp_be_liberal is 1 in this network namespace/, 'said at start, as a warning');

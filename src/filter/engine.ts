@@ -645,6 +645,8 @@ export class Engine {
       flow.tfo = { end: seqAdd(tcp.seq, 1 + len), confirmed: false };
       this.stats.count('tfo_syn_data');
     }
+    // This packet's own ACK is judged as conntrack judged it, before its FIN (answersHello).
+    const closedBefore = flow.clientClosed;
     if (tcp.flags & (RST | FIN)) flow.clientClosed = true;
     if (tcp.flags & RST) {
       // An RST carries no stream data the server keeps; a flow it really ends times out as closing.
@@ -735,7 +737,7 @@ export class Engine {
       case 'ok':
         break;
     }
-    if (len > 0 && this.answersHello(flow, inspection, tcp)) inspection.analyzer.serverAnswered?.();
+    if (len > 0 && this.answersHello(flow, inspection, tcp, closedBefore)) inspection.analyzer.serverAnswered?.();
     if (res.added > 0) {
       // The stream keeps what the analyzer has not consumed: it reads a partial hello there, uncopied.
       for (const ev of inspection.analyzer.feed(stream.view(before), before, stream.view())) this.addUnit(flow, inspection, ev);
@@ -1076,14 +1078,14 @@ export class Engine {
    * Whether `tcp`, a client segment the server keeps, shows the server answered the flow's last
    * ClientHello: it acknowledges past the server's position when the hello was read. With no
    * position known then (a hello in a SYN: Fast Open), the SYN-ACK's counts once seen; with none
-   * at all (no ACK ever seen, the server's ISN unknown) there is nothing to wait for. Never after
-   * the client's RST or FIN.
+   * at all (no ACK ever seen, the server's ISN unknown) there is nothing to wait for. Never once
+   * the client `closed` (sent an RST or FIN before this packet).
    */
-  private answersHello(flow: Flow, insp: Inspection, tcp: TcpPacket): boolean {
+  private answersHello(flow: Flow, insp: Inspection, tcp: TcpPacket, closed: boolean): boolean {
     let ref = insp.answerAbove;
     // After the client's RST or FIN conntrack may have picked the connection up anew, liberally:
     // its ACKs then prove nothing (Flow.clientClosed). No legitimate client sends more records.
-    if (ref === NO_HELLO || flow.clientClosed) return false;
+    if (ref === NO_HELLO || closed) return false;
     if (ref === ANSWER_UNKNOWN) {
       if (flow.s2c.isn === undefined) return true;
       ref = insp.answerAbove = seqAdd(flow.s2c.isn, 1);

@@ -9,7 +9,7 @@
  * Fakes carry DECOY, a name of the same length, so fake and real cover the same ranges.
  */
 import t, { type Test } from 'tap';
-import { ACK, PSH, RST, SYN, URG } from '../../src/packet/types.js';
+import { ACK, FIN, PSH, RST, SYN, URG } from '../../src/packet/types.js';
 import { buildIpv4Fragments, buildIpv6Fragments } from '../../src/packet/build.js';
 import { decodeIp } from '../../src/packet/decode.js';
 import {
@@ -202,6 +202,17 @@ t.test('6 and 19: after a hello, only what follows the server\'s answer ends ins
       t.notOk(passed(h.fate(rec)), `${label}: after the client's ${close}, a record acknowledging data the server never sent does not end inspection`);
       t.notOk(passed(h.fate(real)), `${label}: nor does the real hello pass (${close})`);
       t.notOk(everAllowMark(h), `${label}: the flow never got the allow mark (${close})`);
+    }
+    {
+      // A real client's last flight and its FIN in one segment (a write then a half-close, or a
+      // retransmission that merged them): its ACK is judged before its FIN counts.
+      const { h, c } = start('tls', family);
+      const hello = message('tls', ALLOWED).bytes;
+      h.feed(c.seg(hello), 'real');
+      c.advance(hello.length);
+      h.feed(c.reply(new Uint8Array(1200).fill(0x16)));
+      const rec = h.feed(c.seg(cat(CCS, APP), 0, { flags: ACK | PSH | FIN }), 'real');
+      t.equal(h.fate(rec), 'allow', `${label}: a record answering the server, with the client's FIN, ends inspection`);
     }
     {
       // Without the record: the real hello itself, a different copy of the same bytes, conflicts.

@@ -123,9 +123,13 @@ t.test('apply warns when conntrack is set to let out-of-window packets through (
   execFileSync('ip', ['netns', 'add', ns]);
   t.teardown(() => execFileSync('ip', ['netns', 'del', ns]));
   const apply = () => spawnSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'apply'], { encoding: 'utf8' });
-  const first = apply(); // loads conntrack in the namespace, where be_liberal starts at 0
+  const first = apply(); // loads conntrack in the namespace, where be_liberal starts at 0 and tcp_loose at 1
   t.equal(first.status, 0);
-  t.equal(first.stderr, '', 'the namespace default (0): nothing to say');
+  t.match(first.stderr, /^flowgate: warning: nf_conntrack_tcp_loose is 1 .*nf_conntrack_tcp_loose=0: .*\n$/,
+    'the namespace defaults: tcp_loose, which lets conntrack pick up a connection it forgot, is said');
+  t.notMatch(first.stderr, /be_liberal/, 'be_liberal at 0: nothing to say');
+  execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_loose=0']);
+  t.equal(apply().stderr, '', 'tcp_loose at 0: nothing to say');
   execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_be_liberal=1']);
   const liberal = apply();
   t.equal(liberal.status, 0, 'a warning, not a failure');

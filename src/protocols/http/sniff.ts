@@ -2,19 +2,29 @@
  * A cheap look at the first bytes of a client stream to tell whether the HTTP/1.x reader
  * should take it.
  */
-import { CR, LF, TCHAR } from './syntax.js';
+import { LF, TCHAR } from './syntax.js';
 
 /**
  * Bytes a server may take between the parts of a request line: SP, and, leniently (RFC 9112
- * section 3, Squid's default relaxed parser), HTAB, VT, FF and a bare CR.
+ * section 3, Squid's default relaxed parser), HTAB, VT, FF and a bare CR; Python's http.server
+ * splits on whatever `str.isspace` calls space (0x1c-0x1f, 0x85, 0xa0 too) and strips it in front.
  */
 const SEPARATOR = new Uint8Array(256);
-for (const b of [0x20, 0x09, 0x0b, 0x0c, 0x0d]) SEPARATOR[b] = 1;
+for (const b of [0x20, 0x09, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x85, 0xa0]) SEPARATOR[b] = 1;
+const SEP_CLASS = '[ \\t\\v\\f\\r\\x1c-\\x1f\\x85\\xa0]';
 
-/** Methods that make a stream HTTP as soon as a separator follows them (RFC 9110, WebDAV, h2 preface). */
+/**
+ * Methods that make a stream HTTP as soon as a separator follows them: RFC 9110's, the h2 preface's,
+ * and every method Node's parser (llhttp) takes by default, where a request line without a version
+ * (`PURGE /`) is HTTP/0.9 whose headers it still reads, and RTSP's and ICE's, which it takes too.
+ */
 const KNOWN_METHODS = [
   'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'PRI',
   'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'REPORT', 'SEARCH',
+  'BIND', 'REBIND', 'UNBIND', 'ACL', 'MKACTIVITY', 'CHECKOUT', 'MERGE', 'M-SEARCH', 'NOTIFY',
+  'SUBSCRIBE', 'UNSUBSCRIBE', 'PURGE', 'MKCALENDAR', 'LINK', 'UNLINK', 'SOURCE', 'QUERY',
+  'DESCRIBE', 'ANNOUNCE', 'SETUP', 'PLAY', 'PAUSE', 'TEARDOWN', 'GET_PARAMETER', 'SET_PARAMETER',
+  'REDIRECT', 'RECORD', 'FLUSH',
 ].map((m) => Buffer.from(m, 'latin1'));
 
 /**
@@ -26,8 +36,9 @@ export const SNIFF_MAX_LINE_BYTES = 4096;
 // Any target and any HTTP version number: nginx reads `HTTP/1.2` or `HTTP/1.0001` as HTTP/1.1, and
 // older releases take spaces and control bytes in the target, so a line ending so is read as
 // HTTP (whose reader refuses what it must), never `unknown`. The separators are a lenient
-// server's (SEPARATOR): `GET\r/ HTTP/1.1` is a request to Squid.
-const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t\v\f\r]+[^\n]*[ \t\v\f\r]HTTP\/[0-9]+\.[0-9]+[ \t\v\f\r]*$/;
+// server's (SEPARATOR): `GET\r/ HTTP/1.1` is a request to Squid; Apache's `HttpProtocolOptions
+// Unsafe` takes the version in any case.
+const VERSION_TAIL = new RegExp(`^[!#$%&'*+\\-.^_\`|~0-9A-Za-z]+${SEP_CLASS}+[^\\n]*${SEP_CLASS}[Hh][Tt][Tt][Pp]\\/[0-9]+\\.[0-9]+${SEP_CLASS}*$`);
 
 /**
  * 'yes' when `firstBytes` (the start of a client stream) begin like an HTTP/1.x request: a known
@@ -40,7 +51,8 @@ const VERSION_TAIL = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t\v\f\r]+[^\n]*[ \t\v\f\r]
  */
 export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
   let s = 0;
-  while (s < firstBytes.length && (firstBytes[s] === CR || firstBytes[s] === LF)) s++;
+  // Empty lines before the request line are skipped (RFC 9112 section 2.2), other space by Python.
+  while (s < firstBytes.length && (firstBytes[s] === LF || SEPARATOR[firstBytes[s]!] === 1)) s++;
   const rest = firstBytes.subarray(s);
   if (rest.length === 0) return 'maybe';
   let prefixOfKnown = false;

@@ -37,6 +37,18 @@ t.test('lenient separators (HTAB, VT, FF, bare CR) make a request line too', asy
     t.equal(looksLikeHttp(bytes(text)), 'yes', JSON.stringify(text));
   }
   t.equal(looksLikeHttp(bytes('GET\x01/ HTTP/1.1\r\n')), 'no', 'another control byte after the method is no separator');
+  // Python's http.server splits on str.isspace and strips it in front.
+  for (const text of ['GET\xa0/\xa0HTTP/1.1\r\n', 'FOO\x1f/ HTTP/1.1\r\n', 'FOO /\x85HTTP/1.1\r\n', ' GET / HTTP/1.1\r\n', '\x0bFOO / HTTP/1.1\r\n']) {
+    t.equal(looksLikeHttp(Buffer.from(text, 'latin1')), 'yes', JSON.stringify(text));
+  }
+});
+
+t.test('Node\'s methods without a version (HTTP/0.9 with headers to it), RTSP\'s, and a version in any case', async (t) => {
+  for (const text of ['PURGE /\r\nHost: a\r\n\r\n', 'M-SEARCH * HTTP/1.1\r\n', 'QUERY /', 'DESCRIBE / RTSP/1.0\r\n', 'SOURCE / ICE/1.0\r\n',
+    'FOO / http/1.1\r\n', 'FOO / Http/1.0\n']) {
+    t.equal(looksLikeHttp(bytes(text)), 'yes', JSON.stringify(text));
+  }
+  t.equal(looksLikeHttp(bytes('PURG')), 'maybe', 'a prefix of one');
 });
 
 t.test('other protocols are no', async (t) => {
@@ -48,7 +60,7 @@ t.test('other protocols are no', async (t) => {
   t.equal(looksLikeHttp(sip.subarray(0, 12)), 'maybe', 'SIP before its line ends');
   const ssh = fixture('ssh-client-start');
   t.equal(looksLikeHttp(ssh), 'no', 'SSH banner');
-  for (const text of ['USER bob\r\n', '\x00\x00\x00\x08\x04\xd2\x16\x2f', '{"a":1}', ' GET / HTTP/1.1\r\n', 'GET\x00']) {
+  for (const text of ['USER bob\r\n', '\x00\x00\x00\x08\x04\xd2\x16\x2f', '{"a":1}', 'GET\x00']) {
     t.equal(looksLikeHttp(bytes(text)), 'no', JSON.stringify(text));
   }
   t.equal(looksLikeHttp(bytes('A'.repeat(40))), 'maybe', 'a long token without a space: its space may follow');

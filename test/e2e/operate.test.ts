@@ -13,6 +13,7 @@ import {
   type Family, type Topology,
 } from './harness/index.js';
 import { applyRules, cliArgv, startFlowgate } from './flowgate.js';
+import { clientHello } from '../helpers/tcp.js';
 
 checkPrerequisites(['ip', 'iptables', 'curl', 'python3']);
 
@@ -70,59 +71,8 @@ t.test('run warns, at start and on a reload that finds it, when conntrack lets o
   await liberal(0);
 });
 
-/**
- * The attack --rpfilter is for, from the client namespace (python, AF_PACKET on the client's veth):
- * a connection to a server that never answers, 5 bytes sent; then a frame written with the
- * server's address, 1000 bytes of "server data" at the server's next sequence number, which gw
- * forwards back to the client; then the client's acknowledgement of those 1000 bytes, with 5 more
- * bytes of its own. Conntrack refuses that acknowledgement (INVALID, dropped by the chain's first
- * rule) only if it never took the spoofed packet for the server's.
- */
-const SPOOF_ACK_SCRIPT = `
-import socket, struct, sys, time
-fam, iface, gwmac, C, S, P = int(sys.argv[1]), sys.argv[2], bytes.fromhex(sys.argv[3].replace(':', '')), sys.argv[4], sys.argv[5], int(sys.argv[6])
-af = socket.AF_INET if fam == 4 else socket.AF_INET6
-def csum(b):
-    if len(b) % 2: b += b'\\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-def frame(src, dst, sport, dport, seq, ack, payload):
-    s, d = socket.inet_pton(af, src), socket.inet_pton(af, dst)
-    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq & 0xffffffff, ack & 0xffffffff, 5 << 4, 0x18, 502, 0, 0) + payload
-    pseudo = s + d + (struct.pack('!BBH', 0, 6, len(tcp)) if fam == 4 else struct.pack('!I3xB', len(tcp), 6))
-    tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
-    if fam == 4:
-        ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 7, 0, 64, 6, 0, s, d)
-        ip, et = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:], b'\\x08\\x00'
-    else:
-        ip, et = struct.pack('!IHBB16s16s', 6 << 28, len(tcp), 6, 64, s, d), b'\\x86\\xdd'
-    return gwmac + b'\\x02\\0\\0\\0\\0\\x01' + et + ip + tcp
-sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-sniff.bind((iface, 0))
-sniff.settimeout(2)
-c = socket.create_connection((S, P))
-cport = c.getsockname()[1]
-c.send(b'hello')
-cisn = sisn = None
-t0 = time.time()
-while time.time() - t0 < 3 and (cisn is None or sisn is None):
-    f = sniff.recv(65535)
-    if fam == 4 and f[12:14] == b'\\x08\\x00' and f[23] == 6: t = f[14 + (f[14] & 15) * 4:]
-    elif fam == 6 and f[12:14] == b'\\x86\\xdd' and f[20] == 6: t = f[54:]
-    else: continue
-    sp, dp, seq, ack, off, fl = struct.unpack('!HHIIBB', t[:14])
-    if sp == cport and dp == P and fl & 0x12 == 0x02: cisn = seq
-    if sp == P and dp == cport and fl & 0x12 == 0x12: sisn = seq
-if cisn is None or sisn is None: sys.exit('the handshake was not seen')
-time.sleep(0.2)
-out = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-out.bind((iface, 0))
-out.send(frame(S, C, P, cport, sisn + 1, cisn + 6, b'S' * 1000))
-time.sleep(0.2)
-out.send(frame(C, S, cport, P, cisn + 6, sisn + 1001, b'XXXXX'))
-time.sleep(0.2)
-`;
+/** Packets a client with its own stack could send, from the client namespace (see the file). */
+const FORGE = join(repoRoot(), 'test', 'e2e', 'fixtures', 'forge.py');
 
 t.test('rules apply --rpfilter: a client cannot make conntrack take its own packet for its server\'s', async (t) => {
   const topo = await fixture(t);
@@ -147,7 +97,7 @@ while True:
   const attack = async (family: Family) => {
     const a = family === 4 ? topo.ip4 : topo.ip6;
     const before = await invalid(family);
-    await topo.exec('client', ['python3', '-c', SPOOF_ACK_SCRIPT, String(family), topo.ifaces.client, gwMac, a.client, a.server, String(port)], { check: true });
+    await topo.exec('client', ['python3', FORGE, 'spoof-ack', String(family), topo.ifaces.client, gwMac, a.client, a.server, String(port)], { check: true });
     return (await invalid(family)) - before;
   };
   await applyRules(topo);
@@ -168,6 +118,52 @@ while True:
     t.equal((await curl(topo, { url: 'https://blocked.test/', ipv6: family === 6 })).errorKind, 'reset', `IPv${family}: blocked.test is reset`);
   }
   await fg.stop();
+});
+
+t.test('nf_conntrack_tcp_loose=0: a client cannot make conntrack forget its connection and then acknowledge anything', async (t) => {
+  const topo = await fixture(t);
+  const port = 8445;
+  // The server drops the client's fakes (IP ID 0x7777) and reports whether a hello naming the blocked name reached it.
+  await topo.exec('server', ['iptables', '-w', '-A', 'INPUT', '-p', 'tcp', '-m', 'u32', '--u32', '2&0xffff=0x7777', '-j', 'DROP'], { check: true });
+  const server = topo.spawn('server', ['python3', '-c', `
+import socket, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', ${port}))
+s.listen()
+print('listening', flush=True)
+def serve(c):
+    got = b''
+    c.settimeout(6)
+    try:
+        while b'blocked.test' not in got:
+            x = c.recv(4096)
+            if not x: break
+            got += x
+    except Exception: pass
+    print('received', len(got), 'blocked' if b'blocked.test' in got else 'clean', flush=True)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],)).start()
+`]);
+  await server.waitForLine(/listening/, { timeoutMs: 5000 });
+  const gwMac = JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
+  const hex = (name: string) => Buffer.from(clientHello({ sni: name })).toString('hex');
+  await topo.exec('gw', ['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1'], { check: true });
+  await applyRules(topo);
+  const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
+  const attack = async (loose: 0 | 1, n: number) => {
+    await topo.exec('gw', ['sysctl', '-qw', `net.netfilter.nf_conntrack_tcp_loose=${loose}`], { check: true });
+    await topo.exec('client', ['python3', FORGE, 'forgotten', topo.ifaces.client, gwMac, topo.ip4.client, topo.ip4.server,
+      String(port), hex('allowed.test'), hex('blocked.test'), '2'], { check: true });
+    await waitUntil(() => server.stdout.split('\n').filter((l) => l.startsWith('received')).length >= n || undefined,
+      { timeoutMs: 40000, what: 'the server to report' });
+    return server.stdout.split('\n').filter((l) => l.startsWith('received'))[n - 1]!;
+  };
+  t.match(await attack(1, 1), /blocked$/, 'with tcp_loose=1 (the default) the blocked name gets through: the hole flowgate warns about');
+  t.match(await attack(0, 2), /clean$/, 'with tcp_loose=0 it does not: the record acknowledging unsent data is INVALID');
+  t.match(fg.process.stderr, /nf_conntrack_tcp_loose is 1/, 'and flowgate said so at start');
+  await fg.stop();
+  await topo.exec('gw', ['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_loose=1'], { check: true });
 });
 
 t.test('two queues on two worker threads: flows balanced, counters merged', async (t) => {

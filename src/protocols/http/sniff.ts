@@ -2,7 +2,7 @@
  * A cheap look at the first bytes of a client stream to tell whether the HTTP/1.x reader
  * should take it.
  */
-import { LF, TCHAR } from './syntax.js';
+import { CR, LF, TCHAR } from './syntax.js';
 
 /**
  * Bytes a server may take between the parts of a request line: SP, and, leniently (RFC 9112
@@ -71,7 +71,10 @@ export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
   while (i < rest.length && TCHAR[rest[i]!] === 1) i++;
   if (i === 0) return 'no';
   if (i === rest.length) return 'maybe';
-  if (SEPARATOR[rest[i]!] !== 1) return 'no';
+  // A bare CR right after an extension method is taken for the end of a line that is no request:
+  // an interactive session after `Upgrade: tcp` types a word and Enter (CR, never LF), and must
+  // not be held. (A lenient server might read `FOO\r/ HTTP/1.1` as a request: left open.)
+  if (SEPARATOR[rest[i]!] !== 1 || rest[i] === CR) return 'no';
   const lf = rest.indexOf(LF);
   // No server takes a NUL in a request line: one before its end makes the stream no request (a
   // git:// request sends one and waits for the server).

@@ -28,6 +28,8 @@ t.test('extension methods: decided on the whole first line', async (t) => {
   // A bare CR does not end the line: a lenient server (RFC 9112 section 3; Squid by default) reads it as a separator.
   t.equal(looksLikeHttp(bytes('BREW /pot HTTP/1.0\r')), 'maybe', 'a request line up to a CR: its LF awaited');
   t.equal(looksLikeHttp(bytes('ls -la\r')), 'maybe', 'so is a typed command and Enter (CR): `ls\\r-la HTTP/1.1` may follow');
+  t.equal(looksLikeHttp(bytes('ls\r')), 'no', 'a typed word and Enter right after it: no request (Docker attach after Upgrade: tcp)');
+  t.equal(looksLikeHttp(bytes('FOO\r/ HTTP/1.1\r\n')), 'no', 'so an extension method and a bare CR is no request either (open: a lenient server may read it)');
   t.equal(looksLikeHttp(bytes('FOO /a\rb HTTP/1.1\r\n')), 'yes', 'a CR inside the line is a separator to some server: the reader judges');
 });
 

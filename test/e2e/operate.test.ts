@@ -47,6 +47,8 @@ t.test('run warns, at start and on a reload that finds it, when conntrack lets o
   const liberal = (v: 0 | 1) => topo.exec('gw', ['sysctl', '-qw', `net.netfilter.nf_conntrack_tcp_be_liberal=${v}`], { check: true });
   const warnings = (p: { stderr: string }) => p.stderr.split('\n').filter((l) => l.includes('nf_conntrack_tcp_be_liberal is 1')).length;
   const fg = await startFlowgate(topo, 'default: allow');
+  // The kernel is checked just after the queue is bound: the namespace's tcp_loose (1) says when.
+  await fg.process.waitForLine(/nf_conntrack_tcp_loose is 1/, { timeoutMs: 5000, stream: 'stderr' });
   t.equal(warnings(fg.process), 0, 'the default (0): no warning');
   await liberal(1);
   const reloads = () => fg.process.stderr.split('\n').filter((l) => l.includes('reloaded config')).length;
@@ -65,7 +67,9 @@ t.test('run warns, at start and on a reload that finds it, when conntrack lets o
   t.equal(warnings(fg.process), 2, 'set right and wrong again: said again');
   t.equal(await fg.stop(), 0);
   const again = await startFlowgate(topo, 'default: allow', 'again');
-  t.match(again.process.stderr, /"level":"warn","msg":"nf_conntrack_tcp_be_liberal is 1 in this network namespace/, 'said at start, as a warning');
+  await again.process.waitForLine(/"level":"warn","msg":"nf_conntrack_tcp_be_liberal is 1 in this network namespace/,
+    { timeoutMs: 5000, stream: 'stderr' });
+  t.pass('said at start, as a warning');
   t.equal((await curl(topo, { url: 'https://allowed.test/' })).httpCode, 200, 'and filtering goes on');
   t.equal(await again.stop(), 0);
   await liberal(0);
@@ -161,7 +165,8 @@ while True:
   };
   t.match(await attack(1, 1), /blocked$/, 'with tcp_loose=1 (the default) the blocked name gets through: the hole flowgate warns about');
   t.match(await attack(0, 2), /clean$/, 'with tcp_loose=0 it does not: the record acknowledging unsent data is INVALID');
-  t.match(fg.process.stderr, /nf_conntrack_tcp_loose is 1/, 'and flowgate said so at start');
+  await fg.process.waitForLine(/nf_conntrack_tcp_loose is 1/, { timeoutMs: 5000, stream: 'stderr' });
+  t.pass('and flowgate said so at start');
   await fg.stop();
   await topo.exec('gw', ['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_loose=1'], { check: true });
 });

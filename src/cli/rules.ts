@@ -197,7 +197,7 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
     ...chainLines(o, family),
     ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
     'COMMIT',
-    ...(o.rpfilter === true ? ['*raw', ...rpfilterLines(o), `-I PREROUTING 1 ${rpfilterJump(o).join(' ')}`, 'COMMIT'] : []),
+    ...rpfilterSection(o, true),
     '',
   ];
   return lines.join('\n');
@@ -213,9 +213,15 @@ function chainLines(o: RulesOptions, family: 4 | 6): string[] {
   ];
 }
 
-/** iptables-restore lines that create (or flush) the rpfilter chain and fill it. */
-function rpfilterLines(o: RulesOptions): string[] {
-  return [`:${rpfilterChainName(o)} - [0:0]`, ...rpfilterRules().map((r) => `-A ${rpfilterChainName(o)} ${r.join(' ')}`)];
+/**
+ * The raw table's iptables-restore section for `--rpfilter` (none without it): the chain created
+ * (or flushed) and filled, and with `withJump` the jump to it (applyRules inserts that itself, once).
+ */
+function rpfilterSection(o: RulesOptions, withJump: boolean): string[] {
+  if (o.rpfilter !== true) return [];
+  const chain = rpfilterChainName(o);
+  return ['*raw', `:${chain} - [0:0]`, ...rpfilterRules().map((r) => `-A ${chain} ${r.join(' ')}`),
+    ...(withJump ? [`-I PREROUTING 1 ${rpfilterJump(o).join(' ')}`] : []), 'COMMIT'];
 }
 
 /** Families selected by `--family`. */
@@ -262,64 +268,58 @@ async function iptables(family: 4 | 6, args: string[]): Promise<{ code: number; 
 export async function applyRules(o: RulesOptions): Promise<void> {
   for (const family of families(o)) {
     // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
-    const body = ['*filter', ...chainLines(o, family), 'COMMIT',
-      ...(o.rpfilter === true ? ['*raw', ...rpfilterLines(o), 'COMMIT'] : []), ''].join('\n');
+    const body = ['*filter', ...chainLines(o, family), 'COMMIT', ...rpfilterSection(o, false), ''].join('\n');
     const res = await runCommand(binary(family, true), ['-w', '--noflush'], body);
     if (res.code !== 0) {
       throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
     }
-    for (const chain of hookChains(o.mode)) {
-      const check = await iptables(family, ['-C', chain, ...jumpRule(o)]);
-      if (check.code === 0) continue;
-      const ins = await iptables(family, ['-I', chain, '1', ...jumpRule(o)]);
-      if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -I ${chain} failed: ${ins.stderr.trim()}`);
-    }
+    for (const chain of hookChains(o.mode)) await ensureJump(family, 'filter', chain, jumpRule(o));
     if (!logsHandshakes(o)) {
       // Applied before with the handshake log: its chain, no longer jumped to, goes (absent: no error).
       if ((await iptables(family, ['-F', handshakeChainName(o)])).code === 0) await iptables(family, ['-X', handshakeChainName(o)]);
     }
     if (o.rpfilter === true) {
-      const check = await iptables(family, ['-t', 'raw', '-C', 'PREROUTING', ...rpfilterJump(o)]);
-      if (check.code !== 0) {
-        const ins = await iptables(family, ['-t', 'raw', '-I', 'PREROUTING', '1', ...rpfilterJump(o)]);
-        if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t raw -I PREROUTING failed: ${ins.stderr.trim()}`);
-      }
+      await ensureJump(family, 'raw', 'PREROUTING', rpfilterJump(o));
     } else {
       // Applied before with --rpfilter: applying without it takes the check out.
-      await removeRpfilter(o, family);
+      await deleteJumps(family, 'raw', 'PREROUTING', rpfilterJump(o));
+      await dropChain(family, 'raw', rpfilterChainName(o));
     }
   }
 }
 
-/** Removes the jump to the rpfilter chain and the chain; absent, nothing happens. */
-async function removeRpfilter(o: RulesOptions, family: 4 | 6): Promise<void> {
+/** Inserts `jump` first in `table`'s `chain` unless it is there already. */
+async function ensureJump(family: 4 | 6, table: string, chain: string, jump: string[]): Promise<void> {
+  if ((await iptables(family, ['-t', table, '-C', chain, ...jump])).code === 0) return;
+  const ins = await iptables(family, ['-t', table, '-I', chain, '1', ...jump]);
+  if (ins.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t ${table} -I ${chain} failed: ${ins.stderr.trim()}`);
+}
+
+/** Deletes every copy of `jump` from `table`'s `chain` (none there: nothing happens). */
+async function deleteJumps(family: 4 | 6, table: string, chain: string, jump: string[]): Promise<void> {
   for (let i = 0; i < 16; i++) {
-    if ((await iptables(family, ['-t', 'raw', '-D', 'PREROUTING', ...rpfilterJump(o)])).code !== 0) break;
+    if ((await iptables(family, ['-t', table, '-D', chain, ...jump])).code !== 0) break;
   }
-  if ((await iptables(family, ['-t', 'raw', '-F', rpfilterChainName(o)])).code !== 0) return;
-  const del = await iptables(family, ['-t', 'raw', '-X', rpfilterChainName(o)]);
-  if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t raw -X ${rpfilterChainName(o)} failed: ${del.stderr.trim()}`);
+}
+
+/** Flushes and deletes one of our chains in `table` (absent: nothing happens). */
+async function dropChain(family: 4 | 6, table: string, chain: string): Promise<void> {
+  if ((await iptables(family, ['-t', table, '-F', chain])).code !== 0) return;
+  const del = await iptables(family, ['-t', table, '-X', chain]);
+  if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -t ${table} -X ${chain} failed: ${del.stderr.trim()}`);
 }
 
 /** Removes every jump to our chain and the chain itself; absent rules are not an error. */
 export async function removeRules(o: RulesOptions): Promise<void> {
   for (const family of families(o)) {
     for (const chain of hookChains(o.mode)) {
-      for (const jump of [['-p', 'tcp', '-j', chainName(o)], ['-j', chainName(o)]]) {
-        for (let i = 0; i < 16; i++) {
-          if ((await iptables(family, ['-D', chain, ...jump])).code !== 0) break;
-        }
-      }
+      for (const jump of [['-p', 'tcp', '-j', chainName(o)], ['-j', chainName(o)]]) await deleteJumps(family, 'filter', chain, jump);
     }
     // The main chain first (it jumps to the handshake chain), then the handshake chain, which
     // may be there whatever `o` says (rules applied with other options).
-    for (const chain of [chainName(o), handshakeChainName(o)]) {
-      const flush = await iptables(family, ['-F', chain]);
-      if (flush.code !== 0) continue;
-      const del = await iptables(family, ['-X', chain]);
-      if (del.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family)} -X ${chain} failed: ${del.stderr.trim()}`);
-    }
-    await removeRpfilter(o, family);
+    for (const chain of [chainName(o), handshakeChainName(o)]) await dropChain(family, 'filter', chain);
+    await deleteJumps(family, 'raw', 'PREROUTING', rpfilterJump(o));
+    await dropChain(family, 'raw', rpfilterChainName(o));
   }
 }
 

@@ -9,9 +9,11 @@ import { CR, LF, TCHAR } from './syntax.js';
  * section 3, Squid's default relaxed parser), HTAB, VT, FF and a bare CR; Python's http.server
  * splits on whatever `str.isspace` calls space (0x1c-0x1f, 0x85, 0xa0 too) and strips it in front.
  */
+const SEPARATORS = [0x20, 0x09, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x85, 0xa0];
 const SEPARATOR = new Uint8Array(256);
-for (const b of [0x20, 0x09, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x85, 0xa0]) SEPARATOR[b] = 1;
-const SEP_CLASS = '[ \\t\\v\\f\\r\\x1c-\\x1f\\x85\\xa0]';
+for (const b of SEPARATORS) SEPARATOR[b] = 1;
+/** The same bytes as a regular expression character class. */
+const SEP_CLASS = `[${SEPARATORS.map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}]`;
 
 /**
  * Methods that make a stream HTTP as soon as a separator follows them: RFC 9110's, the h2 preface's,
@@ -61,9 +63,9 @@ export function looksLikeHttp(firstBytes: Uint8Array): 'yes' | 'no' | 'maybe' {
     let same = true;
     for (let i = 0; i < n && same; i++) same = rest[i] === m[i];
     if (!same) continue;
-    if (rest.length === m.length) prefixOfKnown = true;
-    else if (n === m.length && SEPARATOR[rest[n]!] === 1) return 'yes';
-    else if (n < m.length) prefixOfKnown = true;
+    // Ended before the byte after the method could be seen, or a separator follows it.
+    if (rest.length <= m.length) prefixOfKnown = true;
+    else if (SEPARATOR[rest[m.length]!] === 1) return 'yes';
   }
   if (prefixOfKnown) return 'maybe';
   // An extension method: decide on the whole first line.

@@ -47,6 +47,15 @@ Napi::Value SimpleHelloName(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, name);
 }
 
+// echoCannotPassForServerHello(bytes): fg::EchoCannotPassForServerHello, for tests.
+Napi::Value EchoCannotPass(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* p;
+  size_t n;
+  if (!BytesArg(info, &p, &n)) return env.Undefined();
+  return Napi::Boolean::New(env, fg::EchoCannotPassForServerHello(p, n));
+}
+
 // readTcp(packet): fg::ReadTcp as { key (its UTF-16 units), srcLow, seq, ack, flags, ttl,
 // payloadLength, checksumOk, options: { malformed, hasTs, tsVal, md5 } }, or null.
 Napi::Value ReadTcp(const Napi::CallbackInfo& info) {
@@ -100,9 +109,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("notify", Napi::Function::New(env, fg::Notify, "notify"));
   exports.Set("endsAfterHello", Napi::Function::New(env, EndsAfterHello, "endsAfterHello"));
   exports.Set("simpleHelloName", Napi::Function::New(env, SimpleHelloName, "simpleHelloName"));
+  exports.Set("echoCannotPassForServerHello", Napi::Function::New(env, EchoCannotPass, "echoCannotPassForServerHello"));
   exports.Set("readTcp", Napi::Function::New(env, ReadTcp, "readTcp"));
   exports.Set("passesFakeChecks", Napi::Function::New(env, PassesFakeChecks, "passesFakeChecks"));
-  exports.Set("abi", Napi::Number::New(env, 3));  // bumped when the JS-facing shape changes
+  exports.Set("abi", Napi::Number::New(env, 4));  // bumped when the JS-facing shape changes
   return exports;
 }
 

@@ -152,4 +152,15 @@ bool SimpleHelloName(const uint8_t* p, size_t n, uint32_t maxHelloBytes, std::st
   return true;
 }
 
+bool EchoCannotPassForServerHello(const uint8_t* p, size_t n) {
+  constexpr size_t kSessionIdAt = 5 + 4 + 2 + 32;  // record and handshake headers, version, random
+  if (n <= kSessionIdAt) return false;
+  size_t sid = p[kSessionIdAt];
+  if (kSessionIdAt + 1 + sid > n) return false;
+  for (size_t i = kSessionIdAt; i <= kSessionIdAt + sid; i++) {
+    if (p[i] == kHandshake) return false;
+  }
+  return true;
+}
+
 }  // namespace fg

@@ -19,4 +19,14 @@ namespace fg {
  */
 bool SimpleHelloName(const uint8_t* p, size_t n, uint32_t maxHelloBytes, std::string* name);
 
+/**
+ * For a packet SimpleHelloName read: true when the only bytes of it a server puts in its answer
+ * (the legacy session id and its length, which a HelloRetryRequest echoes at offset 43 of its
+ * record) hold no 0x16, the byte a TLS handshake record starts with. The rules end a hello's
+ * inspection on the server's first data packet when it starts a ServerHello; a later segment of a
+ * HelloRetryRequest (its first lost before the gateway, the client having asked for small
+ * segments) could otherwise start inside the echo and look like one (src/cli/rules.ts, answerRules).
+ */
+bool EchoCannotPassForServerHello(const uint8_t* p, size_t n);
+
 }  // namespace fg

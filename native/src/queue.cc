@@ -354,6 +354,8 @@ Napi::Value Queue::Stats(const Napi::CallbackInfo& info) {
   put("helloNames", helloNames_.size());
   put("logged", counters_.logged);
   put("logIgnored", counters_.logIgnored);
+  put("helloAnswerMarks", counters_.helloAnswerMarks);
+  put("answered", counters_.answered);
   put("logEnobufs", counters_.logEnobufs);
   put("logBehind", counters_.logBehind);
   return o;

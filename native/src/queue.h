@@ -41,6 +41,8 @@ struct QueueCounters {
   uint64_t synArmPauses = 0;      // times arming on the SYN paused for kSynMemoryMs (a packet unread or lost)
   uint64_t logged = 0;            // bare SYN/SYN-ACKs read from the NFLOG group (logGroup)
   uint64_t logIgnored = 0;        // other packets logged to the group (the rules log none)
+  uint64_t helloAnswerMarks = 0;  // hellos let on here with the answer mark (CheckHello)
+  uint64_t answered = 0;          // copies of a server's ServerHello that ended a hello's inspection (kAnswerPrefix)
   uint64_t logEnobufs = 0;        // the group's socket overflowed: handshakes lost
   uint64_t logBehind = 0;         // the reader left copies in the group's socket (kLogBacklog)
 };
@@ -67,6 +69,7 @@ struct HelloExpectation {
   uint32_t mark;           // the mark value the engine repeats an allowed first hello with
   uint32_t allowMark;      // the allow mark, for the record after the hello (ArmAfterPlainHello)
   uint32_t mask;           // flowgate's mark bits
+  uint32_t answerMark;     // a bit outside the mask added to `mark` when the server's answer may end inspection, or 0
   bool clientLow;          // the client is the key's first endpoint
   bool strict;             // the engine checks ACKs and timestamps (strict_tcp)
   bool serverSeen;         // the SYN-ACK answering the SYN came (serverNext is set)
@@ -141,6 +144,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   int ReadUntilDrained(int fd, std::vector<uint8_t>& buf, bool ignoreLimit);
   bool ProcessDatagram(uint8_t* base, size_t len);
   void ProcessLogDatagram(uint8_t* base, size_t len);
+  void AppendAnswerLocked(PacketInfo* pkt);
   void AppendPendingLocked(const PacketInfo& pkt, uint32_t flags);
   void NoteReplyLocked(const MsgResult& r);
   int AwaitAck(int fd, uint32_t seq);

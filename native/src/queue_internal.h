@@ -47,8 +47,11 @@ constexpr uint32_t kFlagAccepted = 0x80;
 constexpr uint32_t kFlagAfterHello = 0x40;
 /** Meta slot 4 bit: the binding already allowed this first ClientHello (expectHello). */
 constexpr uint32_t kFlagHelloAllowed = 0x20;
-/** Words of expectHello's `arm` array: mark, allowMark, mask, maxHelloBytes, strict, serverKnown, serverNext. */
-constexpr size_t kHelloArmWords = 7;
+/**
+ * Words of expectHello's `arm` array: mark, allowMark, mask, maxHelloBytes, strict, serverKnown,
+ * serverNext, answerMark (a bit outside the mask, or 0: see CheckHello).
+ */
+constexpr size_t kHelloArmWords = 8;
 /**
  * Meta slot 4 bit: the packet is an NFLOG copy of a bare SYN/SYN-ACK the rules accepted (logGroup):
  * it has no id and takes no verdict. Set together with kFlagAccepted and kSkbCsumNotReady.
@@ -59,6 +62,12 @@ constexpr uint32_t kFlagLogged = 0x8000;
  * (armHellosOnSyn, ArmOnSyn); the hook takes bits 8-13.
  */
 constexpr uint32_t kFlagSynArmed = 0x4000;
+/**
+ * Meta slot 4 bit, with kFlagLogged: the copy the rules send of a server's ServerHello that ended
+ * the inspection of a hello let on with the answer mark (kAnswerPrefix), cut to its headers; the
+ * hook takes bits 8-12.
+ */
+constexpr uint32_t kFlagAnswered = 0x2000;
 /** Bytes of each logged packet the group copies: the largest IPv4 or IPv6 and TCP headers fit. */
 constexpr uint32_t kLogCopyRange = 256;
 /** The log group's socket gets this many times the queue's receive buffer: a lost copy makes a flow midstream. */

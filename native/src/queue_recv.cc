@@ -59,8 +59,11 @@ bool AnswersSyn(const TcpView& v, const HelloExpectation& e) {
 // An expectHello entry for a hello at `seq` from the `arm` words (kHelloArmWords: mark, allowMark,
 // mask, maxHelloBytes, strict, serverKnown, serverNext), as expectHello and armHellosOnSyn get them.
 HelloExpectation HelloFromArm(const uint32_t* w, uint32_t seq, bool clientLow, const FakeChecks& checks, int64_t since) {
-  return HelloExpectation{seq, w[0], w[1], w[2], clientLow, w[4] != 0, w[5] != 0, w[6], w[3], checks, since};
+  return HelloExpectation{seq, w[0], w[1], w[2], w[7], clientLow, w[4] != 0, w[5] != 0, w[6], w[3], checks, since};
 }
+
+// An arm's marks: mark and allowMark within the mask, answerMark outside it.
+bool ArmMarksOk(const uint32_t* w) { return (w[0] & ~w[2]) == 0 && (w[1] & ~w[2]) == 0 && (w[7] & w[2]) == 0; }
 
 // The reader's own verdict giving a packet the mark value `value` (within `mask`), as the
 // engine's repeat(): a packet already carrying it came back through a rule without the mark
@@ -259,11 +262,17 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
       NoteReplyLocked(r);
       continue;
     }
+    if (HasLogPrefix(pkt, kAnswerPrefix)) {
+      AppendAnswerLocked(&pkt);
+      added = true;
+      continue;
+    }
     // Only flowgate's rules' copies, whole: another rule logging to the group (a plain `-j NFLOG`
     // logs to group 0), maybe at another hook or cut short, must not feed the engine.
-    if (!HasLogPrefix(pkt) || !IsBareHandshake(pkt.payload, pkt.payloadLen) || !ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
+    bool ours = HasLogPrefix(pkt, kLogPrefix);
+    if (!ours || !IsBareHandshake(pkt.payload, pkt.payloadLen) || !ReadTcp(pkt.payload, pkt.payloadLen, &tcp_)) {
       // One of flowgate's copies the reader cannot read could be a SYN it should remember.
-      if (HasLogPrefix(pkt)) PauseSynArmingLocked();
+      if (ours) PauseSynArmingLocked();
       counters_.logIgnored++;
       continue;
     }
@@ -288,6 +297,28 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
   if (prompt) wakeDeferred_ = true;
   else if (added && lazySince_ == 0) lazySince_ = NowMs();
   if (added && handles_ != nullptr && Full(pending_, batchMax_)) SignalLocked();
+}
+
+// A copy with kAnswerPrefix (logGroup): the rules ended the inspection of a hello let on with the
+// answer mark on the server's ServerHello, and copied that packet. Cut to its headers (the copy is
+// 256 bytes at most: only the connection and the sequence numbers matter), it joins the batch
+// flagged kFlagAnswered for the engine, which ends the flow's inspection if it holds and waits
+// for nothing else. The client's next flight no longer comes through the queue, so the armed
+// tables drop the connection (any packet of an armed connection disarms it). A copy the reader
+// cannot read is counted in logIgnored. rmu_ held; the copy is rewritten in the datagram.
+void Queue::AppendAnswerLocked(PacketInfo* pkt) {
+  uint8_t* ip = pkt->payload;
+  size_t len = pkt->payloadLen;
+  if (!CutToHeaders(ip, &len) || !ReadTcp(ip, len, &tcp_)) {
+    counters_.logIgnored++;
+    return;
+  }
+  pkt->payloadLen = static_cast<uint32_t>(len);
+  pkt->capLen = static_cast<uint32_t>(len);
+  if (AnyArmedLocked()) CheckReadArmed(*pkt);  // a server packet: never given a verdict here
+  AppendPendingLocked(*pkt, kFlagLogged | kFlagAccepted | kFlagAnswered | kSkbCsumNotReady |
+                                (static_cast<uint32_t>(pkt->hook) << 8) | (static_cast<uint32_t>(pkt->hwProtocol) << 16));
+  counters_.answered++;
 }
 
 // armHellosOnSyn: arms the connection of the bare handshake copy in tcp_ as the engine's
@@ -411,8 +442,13 @@ bool Queue::CheckHello(const PacketInfo& pkt) {
   uint16_t port = PortAt(tcp_.tcp + 2);  // the client's destination
   AppendPort(port, &helloName_);
   if (helloNames_.count(helloName_) == 0) return false;
-  early_.push_back(MarkVerdict(pkt, e.mark, e.mask));
+  // With the answer mark the rules end the flow's inspection on the server's first data packet if
+  // it starts a ServerHello that is not a HelloRetryRequest; only if nothing the client chose can
+  // make a later segment of a HelloRetryRequest start like one (EchoCannotPassForServerHello).
+  uint32_t answer = e.answerMark != 0 && EchoCannotPassForServerHello(tcp_.payload, tcp_.payloadLen) ? e.answerMark : 0;
+  early_.push_back(MarkVerdict(pkt, e.mark | answer, e.mask | e.answerMark));
   counters_.helloAllows++;
+  if (answer != 0) counters_.helloAnswerMarks++;
   ArmAfterPlainHello(e);
   return true;
 }
@@ -422,8 +458,8 @@ bool Queue::CheckHello(const PacketInfo& pkt) {
 // before: right after the hello, with the checks the engine then makes (nextSegmentChecks): the
 // hello's timestamp is the oldest kept, its ACK (exactly the SYN-ACK's) the oldest ACK (strict).
 void Queue::ArmAfterPlainHello(const HelloExpectation& e) {
-  AfterHelloExpectation next{static_cast<uint32_t>(e.seq + tcp_.payloadLen), e.allowMark, e.mask, e.clientLow, e.checks,
-                             NowMs()};
+  AfterHelloExpectation next{static_cast<uint32_t>(e.seq + tcp_.payloadLen), e.allowMark, e.mask | e.answerMark,
+                             e.clientLow, e.checks, NowMs()};
   if (e.strict) {
     TcpOptionsSeen o = ReadTcpOptions(tcp_);
     if (o.hasTs) {
@@ -722,7 +758,7 @@ Napi::Value Queue::ExpectAfterHello(const Napi::CallbackInfo& info) {
       !ReadUint32(info[4], &allow) || !ReadUint32(info[5], &mask) || (allow & ~mask) != 0) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectAfterHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
-                   "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(7))");
+                   "allowMark: uint32 within mask, mask: uint32, checks: Uint32Array(9))");
     return env.Undefined();
   }
   AfterHelloExpectation e{seq, allow, mask, info[2].As<Napi::Boolean>().Value(), UnpackFakeChecks(checks), NowMs()};
@@ -765,10 +801,10 @@ Napi::Value Queue::ExpectHello(const Napi::CallbackInfo& info) {
   const uint32_t *checks, *w;
   if (info.Length() < 6 || !ReadUint32Words(info[4], kFakeCheckWords, &checks) ||
       !ReadUint32Words(info[5], kHelloArmWords, &w) || !ReadKey(info[0], info[1], &key) || !info[2].IsBoolean() ||
-      !ReadUint32(info[3], &seq) || (w[0] & ~w[2]) != 0 || (w[1] & ~w[2]) != 0) {
+      !ReadUint32(info[3], &seq) || !ArmMarksOk(w)) {
     ThrowCodeError(env, "ERR_ARG", 0,
                    "expectHello(keyUnits: Uint16Array, keyLength: 6 | 18, clientLow: boolean, seq: uint32, "
-                   "checks: Uint32Array(7), arm: Uint32Array(7), marks within the mask)");
+                   "checks: Uint32Array(9), arm: Uint32Array(8), marks within the mask, answerMark outside it)");
     return env.Undefined();
   }
   HelloExpectation e = HelloFromArm(w, seq, info[2].As<Napi::Boolean>().Value(), UnpackFakeChecks(checks), NowMs());
@@ -791,9 +827,9 @@ Napi::Value Queue::ArmHellosOnSyn(const Napi::CallbackInfo& info) {
   const uint32_t *checks, *w = nullptr;
   bool off = info.Length() >= 1 && info[0].IsNull();
   if (info.Length() < 2 || !ReadUint32Words(info[1], kFakeCheckWords, &checks) ||
-      (!off && (!ReadUint32Words(info[0], kHelloArmWords, &w) || (w[0] & ~w[2]) != 0 || (w[1] & ~w[2]) != 0))) {
+      (!off && (!ReadUint32Words(info[0], kHelloArmWords, &w) || !ArmMarksOk(w)))) {
     ThrowCodeError(env, "ERR_ARG", 0,
-                   "armHellosOnSyn(arm: Uint32Array(7) | null, checks: Uint32Array(7)), marks within the mask");
+                   "armHellosOnSyn(arm: Uint32Array(8) | null, checks: Uint32Array(9)), marks within the mask, answerMark outside it");
     return env.Undefined();
   }
   std::lock_guard<std::mutex> lock(rmu_);

@@ -209,11 +209,11 @@ size_t BuildVerdict(uint8_t* buf, uint16_t queue, uint32_t id, uint32_t verdict,
   return off;
 }
 
-bool HasLogPrefix(const PacketInfo& pkt) {
-  constexpr size_t n = sizeof kLogPrefix - 1;
+bool HasLogPrefix(const PacketInfo& pkt, const char* prefix) {
+  size_t n = std::strlen(prefix);
   // The kernel sends the prefix with its terminating NUL; accept it without one too.
   return pkt.prefix != nullptr && (pkt.prefixLen == n || (pkt.prefixLen == n + 1 && pkt.prefix[n] == 0)) &&
-         std::memcmp(pkt.prefix, kLogPrefix, n) == 0;
+         std::memcmp(pkt.prefix, prefix, n) == 0;
 }
 
 size_t MessageAt(const uint8_t* buf, size_t len, size_t off) {
@@ -302,6 +302,30 @@ bool IsBareHandshake(const uint8_t* ip, size_t len) {
   uint8_t flags = tcp[13];
   constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04;
   return l4 >= 20 && t.ipEnd - t.l3 == l4 && (flags & (kSyn | kFin | kRst)) == kSyn;
+}
+
+bool CutToHeaders(uint8_t* ip, size_t* len) {
+  TcpAt t;
+  if (!LocateTcp(ip, *len, &t) || *len < t.l3 + 20) return false;
+  size_t l4 = static_cast<size_t>(ip[t.l3 + 12] >> 4) * 4;
+  size_t end = t.l3 + l4;
+  if (l4 < 20 || end > *len || end > t.ipEnd) return false;
+  if (t.addrLen == 4) {
+    ip[2] = static_cast<uint8_t>(end >> 8);
+    ip[3] = static_cast<uint8_t>(end & 0xff);
+    ip[10] = ip[11] = 0;
+    uint32_t sum = 0;
+    for (size_t i = 0; i < t.l3; i += 2) sum += U16(ip + i);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    uint16_t csum = static_cast<uint16_t>(~sum);
+    ip[10] = static_cast<uint8_t>(csum >> 8);
+    ip[11] = static_cast<uint8_t>(csum & 0xff);
+  } else {
+    ip[4] = static_cast<uint8_t>(l4 >> 8);
+    ip[5] = static_cast<uint8_t>(l4 & 0xff);
+  }
+  *len = end;
+  return true;
 }
 
 bool ReadTcp(const uint8_t* ip, size_t len, TcpView* out) {

@@ -39,9 +39,19 @@ struct PacketInfo {
 
 /** The --nflog-prefix of flowgate's handshake rules (src/cli/rules.ts HANDSHAKE_LOG_PREFIX). */
 constexpr char kLogPrefix[] = "flowgate";
+/** The prefix of the copy the rules send of a server's ServerHello ending a hello's inspection (src/cli/rules.ts). */
+constexpr char kAnswerPrefix[] = "flowgate-answer";
 
-/** True when a logged packet carries flowgate's prefix: copies other rules send to the group do not. */
-bool HasLogPrefix(const PacketInfo& pkt);
+/** True when a logged packet carries `prefix` (kLogPrefix, kAnswerPrefix): copies other rules send to the group do not. */
+bool HasLogPrefix(const PacketInfo& pkt, const char* prefix);
+
+/**
+ * Cuts an IPv4 or IPv6 (no extension headers) TCP packet in ip[0, *len), maybe a copy cut short,
+ * to its IP and TCP headers, rewriting the IP length field to match (and the IPv4 header
+ * checksum): a copy of a packet whose payload is not wanted, only its connection and sequence
+ * numbers. False when the headers are not all there.
+ */
+bool CutToHeaders(uint8_t* ip, size_t* len);
 
 /** NFQA_SKB_INFO bit 0 (NFQA_SKB_CSUMNOTREADY): the checksum is not computed yet, so not checked. */
 constexpr uint32_t kSkbCsumNotReady = 1;

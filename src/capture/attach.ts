@@ -1,6 +1,6 @@
 /** Binds an engine to a kernel queue: the few lines `run` uses, for embedders. */
 import {
-  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, HELLO_ALLOWED, SYN_ARMED_BY_BINDING, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
+  ACCEPTED_BY_BINDING, ALLOWED_AFTER_HELLO, ANSWERED_BY_KERNEL, HELLO_ALLOWED, SYN_ARMED_BY_BINDING, NfQueue, M_FLAGS, M_ID, M_LEN, M_MARK, M_OFF, META_STRIDE, skbInfoOf, type QueueOptions,
 } from './queue.js';
 import type { RawPacket } from '../filter/engine.js';
 import type { VerdictSink } from '../verdict/sink.js';
@@ -67,6 +67,7 @@ export function attachQueue(opts: QueueOptions, onError?: (e: FlowgateError) => 
             data: b.data.subarray(off, off + meta[base + M_LEN]!),
             skbInfo: skbInfoOf(flags),
             synArmed: (flags & SYN_ARMED_BY_BINDING) !== 0,
+            answered: (flags & ANSWERED_BY_KERNEL) !== 0,
           });
         }
       }, onError);

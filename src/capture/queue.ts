@@ -69,6 +69,14 @@ export const LOGGED_BY_KERNEL = 0x8000;
  */
 export const SYN_ARMED_BY_BINDING = 0x4000;
 
+/**
+ * M_FLAGS bit (ours), with LOGGED_BY_KERNEL and ACCEPTED_BY_BINDING: the kernel's NFLOG copy of a
+ * server packet, cut to its IP and TCP headers, on which the rules ended the inspection of a hello
+ * the binding let on with HelloArm.answerMark: it starts a ServerHello that is not a
+ * HelloRetryRequest (see src/cli/rules.ts answerRules). Takes no verdict.
+ */
+export const ANSWERED_BY_KERNEL = 0x2000;
+
 /** Number of uint32 slots per packet in PacketBatch.meta. */
 export const META_STRIDE = 8;
 /** meta slot: kernel packet id, the handle for verdict(). */
@@ -79,7 +87,7 @@ export const M_MARK = 1;
 export const M_INDEV = 2;
 /** meta slot: output interface index, 0 when none (e.g. PREROUTING, INPUT). */
 export const M_OUTDEV = 3;
-/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-13 netfilter hook, bit 14 SYN_ARMED_BY_BINDING, bit 15 LOGGED_BY_KERNEL, 16-31 hardware protocol (ethertype). */
+/** meta slot: bits 0-4 SKB_* info bits, bit 5 HELLO_ALLOWED, bit 6 ALLOWED_AFTER_HELLO, bit 7 ACCEPTED_BY_BINDING, 8-12 netfilter hook, bit 13 ANSWERED_BY_KERNEL, bit 14 SYN_ARMED_BY_BINDING, bit 15 LOGGED_BY_KERNEL, 16-31 hardware protocol (ethertype). */
 export const M_FLAGS = 4;
 /** meta slot: byte offset of the payload (the IP packet) in PacketBatch.data. */
 export const M_OFF = 5;
@@ -195,6 +203,10 @@ export interface QueueStats {
   helloAllows: number;
   /** Of those, how many the caller then wanted dropped or marked otherwise (see alreadyGiven); 0 normally. */
   helloOverrides: number;
+  /** Of helloAllows, those given HelloArm.answerMark too (their echoed session id holds no 0x16). */
+  helloAnswerMarks: number;
+  /** Copies of a server's ServerHello on which the rules ended a hello's inspection (ANSWERED_BY_KERNEL); not in `received`. */
+  answered: number;
   /** expectHello calls the binding took, and those it refused. */
   helloArmed: number;
   helloRefused: number;
@@ -240,6 +252,7 @@ interface NativeModule {
   simpleHelloName(bytes: Uint8Array, maxHelloBytes: number): string | null;
   readTcp(packet: Uint8Array): NativeTcpView | null;
   passesFakeChecks(packet: Uint8Array, skbInfo: number, checks: Uint32Array): boolean | null;
+  echoCannotPassForServerHello(bytes: Uint8Array): boolean;
 }
 
 /** What the binding's reader thread reads of a TCP packet (see bindingReaders). */
@@ -262,12 +275,14 @@ export interface NativeTcpView {
  * (NfQueue.expectHello) and client data after one (NfQueue.expectAfterHello), exported by the addon so tests can hold them against
  * the JavaScript that must agree with them. Throws ERR_NATIVE_UNAVAILABLE without the addon.
  */
-export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'simpleHelloName' | 'readTcp' | 'passesFakeChecks'> {
+export function bindingReaders(): Pick<NativeModule, 'endsAfterHello' | 'simpleHelloName' | 'readTcp' | 'passesFakeChecks'
+  | 'echoCannotPassForServerHello'> {
   const mod = loadAddon();
   return {
     endsAfterHello: (b) => mod.endsAfterHello(b), simpleHelloName: (b, max) => mod.simpleHelloName(b, max),
     readTcp: (p) => mod.readTcp(p),
     passesFakeChecks: (p, skb, c) => mod.passesFakeChecks(p, skb, c),
+    echoCannotPassForServerHello: (b) => mod.echoCannotPassForServerHello(b),
   };
 }
 
@@ -398,7 +413,7 @@ interface Arm {
 }
 
 /** Scratch for packHelloArm: the binding's expectHello words (native/src/queue_internal.h kHelloArmWords). */
-const HELLO_ARM = new Uint32Array(7);
+const HELLO_ARM = new Uint32Array(8);
 
 function packHelloArm(h: HelloArm, serverNext: number): Uint32Array {
   HELLO_ARM[0] = h.mark;
@@ -408,6 +423,7 @@ function packHelloArm(h: HelloArm, serverNext: number): Uint32Array {
   HELLO_ARM[4] = h.strict ? 1 : 0;
   HELLO_ARM[5] = serverNext >= 0 ? 1 : 0;
   HELLO_ARM[6] = serverNext >= 0 ? serverNext : 0;
+  HELLO_ARM[7] = h.answerMark ?? 0;
   return HELLO_ARM;
 }
 
@@ -636,9 +652,10 @@ export class NfQueue {
 
   /** Checks a HelloArm and keeps its marks for alreadyGiven. */
   #takeHelloArm(what: string, arm: HelloArm): void {
-    const { mark, allowMark, mask, maxHelloBytes } = arm;
-    if (!isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0 || !isUint32(maxHelloBytes)) {
-      throw new FlowgateError('ERR_ARG', `${what}: marks, mask and maxHelloBytes must be uint32s, marks within mask`);
+    const { mark, allowMark, mask, maxHelloBytes, answerMark = 0 } = arm;
+    if (!isUint32(mark) || !isUint32(allowMark) || !isUint32(mask) || ((mark | allowMark) & ~mask) !== 0 || !isUint32(maxHelloBytes)
+      || !isUint32(answerMark) || (answerMark & mask) !== 0) {
+      throw new FlowgateError('ERR_ARG', `${what}: marks, mask and maxHelloBytes must be uint32s, marks within mask, answerMark outside it`);
     }
     this.#helloMark = mark;
     this.#helloMask = mask;
@@ -845,7 +862,7 @@ export function skbInfoOf(flags: number): number {
 
 /** The netfilter hook (NF_INET_PRE_ROUTING = 0 ... NF_INET_POST_ROUTING = 4) of a packet's M_FLAGS slot. */
 export function hookOf(flags: number): number {
-  return (flags >>> 8) & 0x3f; // bits 14 and 15 are SYN_ARMED_BY_BINDING and LOGGED_BY_KERNEL
+  return (flags >>> 8) & 0x1f; // bits 13-15 are ANSWERED_BY_KERNEL, SYN_ARMED_BY_BINDING and LOGGED_BY_KERNEL
 }
 
 /** The hardware protocol (0x0800 IPv4, 0x86dd IPv6) of a packet's M_FLAGS slot. */

@@ -50,6 +50,8 @@ export class QueueFilter {
       onEvent,
       deferEvents: true,
       bindingHellos: true,
+      // The rules copy the ServerHello that ends a hello's inspection to the log group (answerRules).
+      kernelAnswers: logGroup >= 0,
     });
     const engine = this.engine;
     let queue: NfQueue;

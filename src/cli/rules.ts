@@ -58,6 +58,19 @@ export function logsHandshakes(o: RulesOptions): boolean {
   return o.handshakeLog && o.queues[0] === o.queues[1];
 }
 
+/** The chain the server's packets of a flow whose hello carries the answer mark go through (answerRules). */
+export function answerChainName(o: RulesOptions): string {
+  return `${chainName(o)}_ANS`;
+}
+
+/**
+ * Whether the rules end a hello's inspection on the server's ServerHello (answerRules): with an
+ * answer mark, and the handshake log, whose group gets the copy that tells the daemon.
+ */
+export function answersInKernel(o: RulesOptions): boolean {
+  return logsHandshakes(o) && (o.marks.answer ?? 0) !== 0;
+}
+
 /** The raw table's chain for reverse-path filtering (rpfilter). */
 export function rpfilterChainName(o: RulesOptions): string {
   return `${chainName(o)}_RPF`;
@@ -86,7 +99,12 @@ function rpfilterJump(o: RulesOptions): string[] {
 
 /** Our chains, the one the built-in chains jump to first (it refers to the others). */
 export function chainNames(o: RulesOptions): string[] {
-  return logsHandshakes(o) ? [chainName(o), handshakeChainName(o)] : [chainName(o)];
+  return [chainName(o), ...(logsHandshakes(o) ? [handshakeChainName(o)] : []), ...(answersInKernel(o) ? [answerChainName(o)] : [])];
+}
+
+/** Every chain of ours in the filter table whatever the options: `remove` and a change of options drop the ones not in use. */
+function filterChains(o: RulesOptions): string[] {
+  return [chainName(o), handshakeChainName(o), answerChainName(o)];
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -100,6 +118,8 @@ export function hookChains(mode: RulesMode): string[] {
 export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
   const m = o.marks;
   const mm = (v: number) => `${hex(v)}/${hex(m.mask)}`;
+  const answer = answersInKernel(o) ? m.answer! : 0;
+  const saved = hex((m.mask | answer) >>> 0);
   const queue = o.queues[0] === o.queues[1]
     ? ['--queue-num', String(o.queues[0])]
     : ['--queue-balance', `${o.queues[0]}:${o.queues[1]}`];
@@ -109,11 +129,15 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
     ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.block), ...reset],
+    ...(answer !== 0
+      ? [['-p', 'tcp', '-m', 'connmark', '--mark', `${hex((m.inspect | answer) >>> 0)}/${saved}`, '-m', 'conntrack', '--ctdir', 'REPLY',
+        '-j', answerChainName(o)]]
+      : []),
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.inspect), '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'ACCEPT'],
     ...pureAckRules(family),
     ...(logsHandshakes(o) ? bareTcpRules(family, '0x07=0x02', ['-j', handshakeChainName(o)]) : []),
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(0), '-j', 'NFQUEUE', ...queue, '--queue-bypass'],
-    ['-p', 'tcp', '-j', 'CONNMARK', '--save-mark', '--nfmask', hex(m.mask), '--ctmask', hex(m.mask)],
+    ['-p', 'tcp', '-j', 'CONNMARK', '--save-mark', '--nfmask', saved, '--ctmask', saved],
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.block), ...reset],
     ['-p', 'tcp', '-m', 'mark', '--mark', mm(m.inspect), '-j', 'ACCEPT'],
@@ -140,6 +164,46 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
 export function pureAckRules(family: 4 | 6): string[][] {
   return bareTcpRules(family, '0x37=0x10', ['-j', 'ACCEPT']);
 }
+
+/**
+ * The rules of the answer chain (answersInKernel). After a first ClientHello the flow stays
+ * inspected until the client's next record shows no second hello follows (docs/evasion.md 19),
+ * a trip through the queue for every TLS connection. A hello the binding let on with the answer
+ * mark (connmark inspect + answer) may instead end on the server's answer: the server's packets
+ * come here, bare ACKs pass, and the first packet with anything else decides. If its payload
+ * starts a TLS handshake record holding a ServerHello (record type 0x16, version major 3,
+ * handshake type 2 with a length below 64 KiB, legacy_version major 3) whose random does not
+ * start like the HelloRetryRequest constant (CF 21 AD 74), the server has chosen its parameters:
+ * no second hello can follow, so the connection is marked allowed (the client's next flight no
+ * longer reaches the queue) and the packet copied to the log group with the prefix
+ * `flowgate-answer`, which tells the daemon the flow is done. Anything else (a HelloRetryRequest,
+ * an alert, not TLS, a FIN or RST) clears the answer bit: the client's next record is read as
+ * before. Only the first such packet decides, so a later segment of a HelloRetryRequest cannot;
+ * and the binding gives the mark only to a hello whose echoed session id holds no 0x16, so no
+ * segment of it can start with bytes the client chose (native/README.md, "The server's answer").
+ * Conntrack drops server packets out of its window and `--rpfilter` keeps a client from sending
+ * some in the server's name, so they are the server's.
+ */
+export function answerRules(o: RulesOptions, family: 4 | 6): string[][] {
+  const m = o.marks;
+  const bits = hex((m.mask | (m.answer ?? 0)) >>> 0);
+  // The TCP payload's offset: IPv4 header length (any options) and TCP data offset; IPv6 with no extension header.
+  const [ip, at, off] = family === 4 ? ['', '0>>22&0x3C@12>>26&0x3C@', 0] : ['4>>8&0xFF=6&&', '52>>26&0x3C@', 40];
+  const serverHello = `${ip}${at}${off}>>16=0x1603&&${at}${off + 4}>>8&0xFFFF=0x0200&&${at}${off + 8}>>16&0xFF=0x03` +
+    `&&${at}${off + 11}=0:0xCF21AD73,0xCF21AD75:0xFFFFFFFF`;
+  const allowed = ['-m', 'connmark', '--mark', `${hex(m.allow)}/${bits}`];
+  return [
+    ...bareTcpRules(family, '0x37=0x10', ['-j', 'ACCEPT']),
+    ['-m', 'u32', '--u32', serverHello, '-j', 'CONNMARK', '--set-xmark', `${hex(m.allow)}/${bits}`],
+    [...allowed, '-j', 'NFLOG', '--nflog-group', String(o.queues[0]), '--nflog-prefix', ANSWER_LOG_PREFIX],
+    [...allowed, '-j', 'ACCEPT'],
+    ['-j', 'CONNMARK', '--set-xmark', `${hex(m.inspect)}/${bits}`],
+    ['-j', 'ACCEPT'],
+  ];
+}
+
+/** The prefix of the answer chain's copies (native/src/wire.h kAnswerPrefix). */
+export const ANSWER_LOG_PREFIX = 'flowgate-answer';
 
 /**
  * One rule per TCP header length for packets without payload whose flags byte, masked, equals a
@@ -192,7 +256,7 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
   const lines = [
     `# flowgate ${o.mode} rules for ${family === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`,
     `# decided flows: connmark ${hex(o.marks.allow)} allow, ${hex(o.marks.block)} block, ${hex(o.marks.inspect)} ` +
-      `inspect requests (mask ${hex(o.marks.mask)})`,
+      `inspect requests (mask ${hex(o.marks.mask)})${answersInKernel(o) ? `; ${hex(o.marks.answer!)}: a hello that ends on the server's answer` : ''}`,
     '*filter',
     ...chainLines(o, family),
     ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
@@ -206,9 +270,11 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
 /** iptables-restore lines that create (or flush) our chains and fill them. */
 function chainLines(o: RulesOptions, family: 4 | 6): string[] {
   const hs = logsHandshakes(o) ? handshakeLogRules(o).map((r) => `-A ${handshakeChainName(o)} ${r.join(' ')}`) : [];
+  const ans = answersInKernel(o) ? answerRules(o, family).map((r) => `-A ${answerChainName(o)} ${r.join(' ')}`) : [];
   return [
     ...chainNames(o).map((c) => `:${c} - [0:0]`),
     ...hs,
+    ...ans,
     ...chainRules(o, family).map((r) => `-A ${chainName(o)} ${r.join(' ')}`),
   ];
 }
@@ -274,10 +340,8 @@ export async function applyRules(o: RulesOptions): Promise<void> {
       throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
     }
     for (const chain of hookChains(o.mode)) await ensureJump(family, 'filter', chain, jumpRule(o));
-    if (!logsHandshakes(o)) {
-      // Applied before with the handshake log: its chain, no longer jumped to, goes (absent: no error).
-      if ((await iptables(family, ['-F', handshakeChainName(o)])).code === 0) await iptables(family, ['-X', handshakeChainName(o)]);
-    }
+    // Applied before with other options (the handshake log, an answer mark): chains no longer jumped to go.
+    for (const chain of filterChains(o)) if (!chainNames(o).includes(chain)) await dropChain(family, 'filter', chain);
     if (o.rpfilter === true) {
       await ensureJump(family, 'raw', 'PREROUTING', rpfilterJump(o));
     } else {
@@ -315,9 +379,9 @@ export async function removeRules(o: RulesOptions): Promise<void> {
     for (const chain of hookChains(o.mode)) {
       for (const jump of [['-p', 'tcp', '-j', chainName(o)], ['-j', chainName(o)]]) await deleteJumps(family, 'filter', chain, jump);
     }
-    // The main chain first (it jumps to the handshake chain), then the handshake chain, which
-    // may be there whatever `o` says (rules applied with other options).
-    for (const chain of [chainName(o), handshakeChainName(o)]) await dropChain(family, 'filter', chain);
+    // The main chain first (it jumps to the others), then the others, which may be there
+    // whatever `o` says (rules applied with other options).
+    for (const chain of filterChains(o)) await dropChain(family, 'filter', chain);
     await deleteJumps(family, 'raw', 'PREROUTING', rpfilterJump(o));
     await dropChain(family, 'raw', rpfilterChainName(o));
   }

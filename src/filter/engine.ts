@@ -36,6 +36,11 @@ export interface RawPacket {
   skbInfo: number;
   /** The sink armed the flow's hello on this SYN itself (VerdictSink.armHellosOnSyn). */
   synArmed?: boolean;
+  /**
+   * The rules' copy (headers only) of the server packet, a ServerHello, on which they ended the
+   * flow's inspection (EngineInit.kernelAnswers); it takes no verdict of the engine's own.
+   */
+  answered?: boolean;
 }
 
 /** Callbacks for embedders; every one receives the flow handle, completion included. */
@@ -71,6 +76,13 @@ export interface EngineInit {
    * (`flowgate run` does: NfQueue.allowHelloName after Policy.allowsPlainHello). Default false.
    */
   bindingHellos?: boolean;
+  /**
+   * With bindingHellos: the sink's log group receives the rules' copies of a server's ServerHello
+   * (RawPacket.answered), so the sink may let plain hellos on with `marks.answer` and the rules
+   * end such a flow's inspection on the server's answer (src/cli/rules.ts answerRules). `flowgate
+   * run` sets it with handshake_log. Default false.
+   */
+  kernelAnswers?: boolean;
   /** Which events to build for onEvent: `decisions` skips the flow_end events (replay reports none). Default `all`. */
   events?: 'all' | 'decisions';
   hooks?: EngineHooks;
@@ -203,6 +215,7 @@ export class Engine {
   private readonly wallClock: (() => string) | undefined;
   private readonly deferEvents: boolean;
   private readonly bindingHellos: boolean;
+  private readonly kernelAnswers: boolean;
   /** What armHello hands the sink with every flow (made on first use). */
   private helloArm: HelloArm | undefined = undefined;
   /** The sink arms new flows on their SYN itself (VerdictSink.armHellosOnSyn); see syncSynArming. */
@@ -237,6 +250,7 @@ export class Engine {
     this.wallClock = init.wallClock;
     this.deferEvents = init.deferEvents ?? false;
     this.bindingHellos = init.bindingHellos ?? false;
+    this.kernelAnswers = init.kernelAnswers ?? false;
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.flowEndEvents = init.events !== 'decisions';
@@ -318,6 +332,11 @@ export class Engine {
     const key = this.table.keyOf(tcp, low);
     if (pkt.synArmed === true) this.sinkArmedKey = key;
     let flow = this.table.get(key);
+    if (pkt.answered === true) {
+      this.verdict(pkt, NF_ACCEPT); // a copy: the sink gives it none
+      this.kernelAnswered(flow, low);
+      return;
+    }
     let carry: { ttl: number | undefined; tsVal: number | undefined } | undefined;
     const freshSyn = (tcp.flags & (SYN | ACK)) === SYN;
     if (flow !== undefined && freshSyn && flow.c2s.isn !== undefined && tcp.seq !== flow.c2s.isn
@@ -991,7 +1010,28 @@ export class Engine {
   private theHelloArm(): HelloArm {
     const m = this.options.marks;
     return this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask,
-      maxHelloBytes: this.options.limits.maxHelloBytes, strict: this.options.strictTcp });
+      maxHelloBytes: this.options.limits.maxHelloBytes, strict: this.options.strictTcp,
+      answerMark: this.kernelAnswers ? m.answer ?? 0 : 0 });
+  }
+
+  /**
+   * The rules ended the inspection of a flow whose first hello the sink let on with the answer
+   * mark, on the server's first data packet: a ServerHello, not a HelloRetryRequest, so no second
+   * hello follows, and the client's next flight no longer comes here. The flow is done if that
+   * flight is all it waits for (what armAfterHello arms). Anything else (a second hello the client
+   * sent before the answer, a decision still pending) goes on as before: the verdict it gets is
+   * saved to the connection over the rules' allow, and a block resets it.
+   */
+  private kernelAnswered(flow: Flow | undefined, low: boolean): void {
+    const insp = flow?.inspection as Inspection | undefined;
+    if (flow === undefined || insp === undefined || flow.isClientSide(low) || flow.phase !== 'inspecting' || flow.heldCount > 0
+      || insp.units.length > 0 || insp.answerAbove === NO_HELLO || flow.decisions === 0) {
+      this.stats.count('kernel_answer_ignored');
+      return;
+    }
+    this.disarm(flow, insp, true);
+    this.stats.count('kernel_answers');
+    this.bypass(flow, insp);
   }
 
   /**

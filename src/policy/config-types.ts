@@ -93,6 +93,12 @@ export interface Marks {
   allow: number;
   block: number;
   inspect: number;
+  /**
+   * `answer`: a bit outside `mask` the rules add to a flow whose first ClientHello the binding let
+   * on, so the kernel ends its inspection on the server's ServerHello (iptables/README.md); 0 turns
+   * that off. Default 0x400.
+   */
+  answer: number;
 }
 
 /** Resource limits (`limits`); all counts are per engine unless the name says per flow. */
@@ -174,7 +180,7 @@ export interface Config {
    * group N (N = the queue number) instead of queueing them; default true.
    */
   handshakeLog: boolean;
-  /** `marks`: default mask 0x300, allow 0x100, block 0x200, inspect 0x300. */
+  /** `marks`: default mask 0x300, allow 0x100, block 0x200, inspect 0x300, answer 0x400. */
   marks: Marks;
   limits: Limits;
   timeouts: Timeouts;
@@ -209,7 +215,7 @@ export function defaultConfig(): Config {
     failOpen: false,
     queueMaxlen: 65536,
     handshakeLog: true,
-    marks: { mask: 0x300, allow: 0x100, block: 0x200, inspect: 0x300 },
+    marks: { mask: 0x300, allow: 0x100, block: 0x200, inspect: 0x300, answer: 0x400 },
     limits: {
       maxFlows: 262144,
       maxInspectingFlows: 65536,

@@ -37,7 +37,7 @@ const TIMEOUT_KEYS: Record<string, keyof Timeouts> = {
   closing_s: 'closingS',
   inspecting_s: 'inspectingS',
 };
-const MARK_KEYS = ['mask', 'allow', 'block', 'inspect'] as const;
+const MARK_KEYS = ['mask', 'allow', 'block', 'inspect', 'answer'] as const;
 const VERDICTS = ['allow', 'block'] as const;
 
 /** Thrown by loadConfig: every problem found, one `FILE:LINE:COL: message` per line. */
@@ -91,6 +91,11 @@ function readMarks(r: Reader, field: Field, marks: Marks): void {
       r.error(at(blame), `${named(blame)} ${hex(value)} is the same as ${named(other)}`);
     }
     seen.set(value, key);
+  }
+  if ((marks.answer & marks.mask) >>> 0 !== 0) {
+    // The default gives way to a mask that takes its bit; a value chosen must not overlap.
+    if (!nodes.has('answer')) marks.answer = 0;
+    else r.error(at('answer'), `the answer mark ${hex(marks.answer)} overlaps the mask ${hex(marks.mask)}: it must be bits of its own (0 turns it off)`);
   }
 }
 

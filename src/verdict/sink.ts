@@ -25,6 +25,13 @@ export interface HelloArm {
   maxHelloBytes: number;
   /** The engine checks ACKs and timestamps (strict_tcp). */
   strict: boolean;
+  /**
+   * A bit outside `mask` (0 or absent: none) added to `mark` for a hello whose echoed session id cannot
+   * pass for the start of a ServerHello: the rules then end the flow's inspection on the server's
+   * ServerHello (not a HelloRetryRequest) and copy that packet to the log group, flagged
+   * ANSWERED (native/README.md, "The server's answer").
+   */
+  answerMark?: number;
 }
 
 /** Receives exactly one verdict per packet id, and optionally injects crafted packets (RSTs). */
@@ -81,10 +88,16 @@ export interface MarkConfig {
   block: number;
   /** Flow allowed so far but inspected request by request: replies bypass, requests are queued. Default 0x300. */
   inspect: number;
+  /**
+   * A bit outside `mask` for a first ClientHello the binding let on, with which the rules end the
+   * flow's inspection on the server's ServerHello (HelloArm.answerMark); 0 or absent: never set.
+   * Default 0x400.
+   */
+  answer?: number;
 }
 
 /** Defaults for {@link MarkConfig}, matching iptables/flowgate.rules. */
-export const DEFAULT_MARKS: MarkConfig = { mask: 0x300, allow: 0x100, block: 0x200, inspect: 0x300 };
+export const DEFAULT_MARKS: MarkConfig = { mask: 0x300, allow: 0x100, block: 0x200, inspect: 0x300, answer: 0x400 };
 
 /** The packet's mark with flowgate's bits replaced by `value`, other bits kept for the operator. */
 export function withMark(packetMark: number, marks: MarkConfig, value: number): number {

@@ -22,7 +22,7 @@ import { createAnalyzer } from '../../src/protocols/dispatch.js';
 import { NF_REPEAT, type HelloArm } from '../../src/verdict/sink.js';
 import { Conversation, RecordingSink, clientHello } from '../helpers/tcp.js';
 
-const { simpleHelloName, readTcp, passesFakeChecks } = bindingReaders();
+const { simpleHelloName, readTcp, passesFakeChecks, echoCannotPassForServerHello } = bindingReaders();
 
 function decodeTcp(pkt: Uint8Array): TcpPacket {
   const d = decodeIp(pkt);
@@ -168,7 +168,7 @@ t.test('random corruptions: the binding never names what the engine would not', 
  * sink also arms flows on their SYN itself (armHellosOnSyn), as the kernel queue's binding does.
  */
 function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synArming?: boolean; decide?: DecideFn;
-  maxInspectingFlows?: number; hooks?: EngineHooks } = {}) {
+  maxInspectingFlows?: number; hooks?: EngineHooks; kernelAnswers?: boolean } = {}) {
   const calls: Array<[string, ...unknown[]]> = [];
   const sink = Object.assign(new RecordingSink(), {
     expectHello: (key: string, clientLow: boolean, seq: number, checks: NextSegmentChecks, arm: HelloArm) =>
@@ -180,6 +180,7 @@ function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synA
       : {}),
   });
   const engine = new Engine({ decide: opts.decide ?? (() => 'allow'), sink, bindingHellos: opts.bindingHellos ?? true, hooks: opts.hooks,
+    kernelAnswers: opts.kernelAnswers,
     options: { verifyChecksums: true, strictTcp: opts.strictTcp ?? true,
       ...(opts.maxInspectingFlows === undefined ? {} : { limits: { maxInspectingFlows: opts.maxInspectingFlows } as EngineLimits }) } });
   let id = 1;
@@ -187,9 +188,9 @@ function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synA
    * Hands the engine a packet; `logged`: as a copy from the log group, which has no packet id;
    * `synArmed`: flagged as a SYN the sink armed itself (SYN_ARMED_BY_BINDING).
    */
-  const feed = (data: Uint8Array, logged = false, synArmed = false) => {
+  const feed = (data: Uint8Array, logged = false, synArmed = false, answered = false) => {
     const n = logged ? 0 : id++;
-    engine.handle({ id: n, mark: 0, data, skbInfo: 0, synArmed });
+    engine.handle({ id: n, mark: 0, data, skbInfo: 0, synArmed, answered });
     return n;
   };
   return { engine, sink, calls, feed };
@@ -206,7 +207,7 @@ t.test('while the limits leave room, the binding arms flows on their SYN; the en
   t.equal(calls.length, 1, 'one call on the first packet');
   const [what, arm, checks] = calls[0]!;
   t.equal(what, 'onSyn', 'the binding is asked to arm flows on their SYN');
-  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true }, 'with the arm expectHello gets');
+  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true, answerMark: 0 }, 'with the arm expectHello gets');
   t.match(checks, { verifyChecksum: true, minTtl: 0, tsMin: undefined, ackMin: undefined, maxPayload: 16384 });
   feed(synAck!, true);
   t.same(calls.slice(1), [['answered', key, 5001]], 'no expectHello for the SYN the binding armed; the flow counts as armed');
@@ -281,7 +282,7 @@ t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the 
   t.equal(clientLow, srcIsLow(decodeTcp(syn!)), 'the client side of the key');
   t.equal(seq, 1001, 'the hello starts one after the SYN');
   t.match(checks, { verifyChecksum: true, minTtl: 64, tsMin: undefined, ackMin: undefined });
-  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true });
+  t.same(arm, { mark: 0x300, allowMark: 0x100, mask: 0x300, maxHelloBytes: 65536, strict: true, answerMark: 0 });
   feed(synAck!);
   t.same(calls[1], ['answered', key, 5001], 'the SYN-ACK is told, the arm kept');
   const helloId = feed(c.send(clientHello({ sni: 'allowed.test' })));
@@ -289,6 +290,85 @@ t.test('the engine arms a new flow on its SYN, tells the SYN-ACK, and takes the 
   // What the binding gives an allowed plain hello is what the engine gave it.
   t.same(sink.verdicts.get(helloId), { verdict: NF_REPEAT, mark: 0x300, order: sink.verdicts.get(helloId)!.order },
     'the engine repeats an allowed first hello with the inspect mark, as the binding does');
+});
+
+t.test('the answer mark only for a hello whose echoed session id holds no 0x16', async (t) => {
+  let checked = 0;
+  for (const f of fixtures) {
+    const hello = Buffer.from(firstRecord(f.bytes));
+    if (simpleHelloName(hello, MAX) === null) continue;
+    checked++;
+    const sid = hello[43]!;
+    for (let i = 43; i <= 43 + sid; i++) if (hello[i] === 0x16) hello[i] = 0x17;
+    t.ok(hello[43] === 0x17 || echoCannotPassForServerHello(hello), `${f.name}: no 0x16 in the echo: the mark`);
+    for (let i = 44; i < 44 + sid; i++) {
+      const one = Buffer.from(hello);
+      one[i] = 0x16;
+      if (echoCannotPassForServerHello(one)) t.fail(`${f.name}: 0x16 at session id byte ${i - 44} passed`);
+    }
+  }
+  t.ok(checked >= 3, `real hellos read (${checked})`);
+  const h = Buffer.from(helloWith([sniExt('allowed.test')]));
+  t.equal(h[43], 0, 'an empty session id');
+  t.ok(echoCannotPassForServerHello(h), 'an empty session id: the mark');
+  h[43] = 0x16;
+  t.notOk(echoCannotPassForServerHello(h), 'a session id 22 bytes long: its length byte could start a record');
+  t.notOk(echoCannotPassForServerHello(h.subarray(0, 43)), 'cut before the session id: no mark');
+});
+
+t.test('the rules end a flow on its server\'s ServerHello: the engine ends it if it waits for nothing else', async (t) => {
+  // The binding hands the copy over cut to its headers, the IP length rewritten to match.
+  const answerCopy = (c: Conversation) => c.reply(new Uint8Array(0));
+  {
+    const { calls, feed } = armingEngine({ kernelAnswers: true });
+    const c = new Conversation();
+    c.handshake().forEach((p) => feed(p));
+    t.equal((calls[0]![5] as HelloArm).answerMark, 0x400, 'with kernelAnswers the arm carries the answer mark');
+  }
+  {
+    const { calls } = armingEngine();
+    t.equal(calls.length, 0);
+    const { calls: c2, feed } = armingEngine();
+    new Conversation().handshake().forEach((p) => feed(p));
+    t.equal((c2[0]![5] as HelloArm).answerMark, 0, 'without it, none: the rules would never tell the engine');
+  }
+  const { engine, sink, feed } = armingEngine({ kernelAnswers: true });
+  const stat = (name: string) => engine.stats.events.get(name) ?? 0;
+  const a = new Conversation();
+  a.handshake().forEach((p) => feed(p));
+  feed(a.send(clientHello({ sni: 'allowed.test' })));
+  const flow = [...engine.table.all()][0]!;
+  t.equal(flow.phase, 'inspecting', 'after an allowed hello the flow waits for the client\'s next record');
+  const copy = feed(answerCopy(a), true, false, true);
+  t.equal(stat('kernel_answers'), 1, 'the copy ends it');
+  t.equal(engine.table.get(flow.key), undefined, 'the flow is done');
+  t.equal(sink.verdicts.get(copy)?.verdict, 1, 'the copy gets an accept, which the binding does not send');
+  const straggler = feed(a.send(Uint8Array.of(0x14, 3, 3, 0, 1, 1)));
+  t.same(sink.verdicts.get(straggler), { verdict: NF_REPEAT, mark: 0x100, order: sink.verdicts.get(straggler)!.order },
+    'a packet of it queued before the rules allowed it gets the allow mark');
+
+  // Copies that end nothing: from the client's side, of no flow, and of a flow that waits for
+  // something else (a second hello sent before the server answered, its decision pending).
+  const pending: Array<() => void> = [];
+  let n = 0;
+  const slow: DecideFn = () => (++n === 1 ? 'allow' : new Promise((resolve) => pending.push(() => resolve('block'))));
+  const s = armingEngine({ kernelAnswers: true, decide: slow });
+  const b = new Conversation({ sport: 40100 });
+  b.handshake().forEach((p) => s.feed(p));
+  s.feed(b.send(clientHello({ sni: 'allowed.test' })));
+  s.feed(b.send(new Uint8Array(0)), true, false, true);
+  s.feed(answerCopy(new Conversation({ sport: 40101 })), true, false, true);
+  b.serverFlight();
+  s.feed(b.send(clientHello({ sni: 'blocked.test' })));
+  const held = [...s.engine.table.all()][0]!;
+  t.equal(held.heldCount, 1, 'a second hello, its decision pending');
+  s.feed(answerCopy(b), true, false, true);
+  t.equal(s.engine.stats.events.get('kernel_answer_ignored'), 3, 'a client packet, no flow, a decision pending: ignored');
+  t.equal(s.engine.stats.events.get('kernel_answers') ?? 0, 0);
+  pending.splice(0).forEach((f) => f());
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.engine.table.get(held.key), undefined, 'the second hello\'s block ends the flow');
+  t.equal(s.engine.stats.events.get('server_resets'), 1, 'and resets the server');
 });
 
 t.test('what the engine does not arm, and what disarms', async (t) => {

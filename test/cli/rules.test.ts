@@ -14,6 +14,9 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.match(lines[0], /--ctstate INVALID -j DROP/);
   t.match(lines[1], /connmark --mark 0x100\/0x300 -j ACCEPT/);
   t.match(lines[2], /connmark --mark 0x200\/0x300 -j REJECT --reject-with tcp-reset/);
+  t.match(lines[3], /-p tcp -m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_ANS$/,
+    'the server side of a hello with the answer mark goes to the answer chain, before the inspect mark accepts it');
+  lines.splice(3, 1);
   t.match(lines[3], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
   const acks = lines.slice(4, 15);
   t.equal(acks.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
@@ -24,7 +27,22 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.equal(syns.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x07=0x02 -j FLOWGATE_SYN$/.test(l)).length, 11,
     'bare SYNs and SYN-ACKs go to the handshake chain: one rule per TCP header length');
   t.match(lines[26], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
-  t.match(lines[27], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  t.match(lines[27], /CONNMARK --save-mark --nfmask 0x700 --ctmask 0x700/, 'the answer bit is saved with the mask');
+  const ans = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_ANS '));
+  t.equal(ans.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
+    'the answer chain lets the server\'s bare ACKs by without deciding');
+  t.same(ans.slice(11), [
+    '-A FLOWGATE_ANS -m u32 --u32 0>>22&0x3C@12>>26&0x3C@0>>16=0x1603&&0>>22&0x3C@12>>26&0x3C@4>>8&0xFFFF=0x0200' +
+      '&&0>>22&0x3C@12>>26&0x3C@8>>16&0xFF=0x03&&0>>22&0x3C@12>>26&0x3C@11=0:0xCF21AD73,0xCF21AD75:0xFFFFFFFF -j CONNMARK --set-xmark 0x100/0x700',
+    '-A FLOWGATE_ANS -m connmark --mark 0x100/0x700 -j NFLOG --nflog-group 0 --nflog-prefix flowgate-answer',
+    '-A FLOWGATE_ANS -m connmark --mark 0x100/0x700 -j ACCEPT',
+    '-A FLOWGATE_ANS -j CONNMARK --set-xmark 0x300/0x700',
+    '-A FLOWGATE_ANS -j ACCEPT',
+  ], 'a ServerHello that is no HelloRetryRequest allows the connection and tells the daemon; any other first data packet clears the answer bit');
+  t.match(restoreSnippet(DEFAULT_RULES, 6), /-A FLOWGATE_ANS -m u32 --u32 4>>8&0xFF=6&&52>>26&0x3C@40>>16=0x1603&&52>>26&0x3C@44>>8&0xFFFF=0x0200&&/,
+    'IPv6: the payload after the fixed header');
+  t.notMatch(restoreSnippet({ ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0 } }, 4), /FLOWGATE_ANS|0x700/,
+    'answer mark 0: no answer chain, the mask alone saved');
   t.same(text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_SYN')),
     ['-A FLOWGATE_SYN -j NFLOG --nflog-group 0 --nflog-prefix flowgate', '-A FLOWGATE_SYN -j ACCEPT'],
     'the handshake chain logs to group N with the prefix the binding reads, and accepts');
@@ -32,7 +50,7 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.match(restoreSnippet({ ...DEFAULT_RULES, queues: [5, 5] }, 4), /-A FLOWGATE_SYN -j NFLOG --nflog-group 5 --nflog-prefix flowgate\n/, 'group N is the queue number');
   for (const [what, o] of [['--no-handshake-log', { ...DEFAULT_RULES, handshakeLog: false }], ['several queues', { ...DEFAULT_RULES, queues: [0, 3] as [number, number] }]] as const) {
     const plain = restoreSnippet(o, 4);
-    t.notMatch(plain, /FLOWGATE_SYN|NFLOG/, `${what}: handshakes are queued, nothing logged`);
+    t.notMatch(plain, /FLOWGATE_SYN|FLOWGATE_ANS|NFLOG/, `${what}: handshakes are queued, nothing logged, no answer chain`);
     t.equal(plain.split('\n').filter((l) => l.startsWith('-A FLOWGATE ')).length, 20, `${what}: the chain without the handshake rules`);
   }
   const v6 = restoreSnippet(DEFAULT_RULES, 6);

@@ -81,9 +81,13 @@ t.test('allowed and blocked names over HTTP and HTTPS, curl and openssl', async 
   t.ok(kernel.logged! >= 20, `the daemon read the handshakes from NFLOG group 0 (${kernel.logged})`);
   t.equal(kernel.handshakeAccepts, 0, 'no bare handshake went through the queue');
   t.match(kernel, { logEnobufs: 0, logIgnored: 0 }, 'no copy lost, none that was not a handshake');
-  // Allowed TLS connections (curl over IPv4 and IPv6, openssl): the client's record after the
-  // hello was let through by the binding, which the engine had armed for it.
-  t.equal(kernel.afterHelloAllows, 3, 'the binding allowed the client\'s record after each of the 3 allowed hellos');
+  // Allowed TLS connections (curl over IPv4 and IPv6, openssl): each one's inspection ended
+  // without the engine's verdict on the client's record after the hello: the binding allowed that
+  // record (the engine had armed it), or, for a hello the binding let on with the answer mark, the
+  // rules allowed the connection on the server's ServerHello and told the daemon.
+  t.equal(kernel.afterHelloAllows! + kernel.answered!, 3,
+    `each of the 3 allowed hellos ended without JavaScript (${kernel.afterHelloAllows} by the binding, ${kernel.answered} by the rules)`);
+  t.equal(kernel.answered, kernel.helloAnswerMarks, 'the rules ended every hello the binding let on with the answer mark');
   // The first allowed hello taught the binding the name; the later ones (curl over IPv6, openssl)
   // it could let on itself, unless their hello was already read when the SYN's arm came.
   t.ok(kernel.helloAllows! >= 1, `the binding let allowed.test hellos on itself (${kernel.helloAllows})`);
@@ -114,6 +118,15 @@ t.test('the binding lets plain hellos of allowed names on itself; a reload takes
   t.ok(k.synArms! >= requests - 1, `it armed each later connection on its SYN (${k.synArms})`);
   t.ok(k.helloArmed! <= 1, `the engine armed at most the first itself (${k.helloArmed}): it only kept its books`);
   t.equal(k.helloNames, 1, 'it knows one name (allowed.test on 443)');
+  // A hello let on with the answer mark (any whose echoed session id holds no 0x16: curl's random
+  // ones, 88% of the time) ends on the server's ServerHello in the rules, which copy it to the
+  // daemon: the client's next flight never reaches the queue, and the engine ends the flow.
+  t.ok(k.helloAnswerMarks! >= 1, `hellos let on with the answer mark (${k.helloAnswerMarks} of ${k.helloAllows})`);
+  t.equal(k.answered, k.helloAnswerMarks, 'the rules ended each of them on the server\'s answer');
+  t.equal(k.afterHelloAllows! + k.answered!, requests, 'every connection\'s inspection ended without JavaScript\'s verdict on the client\'s next record');
+  const ended = await fg.status();
+  t.equal(ended.events.kernel_answers, k.answered, 'the engine ended every flow the rules ended');
+  t.notOk(ended.events.kernel_answer_ignored, 'and ignored no copy');
   // The engine still reads every hello and reports every decision.
   const tls = (await fg.settledDecisions()).filter((d) => d.app === 'tls');
   t.equal(tls.length, requests, 'a TLS decision reported for every request');

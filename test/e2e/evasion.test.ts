@@ -213,3 +213,34 @@ export function decide(info) {
   await assertSettled(t, topo, fg);
   await fg.stop();
 });
+
+t.test('EVASION.md 19: a hello let on with the answer mark: a HelloRetryRequest ends nothing, the second hello is decided', async (t) => {
+  // As above, but the policy's rules are synchronous, so the binding lets the first hello on itself
+  // with the answer mark, and the rules, not the binding, watch the server's answer. It is a
+  // HelloRetryRequest: the rules must leave the flow inspected, and the client's second hello,
+  // naming a blocked name, must reach the engine.
+  const topo = await createTopology({});
+  t.teardown(() => topo.destroy());
+  await startNginx(topo, { ecdhCurve: 'X25519', sslProtocols: 'TLSv1.2 TLSv1.3' });
+  await applyRules(topo);
+  const fg = await startFlowgate(topo, BLOCK_RULES);
+  const hrr = ['-groups', 'P-384:X25519', '-tls1_3'];
+  const teach = await opensslClient(topo, { servername: 'allowed.test', extraArgs: ['-tls1_3'] });
+  t.ok(teach.connected, 'a first connection to allowed.test teaches the binding the name');
+  const first = Buffer.from(await recordOpensslHello('allowed.test', hrr));
+  // The session id is random: make sure it holds no 0x16, so the binding gives the answer mark.
+  for (let i = 43; i <= 43 + first[43]!; i++) if (first[i] === 0x16) first[i] = 0x17;
+  const second = await recordOpensslHello('blocked.test', hrr);
+  const before = (await fg.status()).kernel;
+  const res = await rawSegments(topo, { port: 443, chunks: [first, second], delayMs: 300, waitMs: 1000 });
+  const k = (await fg.status()).kernel;
+  t.equal(k.helloAllows! - before.helloAllows!, 1, 'the binding let the first hello on itself');
+  t.equal(k.helloAnswerMarks! - before.helloAnswerMarks!, 1, 'with the answer mark');
+  t.ok(res.response.length >= 15 && res.response.readUInt32BE(11) === 0xcf21ad74, 'the server asked again (HelloRetryRequest)');
+  t.equal(k.answered, before.answered, 'the HelloRetryRequest ended no inspection');
+  const d = await fg.waitForDecision((x) => x.sni === 'blocked.test');
+  t.match(d, { app: 'tls', verdict: 'block' }, 'the second hello reached the engine and was blocked');
+  t.equal(res.closedBy, 'reset', 'the client sees a reset');
+  await assertSettled(t, topo, fg);
+  await fg.stop();
+});

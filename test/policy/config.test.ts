@@ -98,7 +98,7 @@ rules:
   t.equal(c.failOpen, true);
   t.equal(c.queueMaxlen, 1024);
   t.equal(c.handshakeLog, false);
-  t.same(c.marks, { mask: 0xf0, allow: 0x10, block: 0x20, inspect: 0x30 });
+  t.same(c.marks, { mask: 0xf0, allow: 0x10, block: 0x20, inspect: 0x30, answer: 0x400 });
   t.same(c.limits, {
     maxFlows: 1000, maxInspectingFlows: 100, maxHeldPacketsPerFlow: 8, maxHeldBytesPerFlow: 9000,
     maxOooBytesPerFlow: 8000, maxHeldBytesTotal: 1000000, maxHelloBytes: 16384, maxRequestHeadBytes: 8192,
@@ -164,6 +164,7 @@ t.test('each kind of error, at the offending node', async (t) => {
     ['marks: {allow: 0x100, block: 0x100}', ['FILE:1:30: the block mark 0x100 is the same as the allow mark']],
     ['marks: {inspect: 0x100}', ['FILE:1:18: the inspect mark 0x100 is the same as the allow mark (default)']],
     ['marks: {block: 0}', ['FILE:1:16: the block mark must not be 0']],
+    ['marks: {answer: 0x100}', ['FILE:1:17: the answer mark 0x100 overlaps the mask 0x300: it must be bits of its own (0 turns it off)']],
     ['marks: {mask: "ff"}', ['FILE:1:15: "mask" must be a 32-bit mark, a number or hex string like 0x100']],
     ['rules: {name: x}', ['FILE:1:8: "rules" must be a list of rules']],
     ['rules:\n  - action: block', ['FILE:2:5: rule is missing "name"']],
@@ -195,6 +196,13 @@ t.test('each kind of error, at the offending node', async (t) => {
     ['- just\n- a list', ['FILE:1:1: the config must be a mapping of keys to values']],
   ];
   for (const [yaml, want, files] of cases) t.same(errors(yaml, files), want, yaml);
+});
+
+t.test('the default answer mark gives way to a mask that takes its bit', async (t) => {
+  t.same(parse('marks: {mask: 0xf00, allow: 0x100, block: 0x200, inspect: 0x300}').config!.marks,
+    { mask: 0xf00, allow: 0x100, block: 0x200, inspect: 0x300, answer: 0 });
+  t.same(parse('marks: {answer: 0x800}').config!.marks.answer, 0x800, 'another bit');
+  t.same(parse('marks: {answer: 0}').config!.marks.answer, 0, 'off');
 });
 
 t.test('YAML syntax errors', async (t) => {

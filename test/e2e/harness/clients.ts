@@ -221,7 +221,7 @@ export async function opensslClient(topo: Topology, opts: OpensslOptions = {}): 
 }
 
 /** The ClientHello record `openssl s_client -servername NAME` sends, recorded on a local socket. */
-export async function recordOpensslHello(servername: string): Promise<Buffer> {
+export async function recordOpensslHello(servername: string, extraArgs: string[] = []): Promise<Buffer> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
@@ -236,7 +236,7 @@ export async function recordOpensslHello(servername: string): Promise<Buffer> {
       }
     });
   }));
-  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername],
+  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, ...extraArgs],
     { stdio: ['pipe', 'ignore', 'ignore'] });
   const hello = await got;
   child.kill();

@@ -4,9 +4,9 @@
 // usage: node bench/scripts/conc.mjs ROUNDS SECONDS mode...
 // modes: none (no rules), c-rules (bench/c-accept behind flowgate's rules: the C decider),
 //   c-nolog (the same without the NFLOG handshake copies), fg (flowgate, default rules),
-//   fg:<yaml> (extra config lines, \n for newlines), fgup (fg plus the kernel-answer experiment
-//   of bench/RESULTS.md, IPv4; not a shipped configuration), tree:<dir> (another checkout's
-//   build: its rules and daemon), fg-<name> (a binding build copied from /tmp/fg-<name>.node).
+//   fg:<yaml> (extra config lines, \n for newlines; `fg:marks: {answer: 0}` is flowgate without
+//   the answer chain), tree:<dir> (another checkout's build: its rules and daemon), fg-<name> (a
+//   binding build copied from /tmp/fg-<name>.node).
 // env: SPLIT=1 pins wrk/nginx to CPU 0 and the filter to CPU 1; STATUS=1 prints the daemon's
 //   status after each run; TTFB=http|https measures paired added time to first byte instead;
 //   PERF=1 records `perf record -g` of the filter to /tmp/perf-<mode>.data.
@@ -62,17 +62,6 @@ try {
         if (bin) (await import('node:fs')).copyFileSync(`/tmp/fg-${bin}.node`, 'native/build/Release/flowgate_nfqueue.node');
         await applyRules(topo);
         const extra = mode.includes(':') ? mode.slice(mode.indexOf(':') + 1).replace(/\\n/g, '\n') + '\n' : '';
-        if (process.env.UPGRADE || mode === 'fgup') {
-          const b = '0>>22&0x3C@12>>26&0x3C@';
-          const u = `${b}0>>24=0x16&&${b}4>>16&0xFF=0x02&&${b}11=0:0xCF21AD73,0xCF21AD75:0xFFFFFFFF`;
-          const ex = (a) => topo.exec('gw', ['iptables', '-w', ...a], { check: true });
-          await topo.exec('gw', ['iptables', '-w', '-N', 'FG_ANS']); await ex(['-F', 'FG_ANS']);
-          for (let doff = 5; doff <= 15; doff++) await ex(['-A', 'FG_ANS', '-m', 'u32', '--u32', `0>>24=0x45&&0&0xffff=${20 + 4 * doff}&&32>>28=${doff}&&32>>16&0x37=0x10`, '-j', 'ACCEPT']);
-          await ex(['-A', 'FG_ANS', '-m', 'u32', '--u32', u, '-j', 'CONNMARK', '--set-xmark', '0x100/0x300']);
-          await ex(['-A', 'FG_ANS', '-m', 'connmark', '--mark', '0x300/0x300', '-j', 'CONNMARK', '--set-xmark', '0x200/0x0']);
-          await ex(['-A', 'FG_ANS', '-j', 'ACCEPT']);
-          await ex(['-I', 'FLOWGATE', '4', '-p', 'tcp', '-m', 'connmark', '--mark', '0x300/0x300', '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'FG_ANS']);
-        }
         f = await startFlowgateDaemon(topo, yamlBase + extra, { name: `fg${r}` , nodeFlags: process.env.NODEFLAGS ? process.env.NODEFLAGS.split(' ') : undefined});
       }
       const split = process.env.SPLIT === '1'; const cpus = split ? '0' : undefined;

@@ -59,7 +59,7 @@ constexpr size_t kHelloArmWords = 8;
 constexpr uint32_t kFlagLogged = 0x8000;
 /**
  * Meta slot 4 bit, with kFlagLogged: the reader armed the connection on this SYN itself
- * (armHellosOnSyn, ArmOnSyn); the hook takes bits 8-13.
+ * (armHellosOnSyn, ArmOnSyn); the hook takes bits 8-12 (bit 13 is kFlagAnswered).
  */
 constexpr uint32_t kFlagSynArmed = 0x4000;
 /**

@@ -65,10 +65,12 @@ export function answerChainName(o: RulesOptions): string {
 
 /**
  * Whether the rules end a hello's inspection on the server's ServerHello (answerRules): with an
- * answer mark, and the handshake log, whose group gets the copy that tells the daemon.
+ * answer mark, and the handshake log, whose group gets the copy that tells the daemon; on a
+ * gateway only with `rpfilter`, since without it a client can send a fake ServerHello in the
+ * server's name itself (in host mode the clients are the host's own programs, which cannot).
  */
 export function answersInKernel(o: RulesOptions): boolean {
-  return logsHandshakes(o) && (o.marks.answer ?? 0) !== 0;
+  return logsHandshakes(o) && (o.marks.answer ?? 0) !== 0 && (o.mode === 'host' || o.rpfilter === true);
 }
 
 /** The raw table's chain for reverse-path filtering (rpfilter). */
@@ -127,7 +129,10 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
   const rules: string[][] = [
     // Packets conntrack finds invalid (outside the window, bad state) are dropped before anyone inspects them.
     ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'],
-    ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.allow), '-j', 'ACCEPT'],
+    // A packet coming back with a verdict (NF_REPEAT and a mark) goes on to the save below even on
+    // an allowed connection: the rules' answer chain may have allowed it while the engine still
+    // decided a packet of it (a second hello), and a block must replace that allow.
+    ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.allow), '-m', 'mark', '--mark', mm(0), '-j', 'ACCEPT'],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.block), ...reset],
     ...(answer !== 0
       ? [['-p', 'tcp', '-m', 'connmark', '--mark', `${hex((m.inspect | answer) >>> 0)}/${saved}`, '-m', 'conntrack', '--ctdir', 'REPLY',
@@ -182,7 +187,10 @@ export function pureAckRules(family: 4 | 6): string[][] {
  * and the binding gives the mark only to a hello whose echoed session id holds no 0x16, so no
  * segment of it can start with bytes the client chose (native/README.md, "The server's answer").
  * Conntrack drops server packets out of its window and `--rpfilter` keeps a client from sending
- * some in the server's name, so they are the server's.
+ * some in the server's name, so they are the server's: on a gateway the chain comes only with
+ * `--rpfilter` (answersInKernel). Someone elsewhere who can send packets with the server's address
+ * (and knows the connection's numbers, from the client) could still end a hello's inspection with a
+ * fake ServerHello; such a helper could as well relay the client's traffic to the blocked name.
  */
 export function answerRules(o: RulesOptions, family: 4 | 6): string[][] {
   const m = o.marks;

@@ -216,6 +216,8 @@ export class Engine {
   private readonly deferEvents: boolean;
   private readonly bindingHellos: boolean;
   private readonly kernelAnswers: boolean;
+  /** marks.answer with kernelAnswers, else 0: the bit the engine's verdicts clear (repeat). */
+  private readonly answerBit: number;
   /** What armHello hands the sink with every flow (made on first use). */
   private helloArm: HelloArm | undefined = undefined;
   /** The sink arms new flows on their SYN itself (VerdictSink.armHellosOnSyn); see syncSynArming. */
@@ -251,6 +253,7 @@ export class Engine {
     this.deferEvents = init.deferEvents ?? false;
     this.bindingHellos = init.bindingHellos ?? false;
     this.kernelAnswers = init.kernelAnswers ?? false;
+    this.answerBit = this.kernelAnswers ? ((this.options.marks.answer ?? 0) & ~this.options.marks.mask) >>> 0 : 0;
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.flowEndEvents = init.events !== 'decisions';
@@ -1011,7 +1014,7 @@ export class Engine {
     const m = this.options.marks;
     return this.helloArm ??= Object.freeze({ mark: m.inspect, allowMark: m.allow, mask: m.mask,
       maxHelloBytes: this.options.limits.maxHelloBytes, strict: this.options.strictTcp,
-      answerMark: this.kernelAnswers ? m.answer ?? 0 : 0 });
+      answerMark: this.answerBit });
   }
 
   /**
@@ -1384,12 +1387,15 @@ export class Engine {
    */
   private repeat(id: number, mark: number, value: number): void {
     const m = this.options.marks;
-    if ((mark & m.mask) === value) {
+    // The answer bit is the sink's to set, on a hello it lets on (theHelloArm): a packet that came
+    // with it (another rule's mark) must not have it saved to its connection by the engine's verdict.
+    const answer = this.answerBit;
+    if ((mark & m.mask) === value && (mark & answer) === 0) {
       this.stats.count('requeued_marked');
       this.send(id, value === m.block ? NF_DROP : NF_ACCEPT);
       return;
     }
-    this.send(id, NF_REPEAT, withMark(mark, m, value));
+    this.send(id, NF_REPEAT, (withMark(mark, m, value) & ~answer) >>> 0);
   }
 
   /** The one place a verdict leaves the engine. */

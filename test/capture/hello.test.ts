@@ -188,9 +188,9 @@ function armingEngine(opts: { bindingHellos?: boolean; strictTcp?: boolean; synA
    * Hands the engine a packet; `logged`: as a copy from the log group, which has no packet id;
    * `synArmed`: flagged as a SYN the sink armed itself (SYN_ARMED_BY_BINDING).
    */
-  const feed = (data: Uint8Array, logged = false, synArmed = false, answered = false) => {
+  const feed = (data: Uint8Array, logged = false, synArmed = false, answered = false, mark = 0) => {
     const n = logged ? 0 : id++;
-    engine.handle({ id: n, mark: 0, data, skbInfo: 0, synArmed, answered });
+    engine.handle({ id: n, mark, data, skbInfo: 0, synArmed, answered });
     return n;
   };
   return { engine, sink, calls, feed };
@@ -331,6 +331,18 @@ t.test('the rules end a flow on its server\'s ServerHello: the engine ends it if
     const { calls: c2, feed } = armingEngine();
     new Conversation().handshake().forEach((p) => feed(p));
     t.equal((c2[0]![5] as HelloArm).answerMark, 0, 'without it, none: the rules would never tell the engine');
+  }
+  {
+    // Only the sink sets the answer bit: a packet that comes with it (another rule's mark) loses it
+    // in the engine's verdict, which the rules save to the connection; other bits stay.
+    const { sink, feed } = armingEngine({ kernelAnswers: true });
+    const c = new Conversation();
+    c.handshake().forEach((p) => feed(p));
+    const hello = feed(c.send(clientHello({ sni: 'allowed.test' })), false, false, false, 0x10400);
+    t.equal(sink.verdicts.get(hello)?.mark, 0x10300, 'the engine\'s inspect verdict clears the answer bit');
+    const marked = feed(c.send(Uint8Array.of(0x17, 3, 3, 0, 1, 0)), false, false, false, 0x700);
+    const v = sink.verdicts.get(marked);
+    t.ok(v?.verdict === NF_REPEAT && ((v.mark ?? 0) & 0x400) === 0, 'a packet carrying a mark value and the answer bit too is repeated without the bit');
   }
   const { engine, sink, feed } = armingEngine({ kernelAnswers: true });
   const stat = (name: string) => engine.stats.events.get(name) ?? 0;

@@ -12,11 +12,9 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   const text = restoreSnippet(DEFAULT_RULES, 4);
   const lines = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE '));
   t.match(lines[0], /--ctstate INVALID -j DROP/);
-  t.match(lines[1], /connmark --mark 0x100\/0x300 -j ACCEPT/);
+  t.match(lines[1], /connmark --mark 0x100\/0x300 -m mark --mark 0x0\/0x300 -j ACCEPT/,
+    'an allowed connection\'s packets pass, but not one coming back with a verdict: that goes on to the save');
   t.match(lines[2], /connmark --mark 0x200\/0x300 -j REJECT --reject-with tcp-reset/);
-  t.match(lines[3], /-p tcp -m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_ANS$/,
-    'the server side of a hello with the answer mark goes to the answer chain, before the inspect mark accepts it');
-  lines.splice(3, 1);
   t.match(lines[3], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
   const acks = lines.slice(4, 15);
   t.equal(acks.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
@@ -27,8 +25,16 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.equal(syns.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x07=0x02 -j FLOWGATE_SYN$/.test(l)).length, 11,
     'bare SYNs and SYN-ACKs go to the handshake chain: one rule per TCP header length');
   t.match(lines[26], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
-  t.match(lines[27], /CONNMARK --save-mark --nfmask 0x700 --ctmask 0x700/, 'the answer bit is saved with the mask');
-  const ans = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_ANS '));
+  t.match(lines[27], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
+  t.notMatch(text, /FLOWGATE_ANS|0x700/, 'a gateway without --rpfilter: no answer chain (a client could fake the server\'s answer)');
+  const withRpf = restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, 4);
+  const rl = withRpf.split('\n').filter((l) => l.startsWith('-A FLOWGATE '));
+  t.match(rl[3], /-p tcp -m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_ANS$/,
+    'with --rpfilter the server side of a hello with the answer mark goes to the answer chain, before the inspect mark accepts it');
+  t.match(rl[4], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
+  t.match(rl[28], /CONNMARK --save-mark --nfmask 0x700 --ctmask 0x700/, 'the answer bit is saved with the mask');
+  t.match(restoreSnippet({ ...DEFAULT_RULES, mode: 'host' }, 4), /-A FLOWGATE_HOST_ANS /, 'host mode has the answer chain without --rpfilter');
+  const ans = withRpf.split('\n').filter((l) => l.startsWith('-A FLOWGATE_ANS '));
   t.equal(ans.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
     'the answer chain lets the server\'s bare ACKs by without deciding');
   t.same(ans.slice(11), [
@@ -39,9 +45,9 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
     '-A FLOWGATE_ANS -j CONNMARK --set-xmark 0x300/0x700',
     '-A FLOWGATE_ANS -j ACCEPT',
   ], 'a ServerHello that is no HelloRetryRequest allows the connection and tells the daemon; any other first data packet clears the answer bit');
-  t.match(restoreSnippet(DEFAULT_RULES, 6), /-A FLOWGATE_ANS -m u32 --u32 4>>8&0xFF=6&&52>>26&0x3C@40>>16=0x1603&&52>>26&0x3C@44>>8&0xFFFF=0x0200&&/,
+  t.match(restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, 6), /-A FLOWGATE_ANS -m u32 --u32 4>>8&0xFF=6&&52>>26&0x3C@40>>16=0x1603&&52>>26&0x3C@44>>8&0xFFFF=0x0200&&/,
     'IPv6: the payload after the fixed header');
-  t.notMatch(restoreSnippet({ ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0 } }, 4), /FLOWGATE_ANS|0x700/,
+  t.notMatch(restoreSnippet({ ...DEFAULT_RULES, rpfilter: true, marks: { ...DEFAULT_RULES.marks, answer: 0 } }, 4), /FLOWGATE_ANS|0x700/,
     'answer mark 0: no answer chain, the mask alone saved');
   t.same(text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_SYN')),
     ['-A FLOWGATE_SYN -j NFLOG --nflog-group 0 --nflog-prefix flowgate', '-A FLOWGATE_SYN -j ACCEPT'],
@@ -63,7 +69,7 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   const quic = chainRules({ ...DEFAULT_RULES, rejectQuic: true }, 6)[0]!.join(' ');
   t.equal(quic, '-p udp --dport 443 -j REJECT --reject-with icmp6-port-unreachable');
   const marks = restoreSnippet({ ...DEFAULT_RULES, marks: { mask: 0xf000, allow: 0x1000, block: 0x2000, inspect: 0x3000 } }, 4);
-  t.match(marks, /connmark --mark 0x1000\/0xf000 -j ACCEPT/, 'marks are configurable');
+  t.match(marks, /connmark --mark 0x1000\/0xf000 -m mark --mark 0x0\/0xf000 -j ACCEPT/, 'marks are configurable');
 });
 
 t.test('the rules the README and iptables/ show are the ones `rules print` makes', async (t) => {
@@ -75,6 +81,9 @@ t.test('the rules the README and iptables/ show are the ones `rules print` makes
   const shown = readFileSync(join(root, 'iptables', 'README.md'), 'utf8').split('\n').filter((l) => /FLOWGATE_RPF/.test(l));
   t.equal(shown.length, 3, 'iptables/README.md shows the --rpfilter chain');
   t.same(shown.filter((l) => !rpf.has(l)), [], 'as `rules print --rpfilter` prints it');
+  const answer = readFileSync(join(root, 'iptables', 'README.md'), 'utf8').split('\n').filter((l) => /^-A FLOWGATE_ANS|-j FLOWGATE_ANS/.test(l));
+  t.ok(answer.length >= 6, `iptables/README.md shows the answer chain (${answer.length} lines)`);
+  t.same(answer.filter((l) => !rpf.has(l)), [], 'as `rules print --rpfilter` prints it');
   for (const mode of ['gateway', 'host'] as const) {
     for (const family of [4, 6] as const) {
       const file = readFileSync(join(root, 'iptables', `flowgate-${mode}.rules.v${family}`), 'utf8');
@@ -126,8 +135,9 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
     t.match(inNs(`${family}-save`, '-t', 'raw'), /-A PREROUTING -p tcp -j FLOWGATE_RPF\n(?:.*\n)*-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n/,
       `${family}: TCP packets whose source is routed elsewhere are dropped before conntrack`);
   }
+  t.match(rpf, /-A FLOWGATE_ANS -m connmark --mark 0x100\/0x700 -j NFLOG --nflog-prefix flowgate-answer\n/, '--rpfilter: the answer chain');
   inNs(process.execPath, cli, 'rules', 'apply');
-  t.notMatch(save(), /FLOWGATE_RPF/, 'applied without --rpfilter: the check is gone');
+  t.notMatch(save(), /FLOWGATE_RPF|FLOWGATE_ANS/, 'applied without --rpfilter: the check and the answer chain are gone');
   inNs(process.execPath, cli, 'rules', 'apply', '--rpfilter');
   inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'gateway');
   inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'host');

@@ -7,7 +7,8 @@
 //   fg:<yaml> (extra config lines, \n for newlines; `fg:marks: {answer: 0}` is flowgate without
 //   the answer chain), tree:<dir> (another checkout's build: its rules and daemon), fg-<name> (a
 //   binding build copied from /tmp/fg-<name>.node).
-// env: SPLIT=1 pins wrk/nginx to CPU 0 and the filter to CPU 1; STATUS=1 prints the daemon's
+// env: RPF=1 applies the rules with --rpfilter (and so the answer chain) for every mode;
+//   SPLIT=1 pins wrk/nginx to CPU 0 and the filter to CPU 1; STATUS=1 prints the daemon's
 //   status after each run; TTFB=http|https measures paired added time to first byte instead;
 //   PERF=1 records `perf record -g` of the filter to /tmp/perf-<mode>.data.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { pinProcess, cpuTimes, busyPercent } from '../../dist/bench/lib/procfs.j
 import { ttfb, connRate, HOST, REFERENCE_PORTS, REFERENCE_RULE, tuneClient } from '../../dist/bench/lib/measure.js';
 
 const [rounds, seconds, ...modes] = process.argv.slice(2);
+const RULES = process.env.RPF === '1' ? ['--rpfilter'] : [];
 const TCK = 100;
 function threads(pid) {
   const out = {};
@@ -45,12 +47,12 @@ try {
   for (let r = 0; r < Number(rounds); r++) {
     for (const mode of modes) {
       let f;
-      if (mode === 'c-nolog') { await applyRules(topo); await topo.exec('gw', ['iptables', '-w', '-F', 'FLOWGATE_SYN'], { check: true }); await topo.exec('gw', ['iptables', '-w', '-A', 'FLOWGATE_SYN', '-j', 'ACCEPT'], { check: true }); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]); }
-      else if (mode === 'c-rules') { await applyRules(topo); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow), '--log-group', '0']); }
+      if (mode === 'c-nolog') { await applyRules(topo, RULES); await topo.exec('gw', ['iptables', '-w', '-F', 'FLOWGATE_SYN'], { check: true }); await topo.exec('gw', ['iptables', '-w', '-A', 'FLOWGATE_SYN', '-j', 'ACCEPT'], { check: true }); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]); }
+      else if (mode === 'c-rules') { await applyRules(topo, RULES); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow), '--log-group', '0']); }
       else if (mode.startsWith('tree:')) {
         const tree = mode.slice(5);
         await clearRules(topo);
-        await topo.exec('gw', [process.execPath, `${tree}/bin/flowgate.js`, 'rules', 'apply'], { check: true });
+        await topo.exec('gw', [process.execPath, `${tree}/bin/flowgate.js`, 'rules', 'apply', ...RULES], { check: true });
         const cfg = `${topo.tmpDir}/t${r}.yaml`;
         (await import('node:fs')).writeFileSync(cfg, yamlBase);
         const proc = topo.spawn('gw', [process.execPath, '--interrupt-budget=4096', `${tree}/dist/src/cli/entry.js`, 'run', '--config', cfg]);
@@ -60,7 +62,7 @@ try {
       else if (mode.startsWith('fg')) {
         const bin = /^fg-(\w+)/.exec(mode)?.[1];
         if (bin) (await import('node:fs')).copyFileSync(`/tmp/fg-${bin}.node`, 'native/build/Release/flowgate_nfqueue.node');
-        await applyRules(topo);
+        await applyRules(topo, RULES);
         const extra = mode.includes(':') ? mode.slice(mode.indexOf(':') + 1).replace(/\\n/g, '\n') + '\n' : '';
         f = await startFlowgateDaemon(topo, yamlBase + extra, { name: `fg${r}` , nodeFlags: process.env.NODEFLAGS ? process.env.NODEFLAGS.split(' ') : undefined});
       }

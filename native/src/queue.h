@@ -68,7 +68,7 @@ struct HelloExpectation {
   uint32_t seq;            // the client's ISN + 1: where the hello starts
   uint32_t mark;           // the mark value the engine repeats an allowed first hello with
   uint32_t allowMark;      // the allow mark, for the record after the hello (ArmAfterPlainHello)
-  uint32_t mask;           // flowgate's mark bits
+  uint32_t mask;           // the bits the reader's verdicts replace: flowgate's mask and the answer mark
   uint32_t answerMark;     // a bit outside the mask added to `mark` when the server's answer may end inspection, or 0
   bool clientLow;          // the client is the key's first endpoint
   bool strict;             // the engine checks ACKs and timestamps (strict_tcp)

@@ -59,7 +59,14 @@ bool AnswersSyn(const TcpView& v, const HelloExpectation& e) {
 // An expectHello entry for a hello at `seq` from the `arm` words (kHelloArmWords: mark, allowMark,
 // mask, maxHelloBytes, strict, serverKnown, serverNext), as expectHello and armHellosOnSyn get them.
 HelloExpectation HelloFromArm(const uint32_t* w, uint32_t seq, bool clientLow, const FakeChecks& checks, int64_t since) {
-  return HelloExpectation{seq, w[0], w[1], w[2], w[7], clientLow, w[4] != 0, w[5] != 0, w[6], w[3], checks, since};
+  return HelloExpectation{seq, w[0], w[1], w[2] | w[7], w[7], clientLow, w[4] != 0, w[5] != 0, w[6], w[3], checks, since};
+}
+
+// The meta flags of a copy read from the log group: logged, taking no verdict, its checksum not
+// known to be computed (NFLOG does not say), its hook and hardware protocol.
+uint32_t LoggedFlags(const PacketInfo& pkt) {
+  return kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (static_cast<uint32_t>(pkt.hook) << 8) |
+         (static_cast<uint32_t>(pkt.hwProtocol) << 16);
 }
 
 // An arm's marks: mark and allowMark within the mask, answerMark outside it.
@@ -281,8 +288,7 @@ void Queue::ProcessLogDatagram(uint8_t* base, size_t len) {
     // JavaScript arms the connection itself unless the reader did; a SYN-ACK it needs soon only
     // when arming on the SYN is off.
     if (!autoArmOn_ || (!armed && (tcp_.flags & kAck) == 0)) prompt = true;
-    AppendPendingLocked(pkt, kFlagLogged | kFlagAccepted | kSkbCsumNotReady | (armed ? kFlagSynArmed : 0) |
-                                 (static_cast<uint32_t>(pkt.hook) << 8) | (static_cast<uint32_t>(pkt.hwProtocol) << 16));
+    AppendPendingLocked(pkt, LoggedFlags(pkt) | (armed ? kFlagSynArmed : 0));
     counters_.logged++;
     added = true;
   }
@@ -316,8 +322,7 @@ void Queue::AppendAnswerLocked(PacketInfo* pkt) {
   pkt->payloadLen = static_cast<uint32_t>(len);
   pkt->capLen = static_cast<uint32_t>(len);
   if (AnyArmedLocked()) CheckReadArmed(*pkt);  // a server packet: never given a verdict here
-  AppendPendingLocked(*pkt, kFlagLogged | kFlagAccepted | kFlagAnswered | kSkbCsumNotReady |
-                                (static_cast<uint32_t>(pkt->hook) << 8) | (static_cast<uint32_t>(pkt->hwProtocol) << 16));
+  AppendPendingLocked(*pkt, LoggedFlags(*pkt) | kFlagAnswered);
   counters_.answered++;
 }
 
@@ -446,7 +451,7 @@ bool Queue::CheckHello(const PacketInfo& pkt) {
   // it starts a ServerHello that is not a HelloRetryRequest; only if nothing the client chose can
   // make a later segment of a HelloRetryRequest start like one (EchoCannotPassForServerHello).
   uint32_t answer = e.answerMark != 0 && EchoCannotPassForServerHello(tcp_.payload, tcp_.payloadLen) ? e.answerMark : 0;
-  early_.push_back(MarkVerdict(pkt, e.mark | answer, e.mask | e.answerMark));
+  early_.push_back(MarkVerdict(pkt, e.mark | answer, e.mask));
   counters_.helloAllows++;
   if (answer != 0) counters_.helloAnswerMarks++;
   ArmAfterPlainHello(e);
@@ -458,8 +463,8 @@ bool Queue::CheckHello(const PacketInfo& pkt) {
 // before: right after the hello, with the checks the engine then makes (nextSegmentChecks): the
 // hello's timestamp is the oldest kept, its ACK (exactly the SYN-ACK's) the oldest ACK (strict).
 void Queue::ArmAfterPlainHello(const HelloExpectation& e) {
-  AfterHelloExpectation next{static_cast<uint32_t>(e.seq + tcp_.payloadLen), e.allowMark, e.mask | e.answerMark,
-                             e.clientLow, e.checks, NowMs()};
+  AfterHelloExpectation next{static_cast<uint32_t>(e.seq + tcp_.payloadLen), e.allowMark, e.mask, e.clientLow, e.checks,
+                             NowMs()};
   if (e.strict) {
     TcpOptionsSeen o = ReadTcpOptions(tcp_);
     if (o.hasTs) {

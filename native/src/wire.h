@@ -47,9 +47,9 @@ bool HasLogPrefix(const PacketInfo& pkt, const char* prefix);
 
 /**
  * Cuts an IPv4 or IPv6 (no extension headers) TCP packet in ip[0, *len), maybe a copy cut short,
- * to its IP and TCP headers, rewriting the IP length field to match (and the IPv4 header
- * checksum): a copy of a packet whose payload is not wanted, only its connection and sequence
- * numbers. False when the headers are not all there.
+ * to its IP and TCP headers, rewriting the IP length field to match (not the IPv4 header
+ * checksum, which the engine never reads): a copy of a packet whose payload is not wanted, only
+ * its connection and sequence numbers. False when the headers are not all there.
  */
 bool CutToHeaders(uint8_t* ip, size_t* len);
 

@@ -73,6 +73,11 @@ export function answersInKernel(o: RulesOptions): boolean {
   return logsHandshakes(o) && (o.marks.answer ?? 0) !== 0 && (o.mode === 'host' || o.rpfilter === true);
 }
 
+/** The connmark bits the rules save and set: the mask, and the answer bit with the answer chain. */
+function savedMask(o: RulesOptions): string {
+  return hex((o.marks.mask | (answersInKernel(o) ? o.marks.answer! : 0)) >>> 0);
+}
+
 /** The raw table's chain for reverse-path filtering (rpfilter). */
 export function rpfilterChainName(o: RulesOptions): string {
   return `${chainName(o)}_RPF`;
@@ -121,7 +126,7 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
   const m = o.marks;
   const mm = (v: number) => `${hex(v)}/${hex(m.mask)}`;
   const answer = answersInKernel(o) ? m.answer! : 0;
-  const saved = hex((m.mask | answer) >>> 0);
+  const saved = savedMask(o);
   const queue = o.queues[0] === o.queues[1]
     ? ['--queue-num', String(o.queues[0])]
     : ['--queue-balance', `${o.queues[0]}:${o.queues[1]}`];
@@ -194,7 +199,7 @@ export function pureAckRules(family: 4 | 6): string[][] {
  */
 export function answerRules(o: RulesOptions, family: 4 | 6): string[][] {
   const m = o.marks;
-  const bits = hex((m.mask | (m.answer ?? 0)) >>> 0);
+  const bits = savedMask(o);
   // The TCP payload's offset: IPv4 header length (any options) and TCP data offset; IPv6 with no extension header.
   const [ip, at, off] = family === 4 ? ['', '0>>22&0x3C@12>>26&0x3C@', 0] : ['4>>8&0xFF=6&&', '52>>26&0x3C@', 40];
   const serverHello = `${ip}${at}${off}>>16=0x1603&&${at}${off + 4}>>8&0xFFFF=0x0200&&${at}${off + 8}>>16&0xFF=0x03` +

@@ -215,8 +215,7 @@ export class Engine {
   private readonly wallClock: (() => string) | undefined;
   private readonly deferEvents: boolean;
   private readonly bindingHellos: boolean;
-  private readonly kernelAnswers: boolean;
-  /** marks.answer with kernelAnswers, else 0: the bit the engine's verdicts clear (repeat). */
+  /** marks.answer with kernelAnswers, else 0: the bit the sink may add to a hello (theHelloArm), which the engine's verdicts clear (repeat). */
   private readonly answerBit: number;
   /** What armHello hands the sink with every flow (made on first use). */
   private helloArm: HelloArm | undefined = undefined;
@@ -252,8 +251,7 @@ export class Engine {
     this.wallClock = init.wallClock;
     this.deferEvents = init.deferEvents ?? false;
     this.bindingHellos = init.bindingHellos ?? false;
-    this.kernelAnswers = init.kernelAnswers ?? false;
-    this.answerBit = this.kernelAnswers ? ((this.options.marks.answer ?? 0) & ~this.options.marks.mask) >>> 0 : 0;
+    this.answerBit = init.kernelAnswers === true ? ((this.options.marks.answer ?? 0) & ~this.options.marks.mask) >>> 0 : 0;
     this.scheduler = init.scheduler ?? realScheduler;
     this.onEvent = init.onEvent ?? (() => {});
     this.flowEndEvents = init.events !== 'decisions';

@@ -299,8 +299,9 @@ t.test('the answer mark only for a hello whose echoed session id holds no 0x16',
     if (simpleHelloName(hello, MAX) === null) continue;
     checked++;
     const sid = hello[43]!;
-    for (let i = 43; i <= 43 + sid; i++) if (hello[i] === 0x16) hello[i] = 0x17;
-    t.ok(hello[43] === 0x17 || echoCannotPassForServerHello(hello), `${f.name}: no 0x16 in the echo: the mark`);
+    t.not(sid, 0x16, `${f.name}: a session id length that is no record type`);
+    for (let i = 44; i < 44 + sid; i++) if (hello[i] === 0x16) hello[i] = 0x17;
+    t.ok(echoCannotPassForServerHello(hello), `${f.name}: no 0x16 in the echo: the mark`);
     for (let i = 44; i < 44 + sid; i++) {
       const one = Buffer.from(hello);
       one[i] = 0x16;
@@ -326,11 +327,9 @@ t.test('the rules end a flow on its server\'s ServerHello: the engine ends it if
     t.equal((calls[0]![5] as HelloArm).answerMark, 0x400, 'with kernelAnswers the arm carries the answer mark');
   }
   {
-    const { calls } = armingEngine();
-    t.equal(calls.length, 0);
-    const { calls: c2, feed } = armingEngine();
+    const { calls, feed } = armingEngine();
     new Conversation().handshake().forEach((p) => feed(p));
-    t.equal((c2[0]![5] as HelloArm).answerMark, 0, 'without it, none: the rules would never tell the engine');
+    t.equal((calls[0]![5] as HelloArm).answerMark, 0, 'without it, none: the rules would never tell the engine');
   }
   {
     // Only the sink sets the answer bit: a packet that comes with it (another rule's mark) loses it

@@ -19,6 +19,60 @@ export interface FingerprintInput {
   alpn: readonly string[] | null;
 }
 
+/** A hello's three fingerprints, each computed when first read. */
+export interface Fingerprints {
+  ja3?: string;
+  ja3Hash?: string;
+  ja4?: string;
+}
+
+/** Hellos with more list entries than this (cipher suites, extensions, ...) are not remembered. */
+const MAX_REMEMBERED_VALUES = 512;
+
+/** Distinct fingerprint inputs remembered; the oldest is forgotten first. */
+export const MAX_REMEMBERED_FINGERPRINTS = 1024;
+
+const remembered = new Map<string, Fingerprints>();
+
+/**
+ * The fingerprints of every hello with the same fields as `h`: one client's connections share
+ * them, and computing them (two sorts, three hashes) was a fifth of a hello's JavaScript on a
+ * gateway (bench/RESULTS.md, "Fingerprints remembered"). The key holds every field they are
+ * computed from, so equal keys give equal fingerprints; a hello whose lists are unusually long
+ * gets an object of its own.
+ */
+export function fingerprintsOf(h: FingerprintInput, transport: 't' | 'q'): Fingerprints {
+  const key = fingerprintKey(h, transport);
+  if (key === null) return {};
+  let prints = remembered.get(key);
+  if (prints === undefined) {
+    if (remembered.size >= MAX_REMEMBERED_FINGERPRINTS) remembered.delete(remembered.keys().next().value!);
+    prints = {};
+    remembered.set(key, prints);
+  }
+  return prints;
+}
+
+/**
+ * Every fingerprint input as one string of UTF-16 code units (each value is below 0x10000),
+ * each list led by its length so no two inputs share a key; null past MAX_REMEMBERED_VALUES.
+ */
+function fingerprintKey(h: FingerprintInput, transport: 't' | 'q'): string | null {
+  const lists = [h.cipherSuites, h.extensions, h.groups, h.ecPointFormats, h.signatureAlgorithms, h.supportedVersions];
+  let count = 0;
+  for (const list of lists) count += list.length;
+  if (h.alpn !== null) for (const name of h.alpn) count += name.length + 1;
+  if (count > MAX_REMEMBERED_VALUES) return null;
+  let key = transport + String.fromCharCode(h.legacyVersion);
+  for (const list of lists) {
+    key += String.fromCharCode(list.length) + String.fromCharCode.apply(null, list as number[]);
+  }
+  if (h.alpn === null) return key; // a list, even an empty one, adds its length
+  key += String.fromCharCode(h.alpn.length);
+  for (const name of h.alpn) key += String.fromCharCode(name.length) + name;
+  return key;
+}
+
 /** The JA3 full string: decimal fields joined by '-', sections by ','; GREASE ciphers, extensions and groups removed. */
 export function ja3String(h: FingerprintInput): string {
   const join = (values: readonly number[], dropGrease: boolean): string =>

@@ -13,7 +13,7 @@ import {
   type ExtensionRead,
   type ServerNames,
 } from './extensions.js';
-import { ja3Hash, ja3String, ja4 } from './fingerprints.js';
+import { fingerprintsOf, ja3Hash, ja3String, ja4, type Fingerprints } from './fingerprints.js';
 import { Ext, type ClientHello } from './types.js';
 
 /** Record-layer facts about the hello that its body does not hold. */
@@ -111,9 +111,7 @@ class ParsedHello implements ClientHello {
   recordVersion: number;
   recordCount: number;
   #transport: 't' | 'q';
-  #ja3: string | undefined = undefined;
-  #ja3Hash: string | undefined = undefined;
-  #ja4: string | undefined = undefined;
+  #prints: Fingerprints | undefined = undefined;
 
   constructor(readonly legacyVersion: number, readonly cipherSuites: number[], readonly compressionMethods: number[],
     readonly sessionIdLength: number, readonly handshakeLength: number, framing: HelloFraming) {
@@ -123,15 +121,23 @@ class ParsedHello implements ClientHello {
   }
 
   get ja3(): string {
-    return (this.#ja3 ??= ja3String(this));
+    const prints = this.#fingerprints();
+    return (prints.ja3 ??= ja3String(this));
   }
 
   get ja3Hash(): string {
-    return (this.#ja3Hash ??= ja3Hash(this.ja3));
+    const prints = this.#fingerprints();
+    return (prints.ja3Hash ??= ja3Hash(this.ja3));
   }
 
   get ja4(): string {
-    return (this.#ja4 ??= ja4(this, this.#transport));
+    const prints = this.#fingerprints();
+    return (prints.ja4 ??= ja4(this, this.#transport));
+  }
+
+  /** Shared with earlier hellos of the same fields; looked up once the hello is complete. */
+  #fingerprints(): Fingerprints {
+    return (this.#prints ??= fingerprintsOf(this, this.#transport));
   }
 
   /** Every field, the fingerprints included (they are getters). */

@@ -6,11 +6,14 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import {
   ClientHelloReader,
+  ja3Hash,
+  ja3String,
   ja4,
   ja4Raw,
   type ClientHello,
   type FingerprintInput,
 } from '../../../src/protocols/tls/clienthello.js';
+import { fingerprintsOf, MAX_REMEMBERED_FINGERPRINTS } from '../../../src/protocols/tls/fingerprints.js';
 import { alpnData, feedAll, helloRecord, loadStream, sniData, u16List, vec8, type Extension } from './helpers.js';
 
 function hellosOf(name: string): ClientHello[] {
@@ -186,4 +189,52 @@ t.test('JA4 empty sections are 000000000000', async (t) => {
     '6d807ffa2a79',
     'the spec example without signature algorithms',
   );
+});
+
+t.test('remembered fingerprints: equal hellos share them, any other hello gets its own', async (t) => {
+  const fixtures = ['chrome-1250-kyber', 'chrome-34-google', 'hrr', 'mlkem-googlevideo', 'no-sni', 'openjdk-25', 'tls13-draft28'];
+  for (const name of fixtures) {
+    const [first] = hellosOf(name);
+    const [again] = hellosOf(name);
+    // Read the second hello's fingerprints first: the first must then come from the table.
+    const shared = { ja3: again!.ja3, ja3Hash: again!.ja3Hash, ja4: again!.ja4 };
+    t.same({ ja3: first!.ja3, ja3Hash: first!.ja3Hash, ja4: first!.ja4 }, shared, name);
+    t.equal(first!.ja3, ja3String(first!), `${name}: JA3 as computed directly`);
+    t.equal(first!.ja3Hash, ja3Hash(ja3String(first!)), `${name}: JA3 hash as computed directly`);
+    t.equal(first!.ja4, ja4(first!), `${name}: JA4 as computed directly`);
+  }
+  // Inputs that a careless key would run together: a value moved across a list boundary, an
+  // empty ALPN list against none, one ALPN name against two, another transport or version.
+  const variants: Array<[string, Partial<FingerprintInput>, 't' | 'q']> = [
+    ['base', {}, 't'],
+    ['QUIC', {}, 'q'],
+    ['legacy version', { legacyVersion: 0x0301 }, 't'],
+    ['a cipher moved into the extensions', { cipherSuites: [], extensions: [0x1301, 0x000d] }, 't'],
+    ['an extension moved into the groups', { extensions: [], groups: [0x000d] }, 't'],
+    ['point formats', { ecPointFormats: [0] }, 't'],
+    ['signature algorithms', { signatureAlgorithms: [] }, 't'],
+    ['supported versions', { supportedVersions: [0x0304] }, 't'],
+    ['empty ALPN list', { alpn: [] }, 't'],
+    ['ALPN ab', { alpn: ['ab'] }, 't'],
+    ['ALPN a, b', { alpn: ['a', 'b'] }, 't'],
+    ['ALPN empty name', { alpn: [''] }, 't'],
+  ];
+  const seen = new Set<object>();
+  for (const [what, change, transport] of variants) {
+    const input = { ...BASE, ...change };
+    const prints = fingerprintsOf(input, transport);
+    t.notOk(seen.has(prints), `${what}: an entry of its own`);
+    seen.add(prints);
+    t.equal(fingerprintsOf({ ...input }, transport), prints, `${what}: the same entry for equal fields`);
+  }
+  const long = { ...BASE, cipherSuites: Array.from({ length: 600 }, (_, i) => i) };
+  t.not(fingerprintsOf(long, 't'), fingerprintsOf(long, 't'), 'a hello with very long lists is not remembered');
+});
+
+t.test('remembered fingerprints: the table forgets the oldest past its size', async (t) => {
+  const input = (n: number): FingerprintInput => ({ ...BASE, cipherSuites: [0xf000 + (n >> 8), n & 0xff] });
+  const first = fingerprintsOf(input(0), 't');
+  t.equal(fingerprintsOf(input(0), 't'), first);
+  for (let n = 1; n <= MAX_REMEMBERED_FINGERPRINTS + 1; n++) fingerprintsOf(input(n), 't');
+  t.not(fingerprintsOf(input(0), 't'), first, 'the first input was forgotten');
 });

@@ -49,7 +49,7 @@ const WARMUP_SECONDS = 1;
  * The configurations that also run the split-CPU HTTPS workload (splitHttps): the endpoints on
  * CPU 0, the filter on CPU 1, as on a gateway with a CPU of its own.
  */
-const SPLIT_KEYS = new Set(['none', 'c-rules', 'fg-default', 'fg-rpf', 'none-again']);
+const SPLIT_KEYS = new Set(['none', 'c-rules', 'fg-default', 'none-again']);
 const TTFB_REQUESTS = Number(process.env.BENCH_TTFB ?? 200);
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 10000);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -157,24 +157,12 @@ function configurations(npm: NpmBinding, cLoop: string | undefined): ConfigDef[]
     {
       key: 'fg-default',
       title: 'flowgate, default rules',
-      rules: '`flowgate rules apply` (chain FLOWGATE: decided flows bypass the queue by connmark); policy: one rule blocking blocked.test',
+      rules: '`flowgate rules apply` (chain FLOWGATE: decided flows bypass the queue by connmark; FLOWGATE_ANS: a plain hello\'s inspection ends on the server\'s ServerHello, iptables/README.md); policy: one rule blocking blocked.test',
       yaml: () => BLOCK_ONE,
       rulesOnly: (topo) => applyRules(topo),
       start: async (topo) => {
         await applyRules(topo);
         return startFlowgateDaemon(topo, BLOCK_ONE, { name: 'fg-default' });
-      },
-    },
-    {
-      key: 'fg-rpf',
-      title: 'flowgate, rules with --rpfilter',
-      rules: '`flowgate rules apply --rpfilter`: the default rules, the raw table\'s reverse-path check, and the answer chain '
-        + '(FLOWGATE_ANS: a plain hello\'s inspection ends on the server\'s ServerHello, iptables/README.md); same one-rule policy',
-      yaml: () => BLOCK_ONE,
-      rulesOnly: (topo) => applyRules(topo, ['--rpfilter']),
-      start: async (topo) => {
-        await applyRules(topo, ['--rpfilter']);
-        return startFlowgateDaemon(topo, BLOCK_ONE, { name: 'fg-rpf' });
       },
     },
     {
@@ -397,7 +385,7 @@ function heldStats(stdout: string): NonNullable<ConfigResult['heldMs']> {
 /** flowgate's own counters once idle, and that its policy really blocks. */
 async function flowgateChecks(topo: Topology, def: ConfigDef, filter: FilterProcess, r: ConfigResult): Promise<void> {
   try {
-    if (def.key === 'fg-default' || def.key === 'fg-rpf' || def.key === 'fg-every') {
+    if (def.key === 'fg-default' || def.key === 'fg-every') {
       const res = await curl(topo, { url: 'https://blocked.test/', maxTimeMs: 3000 });
       r.notes.push(`https://blocked.test/ -> ${res.errorKind === 'none' ? `HTTP ${res.httpCode}` : res.errorKind}`);
     }

@@ -156,15 +156,6 @@ export function evaluateTargets(r: BenchReport): Target[] {
     ratio(splitOf(def), splitOf(none)), 0.85, undefined, ratio(splitOf(ceil), splitOf(none)));
   added('2', 'default rules: added median TTFB < 1 ms (HTTP)', addedHttp, 1);
   added('2', 'default rules: added median TTFB < 1 ms (HTTPS)', addedHttps, 1);
-  // The rules with --rpfilter, which also end a plain hello's inspection on the server's answer.
-  const rpf = by(r, 'fg-rpf');
-  ratioTarget('2', 'rules with --rpfilter: new HTTPS conn/s >= 0.85x no filter', ratio(httpsOf(rpf), httpsOf(none)), 0.85,
-    { config: 'fg-rpf', workload: 'https' }, ratio(httpsOf(ceil), httpsOf(none)));
-  ratioTarget('2', 'rules with --rpfilter, the filter on a CPU of its own: new HTTPS conn/s >= 0.85x no filter',
-    ratio(splitOf(rpf), splitOf(none)), 0.85, undefined, ratio(splitOf(ceil), splitOf(none)));
-  const rpfTtfb = addedHttps(rpf);
-  t.push({ issue: '2', what: 'rules with --rpfilter: added median TTFB < 1 ms (HTTPS)', measured: fmtAdded(rpfTtfb),
-    met: rpfTtfb === undefined || !Number.isFinite(rpfTtfb) ? undefined : rpfTtfb < 1, ceiling: fmtAdded(addedHttps(ceil)) });
   rel('7', 'default rules: bulk >= 0.97x no queue', bulkOf, 0.97, 'bulk');
   rel('7', 'default rules: new HTTPS conn/s >= 0.9x no queue', httpsOf, 0.9, 'https');
   rel('7', 'default rules: new HTTP conn/s >= 0.8x no queue', httpOf, 0.8, 'http');

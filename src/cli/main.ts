@@ -89,7 +89,7 @@ async function dispatch(argv: string[]): Promise<number> {
     .addOption(new Option('--family <f>', 'IP version').choices(['4', '6', 'both']).default('both'))
     .option('-c, --config <file>', 'take queue, marks and handshake_log from this config')
     .option('--reject-quic', 'reject UDP 443 so browsers fall back to TCP')
-    .option('--rpfilter', 'gateway: drop TCP packets whose source is routed out of another interface than they came in by (spoofed), before conntrack sees them; then the rules also end a plain TLS hello\'s inspection on the server\'s answer')
+    .option('--rpfilter', 'gateway: drop TCP packets whose source is routed out of another interface than they came in by (spoofed), before conntrack sees them')
     .option('--no-handshake-log', 'queue bare SYN/SYN-ACKs instead of logging them to NFLOG group N (for `handshake_log: false`)')
     .action(async (action: string, o: {
       mode: 'gateway' | 'host'; queue?: string; queues?: string; family: '4' | '6' | 'both'; config?: string;

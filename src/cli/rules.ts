@@ -65,12 +65,56 @@ export function answerChainName(o: RulesOptions): string {
 
 /**
  * Whether the rules end a hello's inspection on the server's ServerHello (answerRules): with an
- * answer mark, and the handshake log, whose group gets the copy that tells the daemon; on a
- * gateway only with `rpfilter`, since without it a client can send a fake ServerHello in the
- * server's name itself (in host mode the clients are the host's own programs, which cannot).
+ * answer mark, and the handshake log, whose group gets the copy that tells the daemon.
  */
 export function answersInKernel(o: RulesOptions): boolean {
-  return logsHandshakes(o) && (o.marks.answer ?? 0) !== 0 && (o.mode === 'host' || o.rpfilter === true);
+  return logsHandshakes(o) && (o.marks.answer ?? 0) !== 0;
+}
+
+/**
+ * Whether the answer chain needs the guard of answerGuardRules: on a gateway without `rpfilter`,
+ * where nothing else stops a client from sending a fake ServerHello in its server's name (in host
+ * mode the clients are the host's own programs; `rpfilter` drops such packets in the raw table).
+ * Only packets the guard vouched for then enter the answer chain.
+ */
+export function guardsAnswers(o: RulesOptions): boolean {
+  return answersInKernel(o) && o.mode === 'gateway' && o.rpfilter !== true;
+}
+
+/** The mangle table's chain that guards the answer chain (guardsAnswers). */
+export function answerGuardChainName(o: RulesOptions): string {
+  return `${chainName(o)}_ANSRPF`;
+}
+
+/**
+ * The rule of the answer guard (guardsAnswers). A client can send a packet with its server's
+ * address back through the gateway, in the server's window (it saw the SYN-ACK): as the server's
+ * first data packet of a hello with the answer bit, a fake ServerHello would allow the connection,
+ * and the real HelloRetryRequest and the second hello would follow unread. Such a packet comes in
+ * on the client's side while the route back to its source leaves on the server's: strict
+ * reverse-path filtering refuses it. `rpfilter` is valid only in PREROUTING of the raw and mangle
+ * tables, the answer chain's jump is in the filter table's FORWARD; so the guard vouches for a
+ * packet rather than refusing one: a server-side packet of a connection with the answer bit that
+ * passes the check gets the answer bit in its packet mark, and only packets with it enter the
+ * answer chain (chainRules). A fake, a packet that came by before the hello's verdict saved the
+ * bit, one whose mark a later rule overwrote, or every packet while the guard is missing (a mangle
+ * table flushed by another tool), goes on as any server packet of an inspected flow: accepted
+ * unread, and the client's next record is read by the daemon as without the chain. Nothing is
+ * dropped; a fake leaves the answer bit for the server's real answer; packets of other connections
+ * pay one connmark test. A server reached by an asymmetric route fails the check: its connections
+ * lose the shortcut, not traffic. No such packet reaches the CONNMARK save, which would keep the
+ * bit (a REPLY packet of a connection with the answer bit has the inspect mark: the chain accepts
+ * it before the queue).
+ */
+export function answerGuardRules(o: RulesOptions): string[][] {
+  const bit = hex(o.marks.answer!);
+  return [['-m', 'connmark', '--mark', `${bit}/${bit}`, '-m', 'conntrack', '--ctdir', 'REPLY',
+    '-m', 'rpfilter', '-j', 'MARK', '--set-xmark', `${bit}/${bit}`]];
+}
+
+/** The jump from mangle PREROUTING to the answer guard (fixed, so a change of marks still finds it). */
+function answerGuardJump(o: RulesOptions): string[] {
+  return ['-p', 'tcp', '-j', answerGuardChainName(o)];
 }
 
 /** The connmark bits the rules save and set: the mask, and the answer bit with the answer chain. */
@@ -139,9 +183,11 @@ export function chainRules(o: RulesOptions, family: 4 | 6): string[][] {
     // decided a packet of it (a second hello), and a block must replace that allow.
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.allow), '-m', 'mark', '--mark', mm(0), '-j', 'ACCEPT'],
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.block), ...reset],
+    // On a gateway without --rpfilter only packets the guard vouched for (answerGuardRules).
     ...(answer !== 0
-      ? [['-p', 'tcp', '-m', 'connmark', '--mark', `${hex((m.inspect | answer) >>> 0)}/${saved}`, '-m', 'conntrack', '--ctdir', 'REPLY',
-        '-j', answerChainName(o)]]
+      ? [['-p', 'tcp', '-m', 'connmark', '--mark', `${hex((m.inspect | answer) >>> 0)}/${saved}`,
+        ...(guardsAnswers(o) ? ['-m', 'mark', '--mark', `${hex(answer)}/${hex(answer)}`] : []),
+        '-m', 'conntrack', '--ctdir', 'REPLY', '-j', answerChainName(o)]]
       : []),
     ['-p', 'tcp', '-m', 'connmark', '--mark', mm(m.inspect), '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'ACCEPT'],
     ...pureAckRules(family),
@@ -191,9 +237,9 @@ export function pureAckRules(family: 4 | 6): string[][] {
  * before. Only the first such packet decides, so a later segment of a HelloRetryRequest cannot;
  * and the binding gives the mark only to a hello whose echoed session id holds no 0x16, so no
  * segment of it can start with bytes the client chose (native/README.md, "The server's answer").
- * Conntrack drops server packets out of its window and `--rpfilter` keeps a client from sending
- * some in the server's name, so they are the server's: on a gateway the chain comes only with
- * `--rpfilter` (answersInKernel). Someone elsewhere who can send packets with the server's address
+ * Conntrack drops server packets out of its window, and on a gateway a strict reverse-path check
+ * keeps a client from sending some in the server's name: `--rpfilter` in the raw table, or else the
+ * guard (answerGuardRules). Someone elsewhere who can send packets with the server's address
  * (and knows the connection's numbers, from the client) could still end a hello's inspection with a
  * fake ServerHello; such a helper could as well relay the client's traffic to the blocked name.
  */
@@ -270,11 +316,12 @@ export function restoreSnippet(o: RulesOptions, family: 4 | 6): string {
     `# flowgate ${o.mode} rules for ${family === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`,
     `# decided flows: connmark ${hex(o.marks.allow)} allow, ${hex(o.marks.block)} block, ${hex(o.marks.inspect)} ` +
       `inspect requests (mask ${hex(o.marks.mask)})${answersInKernel(o) ? `; ${hex(o.marks.answer!)}: a hello that ends on the server's answer` : ''}`,
+    // PREROUTING first: the filter table's answer chain relies on the guard (applyRules).
+    ...preroutingSections(o, true),
     '*filter',
     ...chainLines(o, family),
     ...hookChains(o.mode).map((c) => `-I ${c} 1 ${jumpRule(o).join(' ')}`),
     'COMMIT',
-    ...rpfilterSection(o, true),
     '',
   ];
   return lines.join('\n');
@@ -293,14 +340,17 @@ function chainLines(o: RulesOptions, family: 4 | 6): string[] {
 }
 
 /**
- * The raw table's iptables-restore section for `--rpfilter` (none without it): the chain created
- * (or flushed) and filled, and with `withJump` the jump to it (applyRules inserts that itself, once).
+ * The PREROUTING sections: the raw table's for `--rpfilter` and the mangle table's answer guard
+ * (none without them): each chain created (or flushed) and filled, and with `withJump` the jump to
+ * it (applyRules inserts that itself, once).
  */
-function rpfilterSection(o: RulesOptions, withJump: boolean): string[] {
-  if (o.rpfilter !== true) return [];
-  const chain = rpfilterChainName(o);
-  return ['*raw', `:${chain} - [0:0]`, ...rpfilterRules().map((r) => `-A ${chain} ${r.join(' ')}`),
-    ...(withJump ? [`-I PREROUTING 1 ${rpfilterJump(o).join(' ')}`] : []), 'COMMIT'];
+function preroutingSections(o: RulesOptions, withJump: boolean): string[] {
+  const section = (table: string, chain: string, rules: string[][], jump: string[]) => [`*${table}`, `:${chain} - [0:0]`,
+    ...rules.map((r) => `-A ${chain} ${r.join(' ')}`), ...(withJump ? [`-I PREROUTING 1 ${jump.join(' ')}`] : []), 'COMMIT'];
+  return [
+    ...(o.rpfilter === true ? section('raw', rpfilterChainName(o), rpfilterRules(), rpfilterJump(o)) : []),
+    ...(guardsAnswers(o) ? section('mangle', answerGuardChainName(o), answerGuardRules(o), answerGuardJump(o)) : []),
+  ];
 }
 
 /** Families selected by `--family`. */
@@ -343,26 +393,39 @@ async function iptables(family: 4 | 6, args: string[]): Promise<{ code: number; 
   return runCommand(binary(family), ['-w', ...args]);
 }
 
-/** Installs the rules; running it again leaves exactly one copy. */
+/**
+ * Installs the rules; running it again leaves exactly one copy. The order keeps every moment
+ * between the old rules and the new as safe as either: the PREROUTING chains asked for come first
+ * with their jumps (the filter table's answer chain relies on them), then the filter table, and
+ * only then go the PREROUTING chains no longer asked for (--rpfilter, the answer guard).
+ */
 export async function applyRules(o: RulesOptions): Promise<void> {
   for (const family of families(o)) {
+    const pre = preroutingChains(o);
+    if (pre.some(([, , , wanted]) => wanted)) await restore(o, family, preroutingSections(o, false));
+    for (const [table, , jump, wanted] of pre) if (wanted) await ensureJump(family, table, 'PREROUTING', jump);
     // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
-    const body = ['*filter', ...chainLines(o, family), 'COMMIT', ...rpfilterSection(o, false), ''].join('\n');
-    const res = await runCommand(binary(family, true), ['-w', '--noflush'], body);
-    if (res.code !== 0) {
-      throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}`);
-    }
+    await restore(o, family, ['*filter', ...chainLines(o, family), 'COMMIT']);
     for (const chain of hookChains(o.mode)) await ensureJump(family, 'filter', chain, jumpRule(o));
     // Applied before with other options (the handshake log, an answer mark): chains no longer jumped to go.
     for (const chain of filterChains(o)) if (!chainNames(o).includes(chain)) await dropChain(family, 'filter', chain);
-    if (o.rpfilter === true) {
-      await ensureJump(family, 'raw', 'PREROUTING', rpfilterJump(o));
-    } else {
-      // Applied before with --rpfilter: applying without it takes the check out.
-      await deleteJumps(family, 'raw', 'PREROUTING', rpfilterJump(o));
-      await dropChain(family, 'raw', rpfilterChainName(o));
+    for (const [table, chain, jump, wanted] of pre) {
+      if (wanted) continue;
+      await deleteJumps(family, table, 'PREROUTING', jump);
+      await dropChain(family, table, chain);
     }
   }
+}
+
+/** Feeds iptables-restore --noflush; a failure is ERR_RULES, with a hint when the kernel lacks the rpfilter match. */
+async function restore(o: RulesOptions, family: 4 | 6, lines: string[]): Promise<void> {
+  const res = await runCommand(binary(family, true), ['-w', '--noflush'], [...lines, ''].join('\n'));
+  if (res.code === 0) return;
+  const hint = /rpfilter/i.test(res.stderr)
+    ? ` (the rpfilter match, kernel module xt_rpfilter, is missing: ${o.rpfilter === true ? '--rpfilter needs it'
+      : 'the answer chain\'s guard needs it; set marks.answer: 0 in the config and apply with --config to go without the chain'})`
+    : '';
+  throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}${hint}`);
 }
 
 /** Inserts `jump` first in `table`'s `chain` unless it is there already. */
@@ -395,9 +458,19 @@ export async function removeRules(o: RulesOptions): Promise<void> {
     // The main chain first (it jumps to the others), then the others, which may be there
     // whatever `o` says (rules applied with other options).
     for (const chain of filterChains(o)) await dropChain(family, 'filter', chain);
-    await deleteJumps(family, 'raw', 'PREROUTING', rpfilterJump(o));
-    await dropChain(family, 'raw', rpfilterChainName(o));
+    for (const [table, chain, jump] of preroutingChains(o)) {
+      await deleteJumps(family, table, 'PREROUTING', jump);
+      await dropChain(family, table, chain);
+    }
   }
+}
+
+/** Our PREROUTING chains whatever the options (table, chain, jump), and whether `o` asks for each. */
+function preroutingChains(o: RulesOptions): Array<[string, string, string[], boolean]> {
+  return [
+    ['raw', rpfilterChainName(o), rpfilterJump(o), o.rpfilter === true],
+    ['mangle', answerGuardChainName(o), answerGuardJump(o), guardsAnswers(o)],
+  ];
 }
 
 /** Parses `--queue N` / `--queues A:B` into a range. */

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RULES, chainRules, parseQueues, printRules, restoreSnippet } from '../../src/cli/rules.js';
@@ -15,26 +16,28 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.match(lines[1], /connmark --mark 0x100\/0x300 -m mark --mark 0x0\/0x300 -j ACCEPT/,
     'an allowed connection\'s packets pass, but not one coming back with a verdict: that goes on to the save');
   t.match(lines[2], /connmark --mark 0x200\/0x300 -j REJECT --reject-with tcp-reset/);
-  t.match(lines[3], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
-  const acks = lines.slice(4, 15);
+  t.match(lines[3], /-p tcp -m connmark --mark 0x700\/0x700 -m mark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -j FLOWGATE_ANS$/,
+    'the server side of a hello with the answer mark goes to the answer chain, before the inspect mark accepts it, if the guard vouched for the packet');
+  t.match(lines[4], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
+  const acks = lines.slice(5, 16);
   t.equal(acks.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
     'bare ACKs skip the queue: one rule per TCP header length');
-  t.match(lines[4], /0&0xffff=40&&32>>28=5&&/);
-  t.match(lines[14], /0&0xffff=80&&32>>28=15&&/);
-  const syns = lines.slice(15, 26);
+  t.match(lines[5], /0&0xffff=40&&32>>28=5&&/);
+  t.match(lines[15], /0&0xffff=80&&32>>28=15&&/);
+  const syns = lines.slice(16, 27);
   t.equal(syns.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x07=0x02 -j FLOWGATE_SYN$/.test(l)).length, 11,
     'bare SYNs and SYN-ACKs go to the handshake chain: one rule per TCP header length');
-  t.match(lines[26], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
-  t.match(lines[27], /CONNMARK --save-mark --nfmask 0x300 --ctmask 0x300/);
-  t.notMatch(text, /FLOWGATE_ANS|0x700/, 'a gateway without --rpfilter: no answer chain (a client could fake the server\'s answer)');
+  t.match(lines[27], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
+  t.match(lines[28], /CONNMARK --save-mark --nfmask 0x700 --ctmask 0x700/, 'the answer bit is saved with the mask');
+  t.match(text, /\n\*mangle\n:FLOWGATE_ANSRPF - \[0:0\]\n-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400\/0x400\n-I PREROUTING 1 -p tcp -j FLOWGATE_ANSRPF\nCOMMIT\n\*filter\n/,
+    'a gateway without --rpfilter guards the answer chain, ahead of the filter table that relies on it: a server-side packet whose source is routed back the way it came gets the answer bit in its mark (a client\'s fake does not)');
   const withRpf = restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, 4);
-  const rl = withRpf.split('\n').filter((l) => l.startsWith('-A FLOWGATE '));
-  t.match(rl[3], /-p tcp -m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_ANS$/,
-    'with --rpfilter the server side of a hello with the answer mark goes to the answer chain, before the inspect mark accepts it');
-  t.match(rl[4], /connmark --mark 0x300\/0x300 -m conntrack --ctdir REPLY -j ACCEPT/);
-  t.match(rl[28], /CONNMARK --save-mark --nfmask 0x700 --ctmask 0x700/, 'the answer bit is saved with the mask');
-  t.match(restoreSnippet({ ...DEFAULT_RULES, mode: 'host' }, 4), /-A FLOWGATE_HOST_ANS /, 'host mode has the answer chain without --rpfilter');
-  const ans = withRpf.split('\n').filter((l) => l.startsWith('-A FLOWGATE_ANS '));
+  t.match(withRpf, /-m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_ANS\n/, 'with --rpfilter the answer chain is there, for every server-side packet');
+  t.notMatch(withRpf, /\*mangle|FLOWGATE_ANSRPF/, 'with --rpfilter no guard: the raw table drops such packets before conntrack');
+  const host4 = restoreSnippet({ ...DEFAULT_RULES, mode: 'host' }, 4);
+  t.match(host4, /-m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_HOST_ANS\n/, 'host mode has the answer chain');
+  t.notMatch(host4, /\*mangle|ANSRPF/, 'host mode needs no guard: its clients are the host\'s own programs');
+  const ans = text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_ANS '));
   t.equal(ans.filter((l) => /-m u32 --u32 0>>24=0x45&&0&0xffff=\d+&&32>>28=\d+&&32>>16&0x37=0x10 -j ACCEPT$/.test(l)).length, 11,
     'the answer chain lets the server\'s bare ACKs by without deciding');
   t.same(ans.slice(11), [
@@ -45,10 +48,13 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
     '-A FLOWGATE_ANS -j CONNMARK --set-xmark 0x300/0x700',
     '-A FLOWGATE_ANS -j ACCEPT',
   ], 'a ServerHello that is no HelloRetryRequest allows the connection and tells the daemon; any other first data packet clears the answer bit');
-  t.match(restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, 6), /-A FLOWGATE_ANS -m u32 --u32 4>>8&0xFF=6&&52>>26&0x3C@40>>16=0x1603&&52>>26&0x3C@44>>8&0xFFFF=0x0200&&/,
+  t.match(restoreSnippet(DEFAULT_RULES, 6), /-A FLOWGATE_ANS -m u32 --u32 4>>8&0xFF=6&&52>>26&0x3C@40>>16=0x1603&&52>>26&0x3C@44>>8&0xFFFF=0x0200&&/,
     'IPv6: the payload after the fixed header');
-  t.notMatch(restoreSnippet({ ...DEFAULT_RULES, rpfilter: true, marks: { ...DEFAULT_RULES.marks, answer: 0 } }, 4), /FLOWGATE_ANS|0x700/,
-    'answer mark 0: no answer chain, the mask alone saved');
+  t.notMatch(restoreSnippet({ ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0 } }, 4), /FLOWGATE_ANS|0x700|\*mangle/,
+    'answer mark 0: no answer chain and no guard, the mask alone saved');
+  t.match(restoreSnippet({ ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0x8000 } }, 6),
+    /-A FLOWGATE_ANSRPF -m connmark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x8000\/0x8000\n(?:.*\n)*.*-m mark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -j FLOWGATE_ANS\n/,
+    'the guard vouches with the configured answer bit');
   t.same(text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_SYN')),
     ['-A FLOWGATE_SYN -j NFLOG --nflog-group 0 --nflog-prefix flowgate', '-A FLOWGATE_SYN -j ACCEPT'],
     'the handshake chain logs to group N with the prefix the binding reads, and accepts');
@@ -56,7 +62,7 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.match(restoreSnippet({ ...DEFAULT_RULES, queues: [5, 5] }, 4), /-A FLOWGATE_SYN -j NFLOG --nflog-group 5 --nflog-prefix flowgate\n/, 'group N is the queue number');
   for (const [what, o] of [['--no-handshake-log', { ...DEFAULT_RULES, handshakeLog: false }], ['several queues', { ...DEFAULT_RULES, queues: [0, 3] as [number, number] }]] as const) {
     const plain = restoreSnippet(o, 4);
-    t.notMatch(plain, /FLOWGATE_SYN|FLOWGATE_ANS|NFLOG/, `${what}: handshakes are queued, nothing logged, no answer chain`);
+    t.notMatch(plain, /FLOWGATE_SYN|FLOWGATE_ANS|NFLOG|\*mangle/, `${what}: handshakes are queued, nothing logged, no answer chain`);
     t.equal(plain.split('\n').filter((l) => l.startsWith('-A FLOWGATE ')).length, 20, `${what}: the chain without the handshake rules`);
   }
   const v6 = restoreSnippet(DEFAULT_RULES, 6);
@@ -82,8 +88,8 @@ t.test('the rules the README and iptables/ show are the ones `rules print` makes
   t.equal(shown.length, 3, 'iptables/README.md shows the --rpfilter chain');
   t.same(shown.filter((l) => !rpf.has(l)), [], 'as `rules print --rpfilter` prints it');
   const answer = readFileSync(join(root, 'iptables', 'README.md'), 'utf8').split('\n').filter((l) => /^-A FLOWGATE_ANS|-j FLOWGATE_ANS/.test(l));
-  t.ok(answer.length >= 6, `iptables/README.md shows the answer chain (${answer.length} lines)`);
-  t.same(answer.filter((l) => !rpf.has(l)), [], 'as `rules print --rpfilter` prints it');
+  t.ok(answer.length >= 8, `iptables/README.md shows the answer chain and its guard (${answer.length} lines)`);
+  t.same(answer.filter((l) => !printed.has(l)), [], 'as `rules print` prints them');
   for (const mode of ['gateway', 'host'] as const) {
     for (const family of [4, 6] as const) {
       const file = readFileSync(join(root, 'iptables', `flowgate-${mode}.rules.v${family}`), 'utf8');
@@ -136,14 +142,64 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
       `${family}: TCP packets whose source is routed elsewhere are dropped before conntrack`);
   }
   t.match(rpf, /-A FLOWGATE_ANS -m connmark --mark 0x100\/0x700 -j NFLOG --nflog-prefix flowgate-answer\n/, '--rpfilter: the answer chain');
+  t.notMatch(rpf, /FLOWGATE_ANSRPF/, '--rpfilter: no guard of the answer chain');
   inNs(process.execPath, cli, 'rules', 'apply');
-  t.notMatch(save(), /FLOWGATE_RPF|FLOWGATE_ANS/, 'applied without --rpfilter: the check and the answer chain are gone');
-  inNs(process.execPath, cli, 'rules', 'apply', '--rpfilter');
+  const plain = save();
+  t.notMatch(plain, /FLOWGATE_RPF/, 'applied without --rpfilter: the check is gone');
+  for (const family of ['iptables', 'ip6tables']) {
+    t.match(inNs(`${family}-save`, '-t', 'mangle'), /-A PREROUTING -p tcp -j FLOWGATE_ANSRPF\n(?:.*\n)*-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400\/0x400\n/,
+      `${family}: the answer chain stays, guarded`);
+  }
+  inNs(process.execPath, cli, 'rules', 'apply');
+  t.equal(save(), plain, 'the guard: applying twice changes nothing');
   inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'gateway');
   inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'host');
-  t.equal(save(), before, 'remove restores the tables exactly');
+  t.equal(save(), before, 'remove restores the tables exactly, the guard\'s mangle chain gone too');
+  inNs(process.execPath, cli, 'rules', 'apply', '--rpfilter');
+  inNs(process.execPath, cli, 'rules', 'remove', '--mode', 'gateway');
+  t.equal(save(), before, 'and so with --rpfilter');
   inNs(process.execPath, cli, 'rules', 'remove');
   t.equal(save(), before, 'removing again is harmless');
+});
+
+t.test('a change of options never leaves the answer chain unguarded: PREROUTING first, old checks last (in a private namespace)', async (t) => {
+  const ns = `fgorder-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => execFileSync('ip', ['netns', 'del', ns]));
+  // Wrappers in front of the real commands write down each call: the tables a restore fills, or
+  // the table, command and chain of an iptables call.
+  const dir = mkdtempSync(join(tmpdir(), 'fgorder-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const log = join(dir, 'log');
+  for (const name of ['iptables', 'ip6tables', 'iptables-restore', 'ip6tables-restore']) {
+    const real = execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
+    const body = name.endsWith('-restore')
+      ? `in=$(cat); printf '%s\\n' "$in" | grep '^\\*' | sed 's/^/${name} /' >> ${log}; printf '%s\\n' "$in" | exec ${real} "$@"`
+      : `echo "${name} $*" | grep -E -- ' -(I|D|A|X) ' | sed -E 's/ -w//; s/ -t / /; s/ (-[IDAX]) (\\S+).*/ \\1 \\2/' >> ${log}; exec ${real} "$@"`;
+    writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  }
+  const apply = (...args: string[]) => {
+    writeFileSync(log, '');
+    execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'apply', '--family', '4', ...args],
+      { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, stdio: 'ignore' });
+    return readFileSync(log, 'utf8').trim().split('\n');
+  };
+  const at = (calls: string[], call: string) => {
+    const i = calls.indexOf(call);
+    t.not(i, -1, `called: ${call}`);
+    return i;
+  };
+  apply();
+  // --rpfilter after the guard: the raw table's drop is in place before the filter table stops asking the guard.
+  let calls = apply('--rpfilter');
+  t.ok(at(calls, 'iptables raw -I PREROUTING') < at(calls, 'iptables-restore *filter'), 'the raw check jumped to before the filter table changes');
+  t.ok(at(calls, 'iptables-restore *filter') < at(calls, 'iptables mangle -D PREROUTING'), 'the guard goes only after the filter table changed');
+  // And back: the guard vouches before the filter table asks it to, the raw check goes last.
+  calls = apply();
+  t.ok(at(calls, 'iptables-restore *mangle') < at(calls, 'iptables mangle -I PREROUTING'), 'the guard filled before it is jumped to');
+  t.ok(at(calls, 'iptables mangle -I PREROUTING') < at(calls, 'iptables-restore *filter'), 'the guard jumped to before the filter table changes');
+  t.ok(at(calls, 'iptables-restore *filter') < at(calls, 'iptables raw -D PREROUTING'), 'the raw check goes only after the filter table changed');
+  execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'remove']);
 });
 
 t.test('apply warns when conntrack is set to let out-of-window packets through (in a private namespace)', async (t) => {
@@ -167,8 +223,8 @@ t.test('apply warns when conntrack is set to let out-of-window packets through (
 t.test('--rpfilter adds a raw-table section to the gateway snippet, and nothing without it', async (t) => {
   for (const family of [4, 6] as const) {
     const withIt = restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, family);
-    t.match(withIt, /\nCOMMIT\n\*raw\n:FLOWGATE_RPF - \[0:0\]\n-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n-I PREROUTING 1 -p tcp -j FLOWGATE_RPF\nCOMMIT\n$/);
-    t.notMatch(restoreSnippet(DEFAULT_RULES, family), /\*raw|rpfilter/);
+    t.match(withIt, /\n\*raw\n:FLOWGATE_RPF - \[0:0\]\n-A FLOWGATE_RPF -m rpfilter --invert -j DROP\n-I PREROUTING 1 -p tcp -j FLOWGATE_RPF\nCOMMIT\n\*filter\n/);
+    t.notMatch(restoreSnippet(DEFAULT_RULES, family), /\*raw|FLOWGATE_RPF/);
   }
 });
 

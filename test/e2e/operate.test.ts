@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkPrerequisites, createTopology, curl, iptables, iptablesCounters, readQueueStats, repoRoot, startServers, waitUntil,
+  checkPrerequisites, createTopology, curl, iptables, iptablesCounters, rawSegments, readQueueStats, repoRoot, startServers, waitUntil,
   type Family, type Topology,
 } from './harness/index.js';
 import { applyRules, cliArgv, startFlowgate } from './flowgate.js';
@@ -23,6 +23,45 @@ async function fixture(t: Test): Promise<Topology> {
   await startServers(topo);
   return topo;
 }
+
+/**
+ * A server on `port` (IPv4 and IPv6) that answers nothing and reports each connection once it has
+ * seen a hello naming blocked.test, or after `timeoutS` quiet seconds: `received N blocked|clean`.
+ * Resolves with the reports so far.
+ */
+async function reportingServer(topo: Topology, port: number, timeoutS: number): Promise<() => string[]> {
+  const server = topo.spawn('server', ['python3', '-c', `
+import socket, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(('::', ${port}))
+s.listen()
+print('listening', flush=True)
+def serve(c):
+    got = b''
+    c.settimeout(${timeoutS})
+    try:
+        while b'blocked.test' not in got:
+            x = c.recv(4096)
+            if not x: break
+            got += x
+    except Exception: pass
+    print('received', len(got), 'blocked' if b'blocked.test' in got else 'clean', flush=True)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],)).start()
+`]);
+  await server.waitForLine(/listening/, { timeoutMs: 5000 });
+  return () => server.stdout.split('\n').filter((l) => l.startsWith('received'));
+}
+
+/** The gateway's MAC address on the client's side, where forge.py sends its frames. */
+async function gatewayMac(topo: Topology): Promise<string> {
+  return JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
+}
+
+/** A ClientHello naming `name`, in hex for forge.py (its session id holds no 0x16: a hello the binding lets on gets the answer mark). */
+const helloHex = (name: string) => Buffer.from(clientHello({ sni: name })).toString('hex');
 
 t.test('metrics on 127.0.0.1 and a control socket of mode 0600', async (t) => {
   const topo = await fixture(t);
@@ -81,21 +120,8 @@ const FORGE = join(repoRoot(), 'test', 'e2e', 'fixtures', 'forge.py');
 t.test('rules apply --rpfilter: a client cannot make conntrack take its own packet for its server\'s', async (t) => {
   const topo = await fixture(t);
   const port = 8444;
-  // A server that takes connections and never answers.
-  const silent = topo.spawn('server', ['python3', '-c', `
-import socket, time
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(('::', ${port}))
-s.listen()
-kept = []
-print('listening', flush=True)
-while True:
-    kept.append(s.accept()[0])
-`]);
-  await silent.waitForLine(/listening/, { timeoutMs: 5000 });
-  const gwMac = JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
+  await reportingServer(topo, port, 30); // takes connections and never answers
+  const gwMac = await gatewayMac(topo);
   const invalid = async (family: Family) => (await iptablesCounters(topo, 'filter', 'FLOWGATE', { family })).rules
     .find((r) => /INVALID/.test(r.spec))!.packets;
   const attack = async (family: Family) => {
@@ -127,41 +153,19 @@ while True:
 t.test('nf_conntrack_tcp_loose=0: a client cannot make conntrack forget its connection and then acknowledge anything', async (t) => {
   const topo = await fixture(t);
   const port = 8445;
-  // The server drops the client's fakes (IP ID 0x7777) and reports whether a hello naming the blocked name reached it.
+  // The server drops the client's fakes (IP ID 0x7777).
   await topo.exec('server', ['iptables', '-w', '-A', 'INPUT', '-p', 'tcp', '-m', 'u32', '--u32', '2&0xffff=0x7777', '-j', 'DROP'], { check: true });
-  const server = topo.spawn('server', ['python3', '-c', `
-import socket, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('0.0.0.0', ${port}))
-s.listen()
-print('listening', flush=True)
-def serve(c):
-    got = b''
-    c.settimeout(6)
-    try:
-        while b'blocked.test' not in got:
-            x = c.recv(4096)
-            if not x: break
-            got += x
-    except Exception: pass
-    print('received', len(got), 'blocked' if b'blocked.test' in got else 'clean', flush=True)
-while True:
-    threading.Thread(target=serve, args=(s.accept()[0],)).start()
-`]);
-  await server.waitForLine(/listening/, { timeoutMs: 5000 });
-  const gwMac = JSON.parse((await topo.exec('gw', ['ip', '-j', 'link', 'show', topo.ifaces.gwClient], { check: true })).stdout)[0].address;
-  const hex = (name: string) => Buffer.from(clientHello({ sni: name })).toString('hex');
+  const reports = await reportingServer(topo, port, 6);
+  const gwMac = await gatewayMac(topo);
   await topo.exec('gw', ['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1'], { check: true });
   await applyRules(topo);
   const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
   const attack = async (loose: 0 | 1, n: number) => {
     await topo.exec('gw', ['sysctl', '-qw', `net.netfilter.nf_conntrack_tcp_loose=${loose}`], { check: true });
     await topo.exec('client', ['python3', FORGE, 'forgotten', topo.ifaces.client, gwMac, topo.ip4.client, topo.ip4.server,
-      String(port), hex('allowed.test'), hex('blocked.test'), '2'], { check: true });
-    await waitUntil(() => server.stdout.split('\n').filter((l) => l.startsWith('received')).length >= n || undefined,
-      { timeoutMs: 40000, what: 'the server to report' });
-    return server.stdout.split('\n').filter((l) => l.startsWith('received'))[n - 1]!;
+      String(port), helloHex('allowed.test'), helloHex('blocked.test'), '2'], { check: true });
+    await waitUntil(() => reports().length >= n || undefined, { timeoutMs: 40000, what: 'the server to report' });
+    return reports()[n - 1]!;
   };
   t.match(await attack(1, 1), /blocked$/, 'with tcp_loose=1 (the default) the blocked name gets through: the hole flowgate warns about');
   t.match(await attack(0, 2), /clean$/, 'with tcp_loose=0 it does not: the record acknowledging unsent data is INVALID');
@@ -169,6 +173,50 @@ while True:
   t.pass('and flowgate said so at start');
   await fg.stop();
   await topo.exec('gw', ['sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_loose=1'], { check: true });
+});
+
+t.test('the answer chain without --rpfilter: a client\'s fake ServerHello in its server\'s name ends nothing', async (t) => {
+  const topo = await fixture(t);
+  const port = 8446;
+  // A server that never answers.
+  const reports = await reportingServer(topo, port, 4);
+  const gwMac = await gatewayMac(topo);
+  // clientHello's session id holds no 0x16: a hello the binding lets on gets the answer mark.
+  await applyRules(topo);
+  const fg = await startFlowgate(topo, 'rules:\n  - name: b\n    action: block\n    domains: [blocked.test]\n');
+  // The answer chain's rule that reads a ServerHello (the others pass bare ACKs or act on its result).
+  const serverHellos = async (family: Family) => (await iptablesCounters(topo, 'filter', 'FLOWGATE_ANS', { family })).rules
+    .find((r) => r.target === 'CONNMARK' && r.spec.includes('-m u32'))!.packets;
+  for (const family of [4, 6] as const) {
+    const a = family === 4 ? topo.ip4 : topo.ip6;
+    // A first connection to allowed.test on this port, decided by the engine, teaches the binding the name.
+    const teach = await rawSegments(topo, { port, ipv6: family === 6, chunks: [clientHello({ sni: 'allowed.test' })], waitMs: 300 });
+    t.equal(teach.closedBy === 'reset', false, `IPv${family}: the first hello to allowed.test passes`);
+    await waitUntil(() => reports().length >= (family === 4 ? 1 : 3) || undefined, { timeoutMs: 10000, what: 'the server to report' });
+    const before = (await fg.status()).kernel;
+    const read = await serverHellos(family);
+    const res = await topo.exec('client', ['python3', FORGE, 'fake-answer', String(family), topo.ifaces.client, gwMac, a.client, a.server,
+      String(port), helloHex('allowed.test'), helloHex('blocked.test')], { check: true });
+    await waitUntil(() => reports().length >= (family === 4 ? 2 : 4) || undefined, { timeoutMs: 10000, what: 'the server to report' });
+    const k = (await fg.status()).kernel;
+    t.equal(k.helloAnswerMarks! - before.helloAnswerMarks!, 1, `IPv${family}: the binding let the first hello on with the answer mark`);
+    t.equal(await serverHellos(family), read, `IPv${family}: the fake, which came in on the client's side, never entered the answer chain`);
+    t.equal(k.answered, before.answered, `IPv${family}: the fake ended no inspection`);
+    const d = await fg.waitForDecision((x) => x.sni === 'blocked.test' && x.dst === a.server);
+    t.equal(d.verdict, 'block', `IPv${family}: the second hello reached the engine and was blocked`);
+    t.equal(res.stdout.trim(), 'reset', `IPv${family}: the client was reset`);
+    t.match(reports().at(-1), /clean$/, `IPv${family}: the server never received the blocked name`);
+  }
+  // Without the guard (a tool flushed the mangle table, say) nothing is vouched for: the answer
+  // chain is never entered and TLS connections go on as without it.
+  for (const family of [4, 6] as const) await iptables(topo, ['-t', 'mangle', '-F', 'FLOWGATE_ANSRPF'], { family });
+  const before = (await fg.status()).kernel;
+  for (let i = 0; i < 3; i++) t.equal((await curl(topo, { url: 'https://allowed.test/' })).httpCode, 200, `HTTPS ${i + 1} without the guard`);
+  const k = (await fg.status()).kernel;
+  t.ok(k.helloAnswerMarks! > before.helloAnswerMarks!, `the binding still let hellos on with the answer mark (${k.helloAnswerMarks! - before.helloAnswerMarks!})`);
+  t.equal(k.answered, before.answered, 'none ended in the answer chain');
+  t.equal(await serverHellos(4), 0, 'the answer chain read no ServerHello');
+  await fg.stop();
 });
 
 t.test('two queues on two worker threads: flows balanced, counters merged', async (t) => {

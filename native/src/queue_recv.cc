@@ -451,7 +451,8 @@ bool Queue::CheckHello(const PacketInfo& pkt) {
   // it starts a ServerHello that is not a HelloRetryRequest; only if nothing the client chose can
   // make a later segment of a HelloRetryRequest start like one (EchoCannotPassForServerHello).
   uint32_t answer = e.answerMark != 0 && EchoCannotPassForServerHello(tcp_.payload, tcp_.payloadLen) ? e.answerMark : 0;
-  early_.push_back(MarkVerdict(pkt, e.mark | answer, e.mask));
+  // The answer bit is the rules' (a packet mark may carry it from elsewhere): set or cleared.
+  early_.push_back(MarkVerdict(pkt, e.mark | answer, e.mask | e.answerMark));
   counters_.helloAllows++;
   if (answer != 0) counters_.helloAnswerMarks++;
   ArmAfterPlainHello(e);

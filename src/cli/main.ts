@@ -116,7 +116,7 @@ async function dispatch(argv: string[]): Promise<number> {
         rpfilter: o.rpfilter === true };
       if (action === 'print') process.stdout.write(rules.printRules(ro));
       else if (action === 'apply') {
-        await rules.applyRules(ro);
+        for (const w of await rules.applyRules(ro)) process.stderr.write(`flowgate: warning: ${w}\n`);
         const { kernelWarnings } = await import('./preflight.js');
         for (const w of kernelWarnings()) process.stderr.write(`flowgate: warning: ${w}\n`);
       }

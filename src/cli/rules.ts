@@ -30,8 +30,8 @@ export interface RulesOptions {
    */
   handshakeLog: boolean;
   /**
-   * Gateway mode: drop TCP packets of flows not yet allowed whose source address would not be
-   * routed back out of the interface they came in on (strict reverse-path filtering, `-m
+   * Gateway mode: drop TCP packets whose source address would not be routed back out of the
+   * interface they came in on (strict reverse-path filtering, `-m
    * rpfilter` in the raw table's PREROUTING; see rpfilterRules). Off by default: a gateway
    * with asymmetric routes would lose those flows.
    */
@@ -104,12 +104,14 @@ export function answerGuardChainName(o: RulesOptions): string {
  * pay one connmark test. A server reached by an asymmetric route fails the check: its connections
  * lose the shortcut, not traffic. No such packet reaches the CONNMARK save, which would keep the
  * bit (a REPLY packet of a connection with the answer bit has the inspect mark: the chain accepts
- * it before the queue).
+ * it before the queue). The bit is cleared first, whoever set it before (a raw-table rule, tc);
+ * a later rule that sets it (`CONNMARK --restore-mark` with a mask that covers it) would vouch for
+ * anything, and the docs say so: the bit is flowgate's.
  */
 export function answerGuardRules(o: RulesOptions): string[][] {
   const bit = hex(o.marks.answer!);
-  return [['-m', 'connmark', '--mark', `${bit}/${bit}`, '-m', 'conntrack', '--ctdir', 'REPLY',
-    '-m', 'rpfilter', '-j', 'MARK', '--set-xmark', `${bit}/${bit}`]];
+  const armed = ['-m', 'connmark', '--mark', `${bit}/${bit}`, '-m', 'conntrack', '--ctdir', 'REPLY'];
+  return [[...armed, '-j', 'MARK', '--set-xmark', `0x0/${bit}`], [...armed, '-m', 'rpfilter', '-j', 'MARK', '--set-xmark', `${bit}/${bit}`]];
 }
 
 /** The jump from mangle PREROUTING to the answer guard (fixed, so a change of marks still finds it). */
@@ -396,36 +398,52 @@ async function iptables(family: 4 | 6, args: string[]): Promise<{ code: number; 
 /**
  * Installs the rules; running it again leaves exactly one copy. The order keeps every moment
  * between the old rules and the new as safe as either: the PREROUTING chains asked for come first
- * with their jumps (the filter table's answer chain relies on them), then the filter table, and
- * only then go the PREROUTING chains no longer asked for (--rpfilter, the answer guard).
+ * with their jumps, in every family before any filter table changes (the answer chain relies on
+ * them), then the filter tables, and only then go the PREROUTING chains no longer asked for
+ * (--rpfilter, the answer guard). A family whose answer guard cannot be installed (a kernel
+ * without the rpfilter match or the mangle table) goes without the answer chain, which only saves
+ * trips through the queue; the warnings returned say so. `--rpfilter` failing is an error.
  */
-export async function applyRules(o: RulesOptions): Promise<void> {
+export async function applyRules(o: RulesOptions): Promise<string[]> {
+  const warnings: string[] = [];
+  const chosen = new Map<4 | 6, RulesOptions>();
   for (const family of families(o)) {
-    const pre = preroutingChains(o);
-    if (pre.some(([, , , wanted]) => wanted)) await restore(o, family, preroutingSections(o, false));
-    for (const [table, , jump, wanted] of pre) if (wanted) await ensureJump(family, table, 'PREROUTING', jump);
+    let fo = o;
+    if (preroutingChains(o).some(([, , , wanted]) => wanted)) {
+      try {
+        await restore(family, preroutingSections(o, false),
+          o.rpfilter === true ? ' (--rpfilter needs the kernel\'s rpfilter match, module ipt_rpfilter or ip6t_rpfilter, and the raw table)' : '');
+      } catch (err) {
+        if (o.rpfilter === true) throw err;
+        fo = { ...o, marks: { ...o.marks, answer: 0 } };
+        warnings.push(`${binary(family)}: the answer chain's guard (mangle table, rpfilter match) could not be installed, so ` +
+          `this family goes without the answer chain (a TLS connection's record after the hello takes the queue): ${(err as Error).message}`);
+      }
+    }
+    for (const [table, , jump, wanted] of preroutingChains(fo)) if (wanted) await ensureJump(family, table, 'PREROUTING', jump);
+    chosen.set(family, fo);
+  }
+  for (const [family, fo] of chosen) {
     // Chain contents first (created or flushed by the restore), then one jump per built-in chain.
-    await restore(o, family, ['*filter', ...chainLines(o, family), 'COMMIT']);
-    for (const chain of hookChains(o.mode)) await ensureJump(family, 'filter', chain, jumpRule(o));
+    await restore(family, ['*filter', ...chainLines(fo, family), 'COMMIT'], '');
+    for (const chain of hookChains(fo.mode)) await ensureJump(family, 'filter', chain, jumpRule(fo));
     // Applied before with other options (the handshake log, an answer mark): chains no longer jumped to go.
-    for (const chain of filterChains(o)) if (!chainNames(o).includes(chain)) await dropChain(family, 'filter', chain);
-    for (const [table, chain, jump, wanted] of pre) {
+    for (const chain of filterChains(fo)) if (!chainNames(fo).includes(chain)) await dropChain(family, 'filter', chain);
+  }
+  for (const [family, fo] of chosen) {
+    for (const [table, chain, jump, wanted] of preroutingChains(fo)) {
       if (wanted) continue;
       await deleteJumps(family, table, 'PREROUTING', jump);
       await dropChain(family, table, chain);
     }
   }
+  return warnings;
 }
 
-/** Feeds iptables-restore --noflush; a failure is ERR_RULES, with a hint when the kernel lacks the rpfilter match. */
-async function restore(o: RulesOptions, family: 4 | 6, lines: string[]): Promise<void> {
+/** Feeds iptables-restore --noflush; a failure is ERR_RULES, its message followed by `hint`. */
+async function restore(family: 4 | 6, lines: string[], hint: string): Promise<void> {
   const res = await runCommand(binary(family, true), ['-w', '--noflush'], [...lines, ''].join('\n'));
-  if (res.code === 0) return;
-  const hint = /rpfilter/i.test(res.stderr)
-    ? ` (the rpfilter match, kernel module xt_rpfilter, is missing: ${o.rpfilter === true ? '--rpfilter needs it'
-      : 'the answer chain\'s guard needs it; set marks.answer: 0 in the config and apply with --config to go without the chain'})`
-    : '';
-  throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}${hint}`);
+  if (res.code !== 0) throw new FlowgateError('ERR_RULES', `${binary(family, true)} failed: ${res.stderr.trim()}${hint}`);
 }
 
 /** Inserts `jump` first in `table`'s `chain` unless it is there already. */

@@ -92,10 +92,12 @@ function readMarks(r: Reader, field: Field, marks: Marks): void {
     }
     seen.set(value, key);
   }
-  if ((marks.answer & marks.mask) >>> 0 !== 0) {
-    // The default gives way to a mask that takes its bit; a value chosen must not overlap.
-    if (!nodes.has('answer')) marks.answer = 0;
-    else r.error(at('answer'), `the answer mark ${hex(marks.answer)} overlaps the mask ${hex(marks.mask)}: it must be bits of its own (0 turns it off)`);
+  if (!nodes.has('answer') && nodes.has('mask')) {
+    // Marks of one's own (other rules use marks): the answer bit, which the rules save into
+    // connmarks and test in packet marks, is taken only when named.
+    marks.answer = 0;
+  } else if ((marks.answer & marks.mask) >>> 0 !== 0) {
+    r.error(at('answer'), `the answer mark ${hex(marks.answer)} overlaps the mask ${hex(marks.mask)}: it must be bits of its own (0 turns it off)`);
   }
 }
 

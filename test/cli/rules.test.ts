@@ -29,8 +29,8 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
     'bare SYNs and SYN-ACKs go to the handshake chain: one rule per TCP header length');
   t.match(lines[27], /mark --mark 0x0\/0x300 -j NFQUEUE --queue-num 0 --queue-bypass/);
   t.match(lines[28], /CONNMARK --save-mark --nfmask 0x700 --ctmask 0x700/, 'the answer bit is saved with the mask');
-  t.match(text, /\n\*mangle\n:FLOWGATE_ANSRPF - \[0:0\]\n-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400\/0x400\n-I PREROUTING 1 -p tcp -j FLOWGATE_ANSRPF\nCOMMIT\n\*filter\n/,
-    'a gateway without --rpfilter guards the answer chain, ahead of the filter table that relies on it: a server-side packet whose source is routed back the way it came gets the answer bit in its mark (a client\'s fake does not)');
+  t.match(text, /\n\*mangle\n:FLOWGATE_ANSRPF - \[0:0\]\n-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -j MARK --set-xmark 0x0\/0x400\n-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400\/0x400\n-I PREROUTING 1 -p tcp -j FLOWGATE_ANSRPF\nCOMMIT\n\*filter\n/,
+    'a gateway without --rpfilter guards the answer chain, ahead of the filter table that relies on it: a server-side packet whose source is routed back the way it came gets the answer bit in its mark (a client\'s fake does not, whatever set the bit before)');
   const withRpf = restoreSnippet({ ...DEFAULT_RULES, rpfilter: true }, 4);
   t.match(withRpf, /-m connmark --mark 0x700\/0x700 -m conntrack --ctdir REPLY -j FLOWGATE_ANS\n/, 'with --rpfilter the answer chain is there, for every server-side packet');
   t.notMatch(withRpf, /\*mangle|FLOWGATE_ANSRPF/, 'with --rpfilter no guard: the raw table drops such packets before conntrack');
@@ -53,7 +53,7 @@ t.test('the gateway snippet: connmark bypass before the queue, mark save and ver
   t.notMatch(restoreSnippet({ ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0 } }, 4), /FLOWGATE_ANS|0x700|\*mangle/,
     'answer mark 0: no answer chain and no guard, the mask alone saved');
   t.match(restoreSnippet({ ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0x8000 } }, 6),
-    /-A FLOWGATE_ANSRPF -m connmark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x8000\/0x8000\n(?:.*\n)*.*-m mark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -j FLOWGATE_ANS\n/,
+    /-A FLOWGATE_ANSRPF -m connmark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -j MARK --set-xmark 0x0\/0x8000\n-A FLOWGATE_ANSRPF -m connmark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x8000\/0x8000\n(?:.*\n)*.*-m mark --mark 0x8000\/0x8000 -m conntrack --ctdir REPLY -j FLOWGATE_ANS\n/,
     'the guard vouches with the configured answer bit');
   t.same(text.split('\n').filter((l) => l.startsWith('-A FLOWGATE_SYN')),
     ['-A FLOWGATE_SYN -j NFLOG --nflog-group 0 --nflog-prefix flowgate', '-A FLOWGATE_SYN -j ACCEPT'],
@@ -147,7 +147,7 @@ t.test('apply is idempotent and remove restores the tables exactly (in a private
   const plain = save();
   t.notMatch(plain, /FLOWGATE_RPF/, 'applied without --rpfilter: the check is gone');
   for (const family of ['iptables', 'ip6tables']) {
-    t.match(inNs(`${family}-save`, '-t', 'mangle'), /-A PREROUTING -p tcp -j FLOWGATE_ANSRPF\n(?:.*\n)*-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400\/0x400\n/,
+    t.match(inNs(`${family}-save`, '-t', 'mangle'), /-A PREROUTING -p tcp -j FLOWGATE_ANSRPF\n(?:.*\n)*-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -j MARK --set-xmark 0x0\/0x400\n-A FLOWGATE_ANSRPF -m connmark --mark 0x400\/0x400 -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400\/0x400\n/,
       `${family}: the answer chain stays, guarded`);
   }
   inNs(process.execPath, cli, 'rules', 'apply');
@@ -174,16 +174,21 @@ t.test('a change of options never leaves the answer chain unguarded: PREROUTING 
   for (const name of ['iptables', 'ip6tables', 'iptables-restore', 'ip6tables-restore']) {
     const real = execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
     const body = name.endsWith('-restore')
-      ? `in=$(cat); printf '%s\\n' "$in" | grep '^\\*' | sed 's/^/${name} /' >> ${log}; printf '%s\\n' "$in" | exec ${real} "$@"`
+      ? `in=$(cat); printf '%s\\n' "$in" | grep '^\\*' | sed 's/^/${name} /' >> ${log}; ` +
+        // With the file fail-mangle present, a restore of the table FAIL_TABLE (mangle) fails as without the rpfilter match.
+        `if [ -e ${dir}/fail-mangle ] && printf '%s\\n' "$in" | grep -q "^\\*\${FAIL_TABLE:-mangle}"; then echo "Couldn't load match \\\`rpfilter'" >&2; exit 1; fi; ` +
+        `printf '%s\\n' "$in" | exec ${real} "$@"`
       : `echo "${name} $*" | grep -E -- ' -(I|D|A|X) ' | sed -E 's/ -w//; s/ -t / /; s/ (-[IDAX]) (\\S+).*/ \\1 \\2/' >> ${log}; exec ${real} "$@"`;
     writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
   }
-  const apply = (...args: string[]) => {
+  const run = (...args: string[]) => {
     writeFileSync(log, '');
-    execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'apply', '--family', '4', ...args],
+    execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', ...args, '--family', '4'],
       { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, stdio: 'ignore' });
     return readFileSync(log, 'utf8').trim().split('\n');
   };
+  const apply = (...args: string[]) => run('apply', ...args);
+  const inNs = (...argv: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8' }).replace(/^#.*\n/gm, '');
   const at = (calls: string[], call: string) => {
     const i = calls.indexOf(call);
     t.not(i, -1, `called: ${call}`);
@@ -199,6 +204,30 @@ t.test('a change of options never leaves the answer chain unguarded: PREROUTING 
   t.ok(at(calls, 'iptables-restore *mangle') < at(calls, 'iptables mangle -I PREROUTING'), 'the guard filled before it is jumped to');
   t.ok(at(calls, 'iptables mangle -I PREROUTING') < at(calls, 'iptables-restore *filter'), 'the guard jumped to before the filter table changes');
   t.ok(at(calls, 'iptables-restore *filter') < at(calls, 'iptables raw -D PREROUTING'), 'the raw check goes only after the filter table changed');
+  // Without the handshake log there is no answer chain: the guard goes after the filter table changed.
+  calls = apply('--no-handshake-log');
+  t.ok(at(calls, 'iptables-restore *filter') < at(calls, 'iptables mangle -D PREROUTING'), 'no handshake log: the guard goes last');
+  t.equal(calls.indexOf('iptables-restore *mangle'), -1, 'and is not filled');
+  apply();
+  // remove: the jump to our chain first, the guard after.
+  calls = run('remove');
+  t.ok(at(calls, 'iptables filter -D FORWARD') < at(calls, 'iptables mangle -D PREROUTING'), 'remove: the filter jump goes before the guard');
+  // A kernel without the rpfilter match (a restore that fails on the mangle table here): the family
+  // goes without the answer chain, said in a warning; --rpfilter is an error before any filter table changes.
+  writeFileSync(join(dir, 'fail-mangle'), '');
+  const res = spawnSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'apply', '--family', '4'],
+    { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, encoding: 'utf8' });
+  t.equal(res.status, 0, 'no guard: still applied');
+  t.match(res.stderr, /^flowgate: warning: iptables: the answer chain's guard \(mangle table, rpfilter match\) could not be installed, so this family goes without the answer chain .*\n/);
+  const saved = inNs('iptables-save');
+  t.notMatch(saved, /FLOWGATE_ANS/, 'no answer chain, no guard');
+  t.match(saved, /--save-mark --nfmask 0x300 --ctmask 0x300/, 'the mask alone saved');
+  const rpf = spawnSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'apply', '--family', '4', '--rpfilter'],
+    { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, FAIL_TABLE: 'raw' }, encoding: 'utf8' });
+  t.equal(rpf.status, 1, '--rpfilter without the match: exit 1');
+  t.match(rpf.stderr, /ERR_RULES|failed: .*--rpfilter needs the kernel's rpfilter match, module ipt_rpfilter or ip6t_rpfilter/);
+  t.equal(inNs('iptables-save'), saved, 'nothing changed');
+  rmSync(join(dir, 'fail-mangle'));
   execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, 'rules', 'remove']);
 });
 

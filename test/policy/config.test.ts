@@ -98,7 +98,7 @@ rules:
   t.equal(c.failOpen, true);
   t.equal(c.queueMaxlen, 1024);
   t.equal(c.handshakeLog, false);
-  t.same(c.marks, { mask: 0xf0, allow: 0x10, block: 0x20, inspect: 0x30, answer: 0x400 });
+  t.same(c.marks, { mask: 0xf0, allow: 0x10, block: 0x20, inspect: 0x30, answer: 0 });
   t.same(c.limits, {
     maxFlows: 1000, maxInspectingFlows: 100, maxHeldPacketsPerFlow: 8, maxHeldBytesPerFlow: 9000,
     maxOooBytesPerFlow: 8000, maxHeldBytesTotal: 1000000, maxHelloBytes: 16384, maxRequestHeadBytes: 8192,
@@ -198,9 +198,12 @@ t.test('each kind of error, at the offending node', async (t) => {
   for (const [yaml, want, files] of cases) t.same(errors(yaml, files), want, yaml);
 });
 
-t.test('the default answer mark gives way to a mask that takes its bit', async (t) => {
+t.test('a mask of one\'s own: no answer bit unless named', async (t) => {
   t.same(parse('marks: {mask: 0xf00, allow: 0x100, block: 0x200, inspect: 0x300}').config!.marks,
-    { mask: 0xf00, allow: 0x100, block: 0x200, inspect: 0x300, answer: 0 });
+    { mask: 0xf00, allow: 0x100, block: 0x200, inspect: 0x300, answer: 0 }, 'a mask that takes its bit');
+  t.same(parse('marks: {mask: 0x30000, allow: 0x10000, block: 0x20000, inspect: 0x30000}').config!.marks.answer, 0,
+    'a mask elsewhere: other rules use marks, and may use 0x400');
+  t.same(parse('marks: {mask: 0x30000, allow: 0x10000, block: 0x20000, inspect: 0x30000, answer: 0x40000}').config!.marks.answer, 0x40000, 'named');
   t.same(parse('marks: {answer: 0x800}').config!.marks.answer, 0x800, 'another bit');
   t.same(parse('marks: {answer: 0}').config!.marks.answer, 0, 'off');
 });

@@ -116,9 +116,9 @@ async function dispatch(argv: string[]): Promise<number> {
         rpfilter: o.rpfilter === true };
       if (action === 'print') process.stdout.write(rules.printRules(ro));
       else if (action === 'apply') {
-        for (const w of await rules.applyRules(ro)) process.stderr.write(`flowgate: warning: ${w}\n`);
+        const applied = await rules.applyRules(ro);
         const { kernelWarnings } = await import('./preflight.js');
-        for (const w of kernelWarnings()) process.stderr.write(`flowgate: warning: ${w}\n`);
+        for (const w of [...applied, ...kernelWarnings()]) process.stderr.write(`flowgate: warning: ${w}\n`);
       }
       else await rules.removeRules(ro);
     });

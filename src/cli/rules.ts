@@ -31,9 +31,9 @@ export interface RulesOptions {
   handshakeLog: boolean;
   /**
    * Gateway mode: drop TCP packets whose source address would not be routed back out of the
-   * interface they came in on (strict reverse-path filtering, `-m
-   * rpfilter` in the raw table's PREROUTING; see rpfilterRules). Off by default: a gateway
-   * with asymmetric routes would lose those flows.
+   * interface they came in on (strict reverse-path filtering, `-m rpfilter` in the raw table's
+   * PREROUTING; see rpfilterRules). Off by default: a gateway with asymmetric routes would lose
+   * those flows.
    */
   rpfilter?: boolean;
 }
@@ -87,7 +87,7 @@ export function answerGuardChainName(o: RulesOptions): string {
 }
 
 /**
- * The rule of the answer guard (guardsAnswers). A client can send a packet with its server's
+ * The rules of the answer guard (guardsAnswers). A client can send a packet with its server's
  * address back through the gateway, in the server's window (it saw the SYN-ACK): as the server's
  * first data packet of a hello with the answer bit, a fake ServerHello would allow the connection,
  * and the real HelloRetryRequest and the second hello would follow unread. Such a packet comes in
@@ -101,17 +101,20 @@ export function answerGuardChainName(o: RulesOptions): string {
  * table flushed by another tool), goes on as any server packet of an inspected flow: accepted
  * unread, and the client's next record is read by the daemon as without the chain. Nothing is
  * dropped; a fake leaves the answer bit for the server's real answer; packets of other connections
- * pay one connmark test. A server reached by an asymmetric route fails the check: its connections
- * lose the shortcut, not traffic. No such packet reaches the CONNMARK save, which would keep the
- * bit (a REPLY packet of a connection with the answer bit has the inspect mark: the chain accepts
- * it before the queue). The bit is cleared first, whoever set it before (a raw-table rule, tc);
- * a later rule that sets it (`CONNMARK --restore-mark` with a mask that covers it) would vouch for
- * anything, and the docs say so: the bit is flowgate's.
+ * pay one connmark test and return. A server reached by an asymmetric route fails the check: its
+ * connections lose the shortcut, not traffic. No such packet reaches the CONNMARK save, which would
+ * keep the bit (a REPLY packet of a connection with the answer bit has the inspect mark: the chain
+ * accepts it before the queue). The bit is cleared first on every packet of such a connection,
+ * whoever set it before (a raw-table rule, tc); a later rule that sets it (`CONNMARK --restore-mark`
+ * with a mask that covers it) would vouch for anything, and the docs say so: the bit is flowgate's.
  */
 export function answerGuardRules(o: RulesOptions): string[][] {
   const bit = hex(o.marks.answer!);
-  const armed = ['-m', 'connmark', '--mark', `${bit}/${bit}`, '-m', 'conntrack', '--ctdir', 'REPLY'];
-  return [[...armed, '-j', 'MARK', '--set-xmark', `0x0/${bit}`], [...armed, '-m', 'rpfilter', '-j', 'MARK', '--set-xmark', `${bit}/${bit}`]];
+  return [
+    ['-m', 'connmark', '!', '--mark', `${bit}/${bit}`, '-j', 'RETURN'],
+    ['-j', 'MARK', '--set-xmark', `0x0/${bit}`],
+    ['-m', 'conntrack', '--ctdir', 'REPLY', '-m', 'rpfilter', '-j', 'MARK', '--set-xmark', `${bit}/${bit}`],
+  ];
 }
 
 /** The jump from mangle PREROUTING to the answer guard (fixed, so a change of marks still finds it). */
@@ -409,9 +412,10 @@ export async function applyRules(o: RulesOptions): Promise<string[]> {
   const chosen = new Map<4 | 6, RulesOptions>();
   for (const family of families(o)) {
     let fo = o;
-    if (preroutingChains(o).some(([, , , wanted]) => wanted)) {
+    const sections = preroutingSections(o, false);
+    if (sections.length > 0) {
       try {
-        await restore(family, preroutingSections(o, false),
+        await restore(family, sections,
           o.rpfilter === true ? ' (--rpfilter needs the kernel\'s rpfilter match, module ipt_rpfilter or ip6t_rpfilter, and the raw table)' : '');
       } catch (err) {
         if (o.rpfilter === true) throw err;

@@ -224,8 +224,8 @@ t.test('the answer chain without --rpfilter: a client\'s fake ServerHello in its
     t.match(r.server, /clean$/, `IPv${family}: the server never received the blocked name`);
   }
   // The control: a guard that vouches without the reverse-path check lets the same fake through.
-  await iptables(topo, ['-t', 'mangle', '-R', 'FLOWGATE_ANSRPF', '2', '-m', 'connmark', '--mark', '0x400/0x400', '-m', 'conntrack',
-    '--ctdir', 'REPLY', '-j', 'MARK', '--set-xmark', '0x400/0x400'], { family: 4 });
+  await iptables(topo, ['-t', 'mangle', '-R', 'FLOWGATE_ANSRPF', '3', '-m', 'conntrack', '--ctdir', 'REPLY',
+    '-j', 'MARK', '--set-xmark', '0x400/0x400'], { family: 4 });
   const blocks = async () => (await fg.settledDecisions()).filter((d) => d.sni === 'blocked.test').length;
   const blocked = await blocks();
   const control = await fake(4);

@@ -441,7 +441,51 @@ export async function applyRules(o: RulesOptions): Promise<string[]> {
       await dropChain(family, table, chain);
     }
   }
+  for (const [family, fo] of chosen) {
+    if (!guardsAnswers(fo)) continue;
+    const saved = await runCommand(`${binary(family)}-save`, ['-t', 'mangle']).catch(() => undefined);
+    if (saved === undefined || saved.code !== 0) continue;
+    for (const rule of answerBitSetters(saved.stdout, fo)) {
+      warnings.push(`${binary(family)}: the mangle rule '${rule}' can put the answer bit ${hex(fo.marks.answer!)} in the mark of a ` +
+        'packet the guard did not vouch for, so a client\'s fake ServerHello could end a hello\'s inspection: leave the bit ' +
+        'out of that rule (its value, or a restore\'s --mask), or choose another answer bit (marks.answer in the config; ' +
+        '0 for none) and apply the rules with `--config`');
+    }
+  }
   return warnings;
+}
+
+/**
+ * The rules of an `iptables-save -t mangle` dump that can set the answer bit in the mark of a
+ * forwarded packet after the guard (answerGuardRules) cleared it: a `CONNMARK --restore-mark`
+ * whose masks cover the bit (it copies the bit of every packet of an armed connection, a client's
+ * fake among them) or a `MARK` that sets or flips it, in PREROUTING after the jump to the guard, in
+ * FORWARD, or in a chain of the user's (which of them PREROUTING or FORWARD reach is not worked
+ * out: any is named). Rules before the guard are harmless (it clears the bit), and INPUT, OUTPUT
+ * and POSTROUTING never see a forwarded packet before the filter table's FORWARD.
+ */
+export function answerBitSetters(save: string, o: RulesOptions): string[] {
+  const bit = o.marks.answer!;
+  const guardJump = `-A PREROUTING ${answerGuardJump(o).join(' ')}`;
+  let afterGuard = false;
+  const found: string[] = [];
+  for (const line of save.split('\n')) {
+    const chain = /^-A (\S+) /.exec(line)?.[1];
+    if (chain === undefined || chain === answerGuardChainName(o) || ['INPUT', 'OUTPUT', 'POSTROUTING'].includes(chain)) continue;
+    if (line === guardJump) afterGuard = true;
+    else if ((chain !== 'PREROUTING' || afterGuard) && (markBitsSet(line) & bit) !== 0) found.push(line);
+  }
+  return found;
+}
+
+/** The packet mark bits one saved rule may set: a CONNMARK restore's masks, or MARK's value. */
+function markBitsSet(line: string): number {
+  if (/ -j CONNMARK .*--restore-mark/.test(line)) {
+    const mask = (name: string) => Number(new RegExp(` --${name} (0x[0-9a-f]+)`).exec(line)?.[1] ?? 0xffffffff);
+    return (mask('nfmask') & mask('ctmask')) >>> 0;
+  }
+  const xmark = / -j MARK --set-xmark (0x[0-9a-f]+)/.exec(line);
+  return xmark === null ? 0 : Number(xmark[1]);
 }
 
 /** Feeds iptables-restore --noflush; a failure is ERR_RULES, its message followed by `hint`. */

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_RULES, chainRules, parseQueues, printRules, restoreSnippet } from '../../src/cli/rules.js';
+import { DEFAULT_RULES, answerBitSetters, chainRules, parseQueues, printRules, restoreSnippet } from '../../src/cli/rules.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..', ...(import.meta.url.includes('/dist/') ? ['..'] : []));
 const cli = join(root, 'bin', 'flowgate.js');
@@ -247,6 +247,56 @@ t.test('apply warns when conntrack is set to let out-of-window packets through (
   const liberal = apply();
   t.equal(liberal.status, 0, 'a warning, not a failure');
   t.match(liberal.stderr, /^flowgate: warning: nf_conntrack_tcp_be_liberal is 1 .*sysctl -w net\.netfilter\.nf_conntrack_tcp_be_liberal=0\)\n$/);
+});
+
+t.test('the mangle rules that could vouch for a packet in the guard\'s place are found', async (t) => {
+  const save = [
+    '*mangle',
+    ':PREROUTING ACCEPT [0:0]',
+    '-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+    '-A PREROUTING -p tcp -j FLOWGATE_ANSRPF',
+    '-A PREROUTING -i eth9 -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+    '-A PREROUTING -j CONNMARK --restore-mark --nfmask 0x300 --ctmask 0xffffffff',
+    '-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0x4ff',
+    '-A FORWARD -j MARK --set-xmark 0x400/0x400',
+    '-A FORWARD -j MARK --set-xmark 0x3/0xffffffff',
+    '-A FORWARD -j MARK --set-xmark 0x0/0x400',
+    '-A FORWARD -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+    '-A MINE -j MARK --set-xmark 0x401/0xffffffff',
+    '-A POSTROUTING -j MARK --set-xmark 0x400/0x400',
+    '-A OUTPUT -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+    '-A FLOWGATE_ANSRPF -m conntrack --ctdir REPLY -m rpfilter -j MARK --set-xmark 0x400/0x400',
+    'COMMIT',
+  ].join('\n');
+  t.same(answerBitSetters(save, DEFAULT_RULES), [
+    '-A PREROUTING -i eth9 -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+    '-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0x4ff',
+    '-A FORWARD -j MARK --set-xmark 0x400/0x400',
+    '-A MINE -j MARK --set-xmark 0x401/0xffffffff',
+  ], 'restores covering the bit and marks setting it, after the guard (before it, the guard clears the bit), in any chain a forwarded packet may take before FORWARD\'s filter; not ours, nor clearing ones');
+  t.same(answerBitSetters(save, { ...DEFAULT_RULES, marks: { ...DEFAULT_RULES.marks, answer: 0x800 } }),
+    ['-A PREROUTING -i eth9 -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff'],
+    'another answer bit: only the restore whose masks cover it');
+});
+
+t.test('apply warns of a mangle rule that restores the answer bit (in a private namespace)', async (t) => {
+  const ns = `fgrestore-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => execFileSync('ip', ['netns', 'del', ns]));
+  const inNs = (...argv: string[]) => spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8' });
+  inNs('sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_loose=0');
+  t.equal(inNs(process.execPath, cli, 'rules', 'apply').stderr.replace(/^flowgate: warning: nf_conntrack_tcp_loose .*\n/m, ''), '',
+    'nothing to say of a mangle table of our own');
+  inNs('iptables', '-t', 'mangle', '-A', 'PREROUTING', '-j', 'CONNMARK', '--restore-mark');
+  inNs('ip6tables', '-t', 'mangle', '-A', 'FORWARD', '-j', 'CONNMARK', '--restore-mark', '--mask', '0x300');
+  const res = inNs(process.execPath, cli, 'rules', 'apply');
+  t.equal(res.status, 0, 'a warning, not a failure');
+  const warnings = res.stderr.split('\n').filter((l) => /mangle rule/.test(l));
+  t.equal(warnings.length, 1, 'the restore after the guard, not the one whose mask leaves the bit out');
+  t.match(warnings[0], /^flowgate: warning: iptables: the mangle rule '-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff' can put the answer bit 0x400 in the mark of a packet the guard did not vouch for/);
+  t.equal(inNs(process.execPath, cli, 'rules', 'apply', '--rpfilter').stderr.match(/mangle rule/g), null,
+    'with --rpfilter the answer chain does not ask for the mark: nothing to say');
+  inNs(process.execPath, cli, 'rules', 'remove');
 });
 
 t.test('--rpfilter adds a raw-table section to the gateway snippet, and nothing without it', async (t) => {

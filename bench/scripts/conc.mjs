@@ -2,7 +2,8 @@
 // in every round, with the filter's CPU time per connection by thread. Root; builds its own
 // namespaces (the e2e harness). Run from the repository root after `npm run build`.
 // usage: node bench/scripts/conc.mjs ROUNDS SECONDS mode...
-// modes: none (no rules), c-rules (bench/c-accept behind flowgate's rules: the C decider),
+// modes: none (no rules), conntrack (one conntrack rule: connection tracking alone), rules-only (flowgate's rules, accepting what they would queue or copy),
+//   c-rules (bench/c-accept behind flowgate's rules: the C decider),
 //   c-nolog (the same without the NFLOG handshake copies), fg (flowgate, default rules),
 //   fg:<yaml> (extra config lines, \n for newlines; `fg:marks: {answer: 0}` is flowgate without
 //   the answer chain), tree:<dir> (another checkout's build: its rules and daemon), fg-<name> (a
@@ -47,7 +48,19 @@ try {
   for (let r = 0; r < Number(rounds); r++) {
     for (const mode of modes) {
       let f;
-      if (mode === 'c-nolog') { await applyRules(topo, RULES); await topo.exec('gw', ['iptables', '-w', '-F', 'FLOWGATE_SYN'], { check: true }); await topo.exec('gw', ['iptables', '-w', '-A', 'FLOWGATE_SYN', '-j', 'ACCEPT'], { check: true }); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]); }
+      if (mode === 'conntrack') {
+        // conntrack alone (flowgate's connmarks need it): one rule that makes the namespace track connections.
+        for (const ipt of ['iptables', 'ip6tables']) await topo.exec('gw', [ipt, '-w', '-I', 'FORWARD', '1', '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'], { check: true });
+      } else if (mode === 'rules-only') {
+        // flowgate's rules with nothing behind them: no handshake copies, and what they would queue accepted.
+        await applyRules(topo, RULES);
+        for (const ipt of ['iptables', 'ip6tables']) {
+          const x = (a) => topo.exec('gw', [ipt, '-w', ...a], { check: true });
+          await x(['-F', 'FLOWGATE_SYN']); await x(['-A', 'FLOWGATE_SYN', '-j', 'ACCEPT']);
+          const at = (await x(['-S', 'FLOWGATE'])).stdout.split('\n').filter((l) => l.startsWith('-A ')).findIndex((l) => l.includes('NFQUEUE'));
+          await x(['-I', 'FLOWGATE', String(at + 1), '-p', 'tcp', '-j', 'ACCEPT']);
+        }
+      } else if (mode === 'c-nolog') { await applyRules(topo, RULES); await topo.exec('gw', ['iptables', '-w', '-F', 'FLOWGATE_SYN'], { check: true }); await topo.exec('gw', ['iptables', '-w', '-A', 'FLOWGATE_SYN', '-j', 'ACCEPT'], { check: true }); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]); }
       else if (mode === 'c-rules') { await applyRules(topo, RULES); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow), '--log-group', '0']); }
       else if (mode.startsWith('tree:')) {
         const tree = mode.slice(5);

@@ -40,6 +40,14 @@ function threads(pid) {
   return out;
 }
 const topo = await createTopology();
+// flowgate's rules, the handshake chain accepting without the NFLOG copy.
+async function applyRulesWithoutCopies() {
+  await applyRules(topo, RULES);
+  for (const ipt of ['iptables', 'ip6tables']) {
+    await topo.exec('gw', [ipt, '-w', '-F', 'FLOWGATE_SYN'], { check: true });
+    await topo.exec('gw', [ipt, '-w', '-A', 'FLOWGATE_SYN', '-j', 'ACCEPT'], { check: true });
+  }
+}
 try {
   installHosts(topo, [HOST, 'blocked.test']);
   const nginx = await startNginx(topo, { alsoPorts: REFERENCE_PORTS });
@@ -53,14 +61,13 @@ try {
         for (const ipt of ['iptables', 'ip6tables']) await topo.exec('gw', [ipt, '-w', '-I', 'FORWARD', '1', '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'], { check: true });
       } else if (mode === 'rules-only') {
         // flowgate's rules with nothing behind them: no handshake copies, and what they would queue accepted.
-        await applyRules(topo, RULES);
+        await applyRulesWithoutCopies();
         for (const ipt of ['iptables', 'ip6tables']) {
           const x = (a) => topo.exec('gw', [ipt, '-w', ...a], { check: true });
-          await x(['-F', 'FLOWGATE_SYN']); await x(['-A', 'FLOWGATE_SYN', '-j', 'ACCEPT']);
           const at = (await x(['-S', 'FLOWGATE'])).stdout.split('\n').filter((l) => l.startsWith('-A ')).findIndex((l) => l.includes('NFQUEUE'));
           await x(['-I', 'FLOWGATE', String(at + 1), '-p', 'tcp', '-j', 'ACCEPT']);
         }
-      } else if (mode === 'c-nolog') { await applyRules(topo, RULES); await topo.exec('gw', ['iptables', '-w', '-F', 'FLOWGATE_SYN'], { check: true }); await topo.exec('gw', ['iptables', '-w', '-A', 'FLOWGATE_SYN', '-j', 'ACCEPT'], { check: true }); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]); }
+      } else if (mode === 'c-nolog') { await applyRulesWithoutCopies(); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow)]); }
       else if (mode === 'c-rules') { await applyRules(topo, RULES); f = await startCLoop(topo, ['--data-mark', String(DEFAULT_MARKS.allow), '--log-group', '0']); }
       else if (mode.startsWith('tree:')) {
         const tree = mode.slice(5);

@@ -440,19 +440,20 @@ export async function applyRules(o: RulesOptions): Promise<string[]> {
       await deleteJumps(family, table, 'PREROUTING', jump);
       await dropChain(family, table, chain);
     }
-  }
-  for (const [family, fo] of chosen) {
-    if (!guardsAnswers(fo)) continue;
-    const saved = await runCommand(`${binary(family)}-save`, ['-t', 'mangle']).catch(() => undefined);
-    if (saved === undefined || saved.code !== 0) continue;
-    for (const rule of answerBitSetters(saved.stdout, fo)) {
-      warnings.push(`${binary(family)}: the mangle rule '${rule}' can put the answer bit ${hex(fo.marks.answer!)} in the mark of a ` +
-        'packet the guard did not vouch for, so a client\'s fake ServerHello could end a hello\'s inspection: leave the bit ' +
-        'out of that rule (its value, or a restore\'s --mask), or choose another answer bit (marks.answer in the config; ' +
-        '0 for none) and apply the rules with `--config`');
-    }
+    if (guardsAnswers(fo)) warnings.push(...await answerBitWarnings(family, fo));
   }
   return warnings;
+}
+
+/** A warning for each rule of the family's mangle table that answerBitSetters names (none if it cannot be read). */
+async function answerBitWarnings(family: 4 | 6, o: RulesOptions): Promise<string[]> {
+  const saved = await runCommand(`${binary(family)}-save`, ['-t', 'mangle']).catch(() => undefined);
+  if (saved === undefined || saved.code !== 0) return [];
+  return answerBitSetters(saved.stdout, o).map((rule) =>
+    `${binary(family)}: the mangle rule '${rule}' can put the answer bit ${hex(o.marks.answer!)} in the mark of a ` +
+    'packet the guard did not vouch for, so a client\'s fake ServerHello could end a hello\'s inspection: leave the bit ' +
+    'out of that rule (its value, or a restore\'s --mask), or choose another answer bit (marks.answer in the config; ' +
+    '0 for none) and apply the rules with `--config`');
 }
 
 /**
@@ -467,11 +468,12 @@ export async function applyRules(o: RulesOptions): Promise<string[]> {
 export function answerBitSetters(save: string, o: RulesOptions): string[] {
   const bit = o.marks.answer!;
   const guardJump = `-A PREROUTING ${answerGuardJump(o).join(' ')}`;
+  const skipped = [answerGuardChainName(o), 'INPUT', 'OUTPUT', 'POSTROUTING'];
   let afterGuard = false;
   const found: string[] = [];
   for (const line of save.split('\n')) {
     const chain = /^-A (\S+) /.exec(line)?.[1];
-    if (chain === undefined || chain === answerGuardChainName(o) || ['INPUT', 'OUTPUT', 'POSTROUTING'].includes(chain)) continue;
+    if (chain === undefined || skipped.includes(chain)) continue;
     if (line === guardJump) afterGuard = true;
     else if ((chain !== 'PREROUTING' || afterGuard) && (markBitsSet(line) & bit) !== 0) found.push(line);
   }
